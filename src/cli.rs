@@ -1,0 +1,127 @@
+//! clap derive types for every subcommand; also the source of completions/ and man/.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Format;
+use crate::scenario::Load;
+use crate::strategy::{Heartbeat, Keepalive, Strategy, parse_duration, parse_user_timeout};
+
+/// Exit codes, the contract scripts rely on.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  no dead connection seen (the peer stayed alive, or the comparison ran)
+  1  error (e.g. connection refused, I/O failure)
+  2  usage error (bad flag, malformed spec, out-of-range value, unresolvable host, port in use)
+  3  a dead connection was detected (connect: this one; listen: at least one)
+  4  this environment cannot do what was asked (missing privilege, unsupported option)";
+
+const ABOUT: &str = "How long until this side notices that the far end of a TCP connection died, which mechanism notices, and what would notice sooner";
+
+const LONG_ABOUT: &str = "\
+tcphb opens real TCP connections with chosen detection settings — TCP keepalive, TCP_USER_TIMEOUT,
+application heartbeats — waits for the peer to die silently, and reports which mechanism noticed,
+when, and what the theory predicted.";
+
+const EXAMPLES: &str = "\
+Examples:
+  tcphb listen 127.0.0.1:7878 --heartbeat 1s,3
+  tcphb connect 127.0.0.1:7878 --keepalive 5s,5s,3
+  tcphb connect db:5432 --keepalive 5s,5s,3 --user-timeout 20s --load busy --format json";
+
+/// tcphb: measure how long it takes to notice a dead TCP peer.
+#[derive(Debug, Parser)]
+#[command(name = "tcphb", version, about = ABOUT, long_about = LONG_ABOUT,
+          after_help = format!("{EXAMPLES}\n\n{EXIT_CODES}"))]
+pub struct Cli {
+    /// Output format.
+    #[arg(long, short = 'f', global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client.
+    #[command(after_help = format!("\
+Prints one event per connection that ends (JSON lines with --format json) and a summary on
+Ctrl-C/SIGTERM. The bound address is printed on stderr (useful with port 0).
+
+Examples:
+  tcphb listen 127.0.0.1:7878
+  tcphb listen 0.0.0.0:7878 --heartbeat 1s,3 --format json
+  tcphb listen [::1]:0 --keepalive 10s,5s,3
+
+{EXIT_CODES}"))]
+    Listen(ListenArgs),
+    /// Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when.
+    #[command(after_help = format!("\
+The peer can be a tcphb listen, an echo server, or any TCP service (without --heartbeat).
+
+Examples:
+  tcphb connect 127.0.0.1:7878 --keepalive 5s,5s,3
+  tcphb connect 127.0.0.1:7878 --heartbeat 500ms,3 --duration 1m
+  tcphb connect db:5432 --keepalive 5s,5s,3 --user-timeout 20s --load busy --format json
+
+{EXIT_CODES}"))]
+    Connect(ConnectArgs),
+}
+
+/// Detection settings shared by every command that opens connections.
+#[derive(Debug, Clone, Args)]
+pub struct StrategyArgs {
+    /// TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system's
+    /// defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds.
+    #[arg(long, short = 'k', value_name = "IDLE,INTERVAL,COUNT|os|off", default_value = "off")]
+    pub keepalive: Keepalive,
+    /// TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped.
+    #[arg(long, short = 'u', value_name = "DURATION", value_parser = parse_user_timeout)]
+    pub user_timeout: Option<Duration>,
+    /// Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence.
+    #[arg(long, short = 'H', value_name = "INTERVAL,MISSES")]
+    pub heartbeat: Option<Heartbeat>,
+}
+
+impl StrategyArgs {
+    /// The strategy these flags describe.
+    pub fn strategy(&self) -> Strategy {
+        Strategy {
+            label: None,
+            keepalive: self.keepalive,
+            user_timeout: self.user_timeout,
+            heartbeat: self.heartbeat,
+        }
+    }
+}
+
+/// `tcphb listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address to listen on, e.g. 127.0.0.1:7878 or [::]:7878 (port 0 picks a free port).
+    #[arg(value_name = "ADDR")]
+    pub addr: String,
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+}
+
+/// `tcphb connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The peer, HOST:PORT (a name, IPv4 or [IPv6]).
+    #[arg(value_name = "HOST:PORT")]
+    pub peer: String,
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+    /// idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies.
+    #[arg(long, short = 'l', value_enum, default_value_t = Load::Idle)]
+    pub load: Load,
+    /// Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies).
+    #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Give up connecting after this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+}

@@ -1,0 +1,48 @@
+//! Exit codes and the typed errors that choose them.
+
+use crate::sockopt::PlatformError;
+use crate::strategy::SpecError;
+
+/// 0: no dead connection seen.
+pub const OK: u8 = 0;
+/// 1: an error (connection refused, I/O failure).
+pub const ERROR: u8 = 1;
+/// 2: usage error.
+pub const USAGE: u8 = 2;
+/// 3: a dead connection was detected.
+pub const DETECTED: u8 = 3;
+/// 4: this environment cannot do what was asked.
+pub const ENVIRONMENT: u8 = 4;
+
+/// An error whose exit code is not 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad input: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Missing privilege or unsupported option: exit 4.
+    #[error("{0}")]
+    Environment(String),
+}
+
+/// The exit code for an error that ended a command.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CliError>() {
+            return match e {
+                CliError::Usage(_) => USAGE,
+                CliError::Environment(_) => ENVIRONMENT,
+            };
+        }
+        if cause.downcast_ref::<SpecError>().is_some() {
+            return USAGE;
+        }
+        if let Some(e) = cause.downcast_ref::<PlatformError>() {
+            return match e {
+                PlatformError::Invalid(_) => USAGE,
+                PlatformError::Unsupported(_) => ENVIRONMENT,
+            };
+        }
+    }
+    ERROR
+}

@@ -1,0 +1,153 @@
+//! The heartbeat wire protocol: a bounded line codec with no I/O.
+//!
+//! Text lines an operator can speak with `nc`: `PING <seq>\n` is answered by `PONG <seq>\n`; a plain echo
+//! server returning `PING <seq>` counts as alive too. `DATA <filler>` lines carry busy load and are
+//! discarded. Unknown lines are counted, not fatal. A line longer than [`MAX_LINE`] is a protocol error: the
+//! connection is closed with that reason, so one hostile peer cannot make tcphb buffer without bound.
+
+/// Longest accepted line, newline included. Generous for `DATA` filler, small enough to bound memory.
+pub const MAX_LINE: usize = 1024;
+
+/// One decoded line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    /// `PING <seq>`: answer with `PONG <seq>` (or it is our own ping echoed back).
+    Ping(u64),
+    /// `PONG <seq>`: an answer to our ping.
+    Pong(u64),
+    /// `DATA ...`: load filler, discarded.
+    Data,
+    /// Anything else: counted, ignored.
+    Unknown,
+}
+
+/// Why the codec gave up on a stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("line longer than {MAX_LINE} bytes: peer does not speak the heartbeat protocol")]
+    LineTooLong,
+}
+
+/// Incremental decoder: feed bytes as they arrive, take complete messages out.
+///
+/// Holds at most one partial line (≤ [`MAX_LINE`] bytes), so its memory is bounded per connection.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    partial: Vec<u8>,
+}
+
+impl Decoder {
+    /// Create an empty decoder (allocates nothing until a partial line has to be kept).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decode every complete line in `bytes`, calling `on_msg` for each, and keep any trailing partial line.
+    pub fn feed(&mut self, mut bytes: &[u8], mut on_msg: impl FnMut(Message)) -> Result<(), CodecError> {
+        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+            let (line, rest) = bytes.split_at(nl);
+            bytes = &rest[1..];
+            if self.partial.is_empty() {
+                if line.len() >= MAX_LINE {
+                    return Err(CodecError::LineTooLong);
+                }
+                on_msg(parse_line(line));
+            } else {
+                if self.partial.len() + line.len() >= MAX_LINE {
+                    return Err(CodecError::LineTooLong);
+                }
+                self.partial.extend_from_slice(line);
+                let msg = parse_line(&self.partial);
+                self.partial.clear();
+                self.partial.shrink_to(0);
+                on_msg(msg);
+            }
+        }
+        if self.partial.len() + bytes.len() >= MAX_LINE {
+            return Err(CodecError::LineTooLong);
+        }
+        self.partial.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Parse one line without its newline (a trailing `\r` is tolerated for `nc -C` users).
+pub fn parse_line(line: &[u8]) -> Message {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let seq = |rest: &[u8]| std::str::from_utf8(rest).ok()?.trim().parse::<u64>().ok();
+    if let Some(rest) = line.strip_prefix(b"PING ") {
+        return seq(rest).map_or(Message::Unknown, Message::Ping);
+    }
+    if let Some(rest) = line.strip_prefix(b"PONG ") {
+        return seq(rest).map_or(Message::Unknown, Message::Pong);
+    }
+    if line.starts_with(b"DATA") {
+        return Message::Data;
+    }
+    Message::Unknown
+}
+
+/// Encode `PING <seq>\n`.
+pub fn ping(seq: u64) -> Vec<u8> {
+    format!("PING {seq}\n").into_bytes()
+}
+
+/// Encode `PONG <seq>\n`.
+pub fn pong(seq: u64) -> Vec<u8> {
+    format!("PONG {seq}\n").into_bytes()
+}
+
+/// A block of `DATA` filler lines of about `size` bytes, used as busy load.
+pub fn data_block(size: usize) -> Vec<u8> {
+    const LINE: &[u8] = b"DATA tcphb busy load: discard me ..........................................\n";
+    LINE.iter().copied().cycle().take(size.div_ceil(LINE.len()) * LINE.len()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(chunks: &[&[u8]]) -> Result<Vec<Message>, CodecError> {
+        let mut d = Decoder::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            d.feed(c, |m| out.push(m))?;
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn decodes_across_chunk_boundaries() {
+        let got = decode_all(&[b"PI", b"NG 7\nPONG 8\r\nDA", b"TA xx\nhello\n"]).unwrap();
+        assert_eq!(got, vec![Message::Ping(7), Message::Pong(8), Message::Data, Message::Unknown]);
+    }
+
+    #[test]
+    fn bad_numbers_are_unknown_not_fatal() {
+        assert_eq!(parse_line(b"PING x"), Message::Unknown);
+        assert_eq!(parse_line(b"PONG "), Message::Unknown);
+        assert_eq!(parse_line(b"PING 18446744073709551616"), Message::Unknown);
+    }
+
+    #[test]
+    fn long_lines_are_refused_whole_or_split() {
+        let long = vec![b'a'; MAX_LINE + 10];
+        assert_eq!(decode_all(&[&long]), Err(CodecError::LineTooLong));
+        let (a, b) = long.split_at(600);
+        assert_eq!(decode_all(&[a, b]), Err(CodecError::LineTooLong));
+        let mut with_nl = long.clone();
+        with_nl.push(b'\n');
+        assert_eq!(decode_all(&[&with_nl]), Err(CodecError::LineTooLong));
+    }
+
+    #[test]
+    fn encoders_round_trip() {
+        let mut bytes = ping(1);
+        bytes.extend(pong(2));
+        bytes.extend(data_block(300));
+        let got = decode_all(&[&bytes]).unwrap();
+        assert_eq!(&got[..2], &[Message::Ping(1), Message::Pong(2)]);
+        assert!(got[2..].iter().all(|m| *m == Message::Data));
+        assert!(data_block(300).len() >= 300);
+    }
+}

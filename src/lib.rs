@@ -1,0 +1,17 @@
+//! tcphb: measure how long it takes to notice a dead TCP peer, with which mechanism, against a prediction.
+//!
+//! Data flows one way: spec → sockets → watcher → detections → report (see DESIGN.md).
+
+pub mod cli;
+pub mod cmd;
+pub mod detection;
+pub mod exit;
+pub mod heartbeat;
+pub mod predict;
+pub mod report;
+pub mod scenario;
+pub mod signals;
+pub mod sockopt;
+pub mod strategy;
+pub mod tcpinfo;
+pub mod watch;

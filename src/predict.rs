@@ -1,0 +1,433 @@
+//! Pure prediction of when and how a dead peer will be noticed, from the effective settings, the fault,
+//! the load and the kernel's timers. No I/O: everything it needs is passed in.
+//!
+//! The rules follow Linux (net/ipv4/tcp_timer.c):
+//! - keepalive: the timer counts from the last packet received; it probes after `idle`, then every
+//!   `interval`, and gives up when `count` probes are unanswered: idle + interval × count. It stays silent
+//!   while data is unacknowledged.
+//! - TCP_USER_TIMEOUT with keepalive on an idle connection: checked only at probe ticks, and it replaces the
+//!   count: the first tick at or after the user timeout with at least one probe out.
+//! - retransmission: gives up once the RTO back-off budget of tcp_retries2 is spent, computed from
+//!   TCP_RTO_MIN: (2^(N+1)−1)·RTO_min for N ≤ 9, else 204.6 s + (N−9)·120 s (924.6 s for 15). The real RTO
+//!   is at least RTO_min, so this is a lower bound. A user timeout replaces this budget.
+//! - heartbeat: interval × misses after the last line heard.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::detection::Mechanism;
+use crate::scenario::{Fault, Load};
+use crate::sockopt::{Effective, KernelTimers};
+
+/// TCP_RTO_MAX on Linux.
+const RTO_MAX: Duration = Duration::from_secs(120);
+
+/// What the expected time is counted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// From the last packet heard from the peer (comparable with `silence_ms`).
+    LastHeard,
+    /// From the instant of the fault (comparable with the latency from the cut).
+    Fault,
+}
+
+/// The expected detection for one (settings, fault, load).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prediction {
+    /// Expected time, `None` for never.
+    pub expected: Option<Duration>,
+    /// The mechanism expected to notice first.
+    pub mechanism: Option<Mechanism>,
+    /// What `expected` is counted from.
+    pub basis: Basis,
+    /// One sentence: why.
+    pub reason: String,
+}
+
+impl Prediction {
+    fn never(basis: Basis, reason: impl Into<String>) -> Self {
+        Prediction {
+            expected: None,
+            mechanism: None,
+            basis,
+            reason: reason.into(),
+        }
+    }
+
+    /// Expected time in milliseconds, `None` for never.
+    pub fn expected_ms(&self) -> Option<u64> {
+        self.expected.map(|d| d.as_millis() as u64)
+    }
+}
+
+/// Retransmission give-up time for `retries` from `rto_base` (tcp_model_timeout in the kernel).
+pub fn retransmission_budget(retries: u32, rto_base: Duration) -> Duration {
+    let rto_base = rto_base.max(Duration::from_millis(1));
+    let thresh = (RTO_MAX.as_millis() / rto_base.as_millis()).max(1).ilog2();
+    if retries <= thresh {
+        rto_base * ((2u32 << retries) - 1)
+    } else {
+        rto_base * ((2u32 << thresh) - 1) + RTO_MAX * (retries - thresh)
+    }
+}
+
+/// Idle-connection keepalive death: (time after last packet heard, mechanism).
+fn keepalive_death(eff: &Effective) -> Option<(Duration, Mechanism, String)> {
+    let (idle, interval, count) = eff.keepalive()?;
+    let f = crate::strategy::format_duration;
+    Some(match eff.user_timeout() {
+        Some(uto) => {
+            // Probe ticks are at idle + k·interval; the first with k ≥ 1 and elapsed ≥ uto kills.
+            let k = if uto > idle {
+                (uto - idle).as_millis().div_ceil(interval.as_millis().max(1)).max(1) as u32
+            } else {
+                1
+            };
+            let t = idle + interval * k;
+            let reason = format!(
+                "user timeout {} checked at keepalive ticks ({} idle + {k} × {}) replaces the count",
+                f(uto),
+                f(idle),
+                f(interval)
+            );
+            (t, Mechanism::UserTimeout, reason)
+        }
+        None => (
+            idle + interval * count,
+            Mechanism::Keepalive,
+            format!("keepalive: {} idle + {count} × {} unanswered probes", f(idle), f(interval)),
+        ),
+    })
+}
+
+/// Data-in-flight death by timers: user timeout if set, else the retransmission budget.
+fn busy_death(eff: &Effective, kernel: &KernelTimers) -> (Duration, Mechanism, String) {
+    match eff.user_timeout() {
+        Some(uto) => (
+            uto,
+            Mechanism::UserTimeout,
+            format!("user timeout {} on unacknowledged data", crate::strategy::format_duration(uto)),
+        ),
+        None => {
+            let t = retransmission_budget(kernel.tcp_retries2, Duration::from_millis(kernel.rto_min_ms));
+            (
+                t,
+                Mechanism::Retransmission,
+                format!(
+                    "retransmissions give up after tcp_retries2={} ≈ {:.1} s (a lower bound: keepalive stays silent while data is unacked)",
+                    kernel.tcp_retries2,
+                    t.as_secs_f64()
+                ),
+            )
+        }
+    }
+}
+
+/// The kernel timer that gives up on a silently dead peer: the user timeout or retransmissions when
+/// data is in flight, keepalive (possibly overridden by the user timeout) when idle; `None` when idle with
+/// no keepalive. Counted from the last packet heard.
+pub fn timer_death(eff: &Effective, data_in_flight: bool, kernel: &KernelTimers) -> Option<(Duration, Mechanism)> {
+    if data_in_flight {
+        let (t, m, _) = busy_death(eff, kernel);
+        Some((t, m))
+    } else {
+        keepalive_death(eff).map(|(t, m, _)| (t, m))
+    }
+}
+
+fn heartbeat_death(eff: &Effective) -> Option<(Duration, Mechanism, String)> {
+    let (interval, misses) = eff.heartbeat()?;
+    Some((
+        interval * misses,
+        Mechanism::Heartbeat,
+        format!(
+            "heartbeat: {misses} × {} without an answer",
+            crate::strategy::format_duration(interval)
+        ),
+    ))
+}
+
+fn first(basis: Basis, candidates: Vec<(Duration, Mechanism, String)>, never: &str) -> Prediction {
+    match candidates.into_iter().min_by_key(|c| c.0) {
+        Some((t, m, reason)) => Prediction {
+            expected: Some(t),
+            mechanism: Some(m),
+            basis,
+            reason,
+        },
+        None => Prediction::never(basis, never),
+    }
+}
+
+/// The time after the fault at which a reboot heals the path and the peer starts answering RST.
+pub const REBOOT_HEAL: Duration = Duration::from_secs(1);
+
+/// Predict detection for settings `eff` under `fault` and `load`. `rtt` is the measured round trip.
+pub fn predict(eff: &Effective, fault: Fault, load: Load, kernel: &KernelTimers, rtt: Duration) -> Prediction {
+    let hb = heartbeat_death(eff);
+    match fault {
+        Fault::Blackhole | Fault::Unreachable | Fault::Prohibit | Fault::Linkdown => {
+            let mut c: Vec<_> = hb.into_iter().collect();
+            match load {
+                Load::Busy => c.push(busy_death(eff, kernel)),
+                // Heartbeat pings are data: once one is unanswered, keepalive is silent and the
+                // retransmission / user-timeout timers run instead.
+                Load::Idle if eff.heartbeat().is_some() => c.push(busy_death(eff, kernel)),
+                Load::Idle => c.extend(keepalive_death(eff)),
+            }
+            first(
+                Basis::LastHeard,
+                c,
+                "idle with no keepalive or heartbeat: nothing is sent, so nothing can notice",
+            )
+        }
+        Fault::Freeze => {
+            let mut c: Vec<_> = hb.into_iter().collect();
+            if load == Load::Busy
+                && let Some(uto) = eff.user_timeout()
+            {
+                c.push((
+                    uto,
+                    Mechanism::UserTimeout,
+                    "user timeout on zero-window probes once the frozen peer's receive window is full".into(),
+                ));
+            }
+            let basis = if c.iter().any(|x| x.1 == Mechanism::UserTimeout) {
+                Basis::Fault
+            } else {
+                Basis::LastHeard
+            };
+            first(
+                basis,
+                c,
+                "a frozen peer's kernel still ACKs keepalive and window probes: only heartbeats notice",
+            )
+        }
+        Fault::Crash => Prediction {
+            expected: Some(rtt),
+            mechanism: Some(match load {
+                Load::Idle => Mechanism::Eof,
+                Load::Busy => Mechanism::Reset,
+            }),
+            basis: Basis::Fault,
+            reason: match load {
+                Load::Idle => "the peer's kernel sends FIN when its process dies".into(),
+                Load::Busy => "the peer's kernel answers RST: its socket died with unread data".into(),
+            },
+        },
+        Fault::Reboot => predict_reboot(eff, load, kernel),
+        Fault::NatExpiry => {
+            // Periodic traffic keeps the middlebox's entry fresh; the outcome depends on the expiry time,
+            // which only the lab knows, so the generic prediction is for an entry that did expire.
+            predict(eff, Fault::Blackhole, load, kernel, rtt)
+        }
+    }
+}
+
+/// Reboot: the path is cut, the peer forgets, the path heals after [`REBOOT_HEAL`]; the first segment
+/// the local side sends afterwards draws a RST. Counted from the fault.
+fn predict_reboot(eff: &Effective, load: Load, kernel: &KernelTimers) -> Prediction {
+    let mut c: Vec<_> = heartbeat_death(eff).into_iter().collect();
+    let sends_data = load == Load::Busy || eff.heartbeat().is_some();
+    let next_segment = if sends_data {
+        // Retransmissions at RTO_min·(2^k − 1) after the cut: the first one after the heal draws the RST.
+        let base = Duration::from_millis(kernel.rto_min_ms);
+        (1..16u32).map(|k| base * ((1u32 << k) - 1)).find(|t| *t >= REBOOT_HEAL)
+    } else if let Some((idle, interval, _)) = eff.keepalive() {
+        // Probe ticks after the last packet heard (≈ the fault).
+        (0..10_000u32).map(|k| idle + interval * k).find(|t| *t >= REBOOT_HEAL)
+    } else {
+        None
+    };
+    if let Some(t) = next_segment {
+        c.push((
+            t,
+            Mechanism::Reset,
+            "the first segment after the path heals draws a RST from the rebooted peer".into(),
+        ));
+    }
+    if sends_data {
+        c.push(busy_death(eff, kernel));
+    } else {
+        c.extend(keepalive_death(eff));
+    }
+    first(
+        Basis::Fault,
+        c,
+        "idle with no keepalive or heartbeat: nothing is sent, so the reboot goes unnoticed",
+    )
+}
+
+/// How a measurement compares with its prediction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Judgement {
+    /// Whether mechanism and time agree (time within max(25 %, 500 ms) of the expected).
+    pub agrees: bool,
+    /// Said in words when they do not.
+    pub note: Option<String>,
+}
+
+/// Compare what happened (`by` after `measured`, on the prediction's basis; `None` = nothing noticed)
+/// with the prediction.
+pub fn judge(pred: &Prediction, by: Option<Mechanism>, measured: Option<Duration>) -> Judgement {
+    let f = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    let note = match (pred.expected, measured) {
+        (None, None) => None,
+        (None, Some(m)) => Some(format!("noticed after {} although nothing was expected to notice", f(m))),
+        (Some(e), None) => Some(format!("expected {} after {}, nothing noticed", name(pred.mechanism), f(e))),
+        (Some(e), Some(m)) => {
+            let tolerance = (e / 4).max(Duration::from_millis(500));
+            if pred.mechanism != by {
+                Some(format!("expected {} after {}, got {} after {}", name(pred.mechanism), f(e), name(by), f(m)))
+            } else if m.abs_diff(e) > tolerance {
+                Some(format!("took {} where {} was expected", f(m), f(e)))
+            } else {
+                None
+            }
+        }
+    };
+    Judgement {
+        agrees: note.is_none(),
+        note,
+    }
+}
+
+fn name(m: Option<Mechanism>) -> &'static str {
+    m.map_or("nothing", Mechanism::name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eff(spec: &str) -> Effective {
+        let s: crate::strategy::Strategy = spec.parse().unwrap();
+        let k = KernelTimers::default();
+        let mut e = Effective::default();
+        match s.keepalive {
+            crate::strategy::Keepalive::Off => {}
+            crate::strategy::Keepalive::Os => {
+                e.keepalive_idle_ms = Some(k.keepalive_time_ms);
+                e.keepalive_interval_ms = Some(k.keepalive_intvl_ms);
+                e.keepalive_count = Some(k.keepalive_probes);
+            }
+            crate::strategy::Keepalive::Custom { idle, interval, count } => {
+                e.keepalive_idle_ms = Some(idle.as_millis() as u64);
+                e.keepalive_interval_ms = Some(interval.as_millis() as u64);
+                e.keepalive_count = Some(count);
+            }
+        }
+        e.user_timeout_ms = s.user_timeout.map(|d| d.as_millis() as u64);
+        if let Some(h) = s.heartbeat {
+            e.heartbeat_interval_ms = Some(h.interval.as_millis() as u64);
+            e.heartbeat_misses = Some(h.misses);
+        }
+        e
+    }
+
+    fn p(spec: &str, fault: Fault, load: Load) -> Prediction {
+        predict(&eff(spec), fault, load, &KernelTimers::default(), Duration::from_millis(1))
+    }
+
+    fn ms(p: &Prediction) -> Option<u64> {
+        p.expected_ms()
+    }
+
+    #[test]
+    fn retransmission_budget_matches_the_kernel_model() {
+        let base = Duration::from_millis(200);
+        assert_eq!(retransmission_budget(15, base), Duration::from_millis(924_600));
+        assert_eq!(retransmission_budget(9, base), Duration::from_millis(204_600));
+        assert_eq!(retransmission_budget(3, base), Duration::from_millis(3_000));
+        assert_eq!(retransmission_budget(8, base), Duration::from_millis(102_200));
+    }
+
+    #[test]
+    fn keepalive_idle_is_idle_plus_interval_times_count() {
+        let r = p("ka=1s,1s,3", Fault::Blackhole, Load::Idle);
+        assert_eq!((ms(&r), r.mechanism), (Some(4000), Some(Mechanism::Keepalive)));
+        assert_eq!(r.basis, Basis::LastHeard);
+        let r = p("ka=5s,5s,3", Fault::Unreachable, Load::Idle);
+        assert_eq!(ms(&r), Some(20_000));
+    }
+
+    #[test]
+    fn os_keepalive_uses_system_defaults() {
+        let r = p("os", Fault::Blackhole, Load::Idle);
+        assert_eq!(ms(&r), Some(7_200_000 + 9 * 75_000));
+    }
+
+    #[test]
+    fn user_timeout_with_keepalive_rounds_up_to_a_probe_tick_and_overrides_count() {
+        // ticks at 1,2,3,4... uto 2s → tick 2 s (count 3 would have said 4 s).
+        let r = p("ka=1s,1s,3+uto=2s", Fault::Blackhole, Load::Idle);
+        assert_eq!((ms(&r), r.mechanism), (Some(2000), Some(Mechanism::UserTimeout)));
+        // ticks at 5,10,15... uto 12 s → 15 s.
+        assert_eq!(ms(&p("ka=5s,5s,1+uto=12s", Fault::Blackhole, Load::Idle)), Some(15_000));
+        // uto shorter than idle: the first probe must still go out: idle + interval.
+        assert_eq!(ms(&p("ka=5s,2s,9+uto=1s", Fault::Blackhole, Load::Idle)), Some(7_000));
+        // a long uto also overrides a small count.
+        assert_eq!(ms(&p("ka=1s,1s,3+uto=10s", Fault::Blackhole, Load::Idle)), Some(10_000));
+    }
+
+    #[test]
+    fn busy_ignores_keepalive() {
+        let r = p("ka=1s,1s,3", Fault::Blackhole, Load::Busy);
+        assert_eq!((ms(&r), r.mechanism), (Some(924_600), Some(Mechanism::Retransmission)));
+        let r = p("ka=1s,1s,3+uto=3s", Fault::Blackhole, Load::Busy);
+        assert_eq!((ms(&r), r.mechanism), (Some(3000), Some(Mechanism::UserTimeout)));
+    }
+
+    #[test]
+    fn nothing_armed_and_idle_is_never() {
+        assert_eq!(ms(&p("none", Fault::Blackhole, Load::Idle)), None);
+        assert_eq!(ms(&p("uto=3s", Fault::Blackhole, Load::Idle)), None);
+        assert_eq!(ms(&p("none", Fault::Reboot, Load::Idle)), None);
+    }
+
+    #[test]
+    fn heartbeat_is_interval_times_misses_and_wins_when_shorter() {
+        for fault in [Fault::Blackhole, Fault::Freeze, Fault::Unreachable] {
+            for load in [Load::Idle, Load::Busy] {
+                let r = p("ka=1s,1s,3+hb=500ms,3", fault, load);
+                assert_eq!((ms(&r), r.mechanism), (Some(1500), Some(Mechanism::Heartbeat)), "{fault} {load}");
+            }
+        }
+    }
+
+    #[test]
+    fn freeze_is_invisible_to_keepalive_but_not_to_busy_user_timeout() {
+        assert_eq!(ms(&p("ka=1s,1s,3", Fault::Freeze, Load::Idle)), None);
+        assert_eq!(ms(&p("ka=1s,1s,3+uto=3s", Fault::Freeze, Load::Idle)), None);
+        let r = p("uto=3s", Fault::Freeze, Load::Busy);
+        assert_eq!((ms(&r), r.mechanism, r.basis), (Some(3000), Some(Mechanism::UserTimeout), Basis::Fault));
+    }
+
+    #[test]
+    fn reboot_is_noticed_by_the_first_segment_after_the_heal() {
+        let r = p("ka=1s,1s,3", Fault::Reboot, Load::Idle);
+        assert_eq!((ms(&r), r.mechanism), (Some(1000), Some(Mechanism::Reset)));
+        // retransmissions at 0.2, 0.6, 1.4 s: the 1.4 s one draws the RST.
+        let r = p("none", Fault::Reboot, Load::Busy);
+        assert_eq!((ms(&r), r.mechanism), (Some(1400), Some(Mechanism::Reset)));
+    }
+
+    #[test]
+    fn judge_tolerates_noise_but_not_another_mechanism() {
+        let pr = p("ka=1s,1s,3", Fault::Blackhole, Load::Idle);
+        assert!(judge(&pr, Some(Mechanism::Keepalive), Some(Duration::from_millis(4300))).agrees);
+        assert!(!judge(&pr, Some(Mechanism::Keepalive), Some(Duration::from_millis(6000))).agrees);
+        assert!(!judge(&pr, Some(Mechanism::Heartbeat), Some(Duration::from_millis(4000))).agrees);
+        assert!(!judge(&pr, None, None).agrees);
+        let never = p("none", Fault::Blackhole, Load::Idle);
+        assert!(judge(&never, None, None).agrees);
+    }
+
+    #[test]
+    fn crash_is_eof_when_idle_and_reset_when_busy() {
+        assert_eq!(p("none", Fault::Crash, Load::Idle).mechanism, Some(Mechanism::Eof));
+        assert_eq!(p("none", Fault::Crash, Load::Busy).mechanism, Some(Mechanism::Reset));
+    }
+}

@@ -1,0 +1,327 @@
+//! Reports: turn detections and predictions into a table (comfy-table), JSON, CSV or Markdown.
+//!
+//! One result model per command, one exporter per format, all fed the same model. Every number is
+//! labelled measured or expected. JSON carries `schema` and snake_case keys; durations are `_ms` numbers.
+
+use std::time::Duration;
+
+use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
+use comfy_table::{ContentArrangement, Table};
+use serde::Serialize;
+
+use crate::detection::{Detection, Mechanism, Outcome};
+use crate::predict::{Basis, Judgement, Prediction, judge};
+use crate::scenario::Load;
+use crate::sockopt::Effective;
+
+/// Version of the JSON output; bumped when a key changes meaning or disappears.
+pub const SCHEMA: u32 = 1;
+
+/// Output formats shared by all commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// Human table (default).
+    #[default]
+    Table,
+    /// One JSON object (JSON lines for `listen` events).
+    Json,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// A Markdown table, for runbooks and tickets.
+    Markdown,
+}
+
+/// The prediction beside a measurement, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expected {
+    /// Expected detection time, ms (`null` = never).
+    pub expected_ms: Option<u64>,
+    /// The mechanism expected to notice first.
+    pub expected_by: Option<Mechanism>,
+    /// What `expected_ms` is counted from: `last_heard` or `fault`.
+    pub expected_basis: Basis,
+    /// Why, in one sentence.
+    pub expected_reason: String,
+    /// Whether the measurement agrees with the prediction (`null` while the peer is alive).
+    pub agrees: Option<bool>,
+    /// How they differ, when they do.
+    pub disagreement: Option<String>,
+}
+
+impl Expected {
+    /// Put a detection beside its prediction. Measured time is the silence before detection.
+    pub fn new(pred: &Prediction, det: &Detection) -> Expected {
+        let j = match det.outcome {
+            Outcome::Alive => None,
+            // A FIN or RST is the peer's kernel answering: not the silent death the prediction is for.
+            _ if matches!(det.detected_by, Some(Mechanism::Eof | Mechanism::Reset) | None) => Some(Judgement {
+                agrees: true,
+                note: None,
+            }),
+            _ => Some(judge(pred, det.detected_by, Some(Duration::from_millis(det.silence_ms)))),
+        };
+        Expected {
+            expected_ms: pred.expected_ms(),
+            expected_by: pred.mechanism,
+            expected_basis: pred.basis,
+            expected_reason: pred.reason.clone(),
+            agrees: j.as_ref().map(|j| j.agrees),
+            disagreement: j.and_then(|j| j.note),
+        }
+    }
+}
+
+/// The result of `tcphb connect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectReport {
+    pub schema: u32,
+    pub peer: String,
+    pub local: String,
+    pub strategy: String,
+    pub load: Load,
+    pub effective: Effective,
+    #[serde(flatten)]
+    pub detection: Detection,
+    #[serde(flatten)]
+    pub expected: Expected,
+}
+
+/// One `listen` event: a connection ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenEvent {
+    pub schema: u32,
+    /// Wall-clock time of the event (display only), RFC 3339.
+    pub at: String,
+    pub peer: String,
+    #[serde(flatten)]
+    pub detection: Detection,
+    #[serde(flatten)]
+    pub expected: Expected,
+}
+
+/// What `listen` saw over its whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListenSummary {
+    pub schema: u32,
+    pub local: String,
+    pub strategy: String,
+    pub accepted: u64,
+    pub open_at_exit: u64,
+    pub dead: u64,
+    pub closed: u64,
+    /// Dead connections by mechanism, with the silence before detection (min/median/max ms).
+    pub by_mechanism: Vec<MechanismStats>,
+}
+
+/// Per-mechanism counts in a listen summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct MechanismStats {
+    pub detected_by: String,
+    pub count: u64,
+    pub silence_min_ms: u64,
+    pub silence_median_ms: u64,
+    pub silence_max_ms: u64,
+}
+
+/// A duration in ms as a human figure (`4.0 s`, `350 ms`, `never`).
+pub fn human_ms(ms: Option<u64>) -> String {
+    match ms {
+        None => "never".into(),
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        Some(ms) if ms < 600_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        Some(ms) => humantime::format_duration(Duration::from_secs(ms / 1000)).to_string(),
+    }
+}
+
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or("-".into(), |v| v.to_string())
+}
+
+fn effective_text(e: &Effective) -> String {
+    let mut parts = Vec::new();
+    match e.keepalive() {
+        Some((i, n, c)) => parts.push(format!(
+            "keepalive {},{},{c}",
+            crate::strategy::format_duration(i),
+            crate::strategy::format_duration(n)
+        )),
+        None => parts.push("keepalive off".into()),
+    }
+    if let Some(u) = e.user_timeout() {
+        parts.push(format!("user timeout {}", crate::strategy::format_duration(u)));
+    }
+    if let Some((i, m)) = e.heartbeat() {
+        parts.push(format!("heartbeat {},{m}", crate::strategy::format_duration(i)));
+    }
+    parts.join(", ")
+}
+
+fn new_table(format: Format) -> Table {
+    let mut t = Table::new();
+    match format {
+        Format::Markdown => t.load_style(ASCII_MARKDOWN),
+        _ => t.load_style(UTF8_FULL_CONDENSED),
+    };
+    t.set_content_arrangement(ContentArrangement::Dynamic);
+    t
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("report types serialize")
+}
+
+fn to_csv(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header).expect("csv to memory");
+    for r in rows {
+        w.write_record(r).expect("csv to memory");
+    }
+    String::from_utf8(w.into_inner().expect("csv to memory")).expect("csv is utf-8")
+}
+
+/// The connect report's rows (key, measured/expected value) shared by table, csv and markdown.
+fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
+    let d = &r.detection;
+    let mut rows = vec![
+        ("peer", r.peer.clone()),
+        ("strategy", r.strategy.clone()),
+        ("effective (read back)", effective_text(&r.effective)),
+        ("load", r.load.to_string()),
+        ("outcome", d.outcome.name().into()),
+        ("detected by", opt(&d.detected_by)),
+        ("errno", opt(&d.errno)),
+        ("silence before detection (measured)", human_ms(Some(d.silence_ms))),
+        ("connection lifetime (measured)", human_ms(Some(d.elapsed_ms))),
+        (
+            "expected (predicted)",
+            format!("{} by {}", human_ms(r.expected.expected_ms), opt(&r.expected.expected_by)),
+        ),
+        ("why", r.expected.expected_reason.clone()),
+    ];
+    if let Some(i) = &d.tcp_info {
+        rows.push((
+            "kernel counters",
+            format!(
+                "rtt {} µs, rto {} ms, probes {}, backoff {}, retransmits {}",
+                i.rtt_us,
+                i.rto_us / 1000,
+                i.probes,
+                i.backoff,
+                i.total_retrans
+            ),
+        ));
+    }
+    if let Some(n) = &d.note {
+        rows.push(("note", n.clone()));
+    }
+    rows
+}
+
+/// Render the connect report.
+pub fn render_connect(r: &ConnectReport, format: Format) -> String {
+    match format {
+        Format::Json => to_json(r) + "\n",
+        Format::Csv => {
+            let rows = connect_rows(r);
+            let header: Vec<&str> = rows.iter().map(|r| r.0).collect();
+            to_csv(&header, &[rows.into_iter().map(|r| r.1).collect()])
+        }
+        Format::Table | Format::Markdown => {
+            let mut t = new_table(format);
+            t.set_header(vec!["", "value"]);
+            for (k, v) in connect_rows(r) {
+                t.add_row(vec![k.to_string(), v]);
+            }
+            let mut out = format!("{t}\n");
+            match (&r.expected.agrees, &r.expected.disagreement) {
+                (Some(false), Some(why)) => out += &format!("Differs from the prediction: {why}.\n"),
+                (Some(true), _) => out += "Matches the prediction.\n",
+                _ => {}
+            }
+            out
+        }
+    }
+}
+
+/// Render one listen event as a line (JSON lines, CSV row, or a sentence for humans).
+pub fn render_event(e: &ListenEvent, format: Format) -> String {
+    let d = &e.detection;
+    match format {
+        Format::Json => to_json(e) + "\n",
+        Format::Csv | Format::Markdown | Format::Table => {
+            let by = opt(&d.detected_by);
+            let errno = d.errno.as_deref().map(|e| format!(" {e}")).unwrap_or_default();
+            let note = d.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            let line = format!(
+                "{} {} {}: {by}{errno} after {} of silence, expected {}{note}",
+                e.at,
+                e.peer,
+                d.outcome.name(),
+                human_ms(Some(d.silence_ms)),
+                human_ms(e.expected.expected_ms),
+            );
+            if format == Format::Csv {
+                to_csv(
+                    &[],
+                    &[vec![
+                        e.at.clone(),
+                        e.peer.clone(),
+                        d.outcome.name().into(),
+                        by,
+                        opt(&d.errno),
+                        d.silence_ms.to_string(),
+                        d.elapsed_ms.to_string(),
+                        opt(&e.expected.expected_ms),
+                    ]],
+                )
+            } else {
+                line + "\n"
+            }
+        }
+    }
+}
+
+/// Render the listen summary printed when `listen` stops.
+pub fn render_listen_summary(s: &ListenSummary, format: Format) -> String {
+    match format {
+        Format::Json => to_json(s) + "\n",
+        _ => {
+            let mut t = new_table(if format == Format::Markdown {
+                Format::Markdown
+            } else {
+                Format::Table
+            });
+            t.set_header(vec!["detected by", "connections", "silence min", "median", "max"]);
+            for m in &s.by_mechanism {
+                t.add_row(vec![
+                    m.detected_by.clone(),
+                    m.count.to_string(),
+                    human_ms(Some(m.silence_min_ms)),
+                    human_ms(Some(m.silence_median_ms)),
+                    human_ms(Some(m.silence_max_ms)),
+                ]);
+            }
+            format!(
+                "{} ({}): {} accepted, {} dead, {} closed by peer, {} still open\n{t}\n",
+                s.local, s.strategy, s.accepted, s.dead, s.closed, s.open_at_exit
+            )
+        }
+    }
+}
+
+/// Build per-mechanism stats from (mechanism name, silence ms) pairs.
+pub fn mechanism_stats(mut samples: Vec<(String, u64)>) -> Vec<MechanismStats> {
+    samples.sort();
+    let mut out: Vec<MechanismStats> = Vec::new();
+    for chunk in samples.chunk_by(|a, b| a.0 == b.0) {
+        let v: Vec<u64> = chunk.iter().map(|x| x.1).collect();
+        out.push(MechanismStats {
+            detected_by: chunk[0].0.clone(),
+            count: v.len() as u64,
+            silence_min_ms: v[0],
+            silence_median_ms: v[v.len() / 2],
+            silence_max_ms: v[v.len() - 1],
+        });
+    }
+    out
+}

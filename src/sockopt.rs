@@ -1,0 +1,278 @@
+//! Apply a Strategy to a socket2::Socket, check it fits the platform, and read back what the kernel set.
+//!
+//! Values the platform cannot honour are refused, never rounded: Linux keepalive times have whole-second
+//! resolution (socket2 would silently truncate 1500ms to 1 s) and bounded ranges.
+
+use std::io;
+use std::time::Duration;
+
+use serde::Serialize;
+use socket2::{Socket, TcpKeepalive};
+
+use crate::strategy::{Keepalive, SpecError, Strategy};
+
+/// Largest TCP_KEEPIDLE / TCP_KEEPINTVL Linux accepts (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL), in seconds.
+#[cfg(target_os = "linux")]
+const MAX_KEEP_SECS: u64 = 32767;
+/// Largest TCP_KEEPCNT Linux accepts (MAX_TCP_KEEPCNT).
+#[cfg(target_os = "linux")]
+const MAX_KEEPCNT: u32 = 127;
+
+/// Why a strategy cannot be used on this platform.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The value is malformed for this platform (usage error, exit 2).
+    #[error(transparent)]
+    Invalid(#[from] SpecError),
+    /// The platform has no such option at all (exit 4).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Check that the platform can honour the strategy exactly, before any socket is touched.
+pub fn validate(strategy: &Strategy) -> Result<(), PlatformError> {
+    if let Keepalive::Custom {
+        idle,
+        interval,
+        count,
+    } = strategy.keepalive
+    {
+        validate_keepalive(idle, interval, count)?;
+    }
+    if strategy.user_timeout.is_some() && !cfg!(target_os = "linux") {
+        return Err(PlatformError::Unsupported(
+            "TCP_USER_TIMEOUT is only available on Linux: drop --user-timeout / uto= on this system".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn validate_keepalive(idle: Duration, interval: Duration, count: u32) -> Result<(), PlatformError> {
+    for (what, d) in [("idle", idle), ("interval", interval)] {
+        if d.subsec_nanos() != 0 {
+            return Err(SpecError(format!(
+                "keepalive {what} {} is not a whole number of seconds: Linux keepalive has 1 s resolution, use e.g. {}s",
+                crate::strategy::format_duration(d),
+                d.as_secs().max(1)
+            ))
+            .into());
+        }
+        if d.as_secs() > MAX_KEEP_SECS {
+            return Err(SpecError(format!(
+                "keepalive {what} {}s is out of range: Linux accepts 1..={MAX_KEEP_SECS} s",
+                d.as_secs()
+            ))
+            .into());
+        }
+    }
+    if count > MAX_KEEPCNT {
+        return Err(SpecError(format!(
+            "keepalive count {count} is out of range: Linux accepts 1..={MAX_KEEPCNT}"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn validate_keepalive(idle: Duration, interval: Duration, count: u32) -> Result<(), PlatformError> {
+    // macOS/BSD take whole seconds too; Windows (SIO_KEEPALIVE_VALS) takes milliseconds and a fixed count.
+    if cfg!(windows) {
+        if idle.subsec_nanos() % 1_000_000 != 0 || interval.subsec_nanos() % 1_000_000 != 0 {
+            return Err(SpecError("keepalive times on Windows have millisecond resolution".into()).into());
+        }
+    } else if idle.subsec_nanos() != 0 || interval.subsec_nanos() != 0 {
+        return Err(SpecError("keepalive times on this system have 1 s resolution".into()).into());
+    }
+    let _ = count;
+    Ok(())
+}
+
+/// The settings in force on a socket, as read back from the kernel (heartbeat copied from the strategy,
+/// since it lives in tcphb, not the kernel). `None` means off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Effective {
+    pub keepalive_idle_ms: Option<u64>,
+    pub keepalive_interval_ms: Option<u64>,
+    pub keepalive_count: Option<u32>,
+    pub user_timeout_ms: Option<u64>,
+    pub heartbeat_interval_ms: Option<u64>,
+    pub heartbeat_misses: Option<u32>,
+}
+
+impl Effective {
+    /// Keepalive timings as durations when keepalive is on.
+    pub fn keepalive(&self) -> Option<(Duration, Duration, u32)> {
+        Some((
+            Duration::from_millis(self.keepalive_idle_ms?),
+            Duration::from_millis(self.keepalive_interval_ms?),
+            self.keepalive_count?,
+        ))
+    }
+
+    /// TCP_USER_TIMEOUT when set.
+    pub fn user_timeout(&self) -> Option<Duration> {
+        self.user_timeout_ms.map(Duration::from_millis)
+    }
+
+    /// Heartbeat interval and misses when armed.
+    pub fn heartbeat(&self) -> Option<(Duration, u32)> {
+        Some((Duration::from_millis(self.heartbeat_interval_ms?), self.heartbeat_misses?))
+    }
+}
+
+/// Apply the strategy's kernel options to `sock` and return what the kernel reports back.
+pub fn apply(sock: &Socket, strategy: &Strategy) -> io::Result<Effective> {
+    match strategy.keepalive {
+        Keepalive::Off => sock.set_keepalive(false)?,
+        Keepalive::Os => sock.set_keepalive(true)?,
+        Keepalive::Custom {
+            idle,
+            interval,
+            count,
+        } => {
+            let ka = TcpKeepalive::new().with_time(idle).with_interval(interval);
+            #[cfg(not(windows))]
+            let ka = ka.with_retries(count);
+            #[cfg(windows)]
+            let _ = count;
+            sock.set_tcp_keepalive(&ka)?;
+        }
+    }
+    if let Some(uto) = strategy.user_timeout {
+        set_user_timeout(sock, uto)?;
+    }
+    let mut eff = read_back(sock)?;
+    if let Some(hb) = strategy.heartbeat {
+        eff.heartbeat_interval_ms = Some(hb.interval.as_millis() as u64);
+        eff.heartbeat_misses = Some(hb.misses);
+    }
+    Ok(eff)
+}
+
+#[cfg(target_os = "linux")]
+fn set_user_timeout(sock: &Socket, uto: Duration) -> io::Result<()> {
+    sock.set_tcp_user_timeout(Some(uto))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_user_timeout(_sock: &Socket, _uto: Duration) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "TCP_USER_TIMEOUT is only available on Linux"))
+}
+
+/// Read the kernel's view of the socket's keepalive and user-timeout options.
+pub fn read_back(sock: &Socket) -> io::Result<Effective> {
+    let mut eff = Effective::default();
+    if sock.keepalive()? {
+        #[cfg(not(windows))]
+        {
+            eff.keepalive_idle_ms = Some(sock.tcp_keepalive_time()?.as_millis() as u64);
+            eff.keepalive_interval_ms = Some(sock.tcp_keepalive_interval()?.as_millis() as u64);
+            eff.keepalive_count = Some(sock.tcp_keepalive_retries()?);
+        }
+    }
+    #[cfg(target_os = "linux")]
+    {
+        eff.user_timeout_ms = sock.tcp_user_timeout()?.map(|d| d.as_millis() as u64);
+    }
+    Ok(eff)
+}
+
+/// The kernel's TCP timer settings that predictions depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KernelTimers {
+    /// net.ipv4.tcp_retries2: retransmissions before an established connection is given up.
+    pub tcp_retries2: u32,
+    /// TCP_RTO_MIN (200 ms on Linux, not a sysctl): the base of the retransmission budget.
+    pub rto_min_ms: u64,
+    /// System default keepalive idle time, interval and count.
+    pub keepalive_time_ms: u64,
+    pub keepalive_intvl_ms: u64,
+    pub keepalive_probes: u32,
+}
+
+impl Default for KernelTimers {
+    /// Linux defaults (and RFC 1122's two hours of keepalive idle).
+    fn default() -> Self {
+        KernelTimers {
+            tcp_retries2: 15,
+            rto_min_ms: 200,
+            keepalive_time_ms: 7_200_000,
+            keepalive_intvl_ms: 75_000,
+            keepalive_probes: 9,
+        }
+    }
+}
+
+impl KernelTimers {
+    /// Read the settings of the network namespace the calling thread is in (Linux), or the defaults.
+    pub fn read() -> KernelTimers {
+        let mut k = KernelTimers::default();
+        #[cfg(target_os = "linux")]
+        {
+            let get = |name: &str| -> Option<u64> {
+                std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            };
+            if let Some(v) = get("tcp_retries2") {
+                k.tcp_retries2 = v as u32;
+            }
+            if let Some(v) = get("tcp_keepalive_time") {
+                k.keepalive_time_ms = v * 1000;
+            }
+            if let Some(v) = get("tcp_keepalive_intvl") {
+                k.keepalive_intvl_ms = v * 1000;
+            }
+            if let Some(v) = get("tcp_keepalive_probes") {
+                k.keepalive_probes = v as u32;
+            }
+        }
+        k
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use socket2::{Domain, Protocol, Type};
+
+    fn sock() -> Socket {
+        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap()
+    }
+
+    #[test]
+    fn applies_and_reads_back_custom_keepalive_and_user_timeout() {
+        let s = sock();
+        let strat: Strategy = "ka=5s,2s,4+uto=20s+hb=1s,3".parse().unwrap();
+        let eff = apply(&s, &strat).unwrap();
+        assert_eq!(eff.keepalive_idle_ms, Some(5000));
+        assert_eq!(eff.keepalive_interval_ms, Some(2000));
+        assert_eq!(eff.keepalive_count, Some(4));
+        assert_eq!(eff.user_timeout_ms, Some(20000));
+        assert_eq!(eff.heartbeat_interval_ms, Some(1000));
+        assert_eq!(eff.heartbeat_misses, Some(3));
+    }
+
+    #[test]
+    fn os_keepalive_reads_system_defaults() {
+        let s = sock();
+        let eff = apply(&s, &"os".parse().unwrap()).unwrap();
+        let k = KernelTimers::read();
+        assert_eq!(eff.keepalive_idle_ms, Some(k.keepalive_time_ms));
+        assert_eq!(eff.keepalive_count, Some(k.keepalive_probes));
+        assert_eq!(eff.user_timeout_ms, None);
+    }
+
+    #[test]
+    fn refuses_what_linux_would_round() {
+        for bad in ["ka=1500ms,1s,3", "ka=1s,1s,128", "ka=40000s,1s,3"] {
+            let s: Strategy = bad.parse().unwrap();
+            assert!(matches!(validate(&s), Err(PlatformError::Invalid(_))), "{bad}");
+        }
+        assert!(validate(&"ka=1s,1s,127+uto=1500ms".parse().unwrap()).is_ok());
+    }
+}

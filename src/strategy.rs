@@ -1,0 +1,369 @@
+//! Strategy, Keepalive, Heartbeat: the detection settings of one connection, parsed from flags or a compare spec.
+//!
+//! Grammar (also in README and `--help`):
+//! - durations: humantime (`500ms`, `5s`, `2m`); a bare number means seconds.
+//! - keepalive: `IDLE,INTERVAL,COUNT` (e.g. `5s,5s,3`), `os` (SO_KEEPALIVE with the system's defaults) or `off`.
+//! - heartbeat: `INTERVAL,MISSES` (e.g. `1s,3`).
+//! - a compare spec: `[label=]part[+part...]` where part is `none`, `os`, `ka=I,N,C`, `uto=D` or `hb=I,M`.
+//!
+//! `Display` writes the spec form, and parsing it back gives the same strategy.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Why a spec or flag value was refused. Always a usage error (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, SpecError> {
+    Err(SpecError(msg.into()))
+}
+
+/// Parse a duration: humantime syntax, or a bare (possibly fractional) number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return err("empty duration: write e.g. 500ms, 5s or 2m");
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return err(format!("invalid duration '{s}': must be a non-negative number of seconds"));
+        }
+        return Ok(Duration::from_secs_f64(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| SpecError(format!("invalid duration '{s}' ({e}): write e.g. 500ms, 5s or 2m")))
+}
+
+/// Write a duration the way `parse_duration` reads it back (`1s`, `500ms`, `1m 30s`).
+pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    humantime::format_duration(d).to_string().replace(' ', "")
+}
+
+/// TCP keepalive as asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keepalive {
+    /// SO_KEEPALIVE off.
+    #[default]
+    Off,
+    /// SO_KEEPALIVE on with the system's defaults (Linux: tcp_keepalive_time/intvl/probes).
+    Os,
+    /// SO_KEEPALIVE on with explicit idle time, probe interval and probe count.
+    Custom {
+        idle: Duration,
+        interval: Duration,
+        count: u32,
+    },
+}
+
+impl FromStr for Keepalive {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        match s.trim() {
+            "off" | "none" => return Ok(Keepalive::Off),
+            "os" | "on" => return Ok(Keepalive::Os),
+            _ => {}
+        }
+        let parts: Vec<&str> = s.split(',').collect();
+        let [idle, interval, count] = parts[..] else {
+            return err(format!(
+                "invalid keepalive '{s}': write IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), 'os' or 'off'"
+            ));
+        };
+        let idle = parse_duration(idle)?;
+        let interval = parse_duration(interval)?;
+        let count: u32 = count.trim().parse().map_err(|_| {
+            SpecError(format!("invalid keepalive count '{count}': must be a whole number (e.g. 3)"))
+        })?;
+        if idle.is_zero() || interval.is_zero() {
+            return err(format!("invalid keepalive '{s}': idle and interval must be greater than zero"));
+        }
+        if count == 0 {
+            return err(format!("invalid keepalive '{s}': count must be at least 1"));
+        }
+        Ok(Keepalive::Custom {
+            idle,
+            interval,
+            count,
+        })
+    }
+}
+
+impl fmt::Display for Keepalive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Keepalive::Off => f.write_str("off"),
+            Keepalive::Os => f.write_str("os"),
+            Keepalive::Custom {
+                idle,
+                interval,
+                count,
+            } => write!(f, "{},{},{count}", format_duration(*idle), format_duration(*interval)),
+        }
+    }
+}
+
+/// Application heartbeat: a PING every `interval`, the peer is dead after `misses` intervals of silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub interval: Duration,
+    pub misses: u32,
+}
+
+impl Heartbeat {
+    /// How long the peer may stay silent before it is declared dead.
+    pub fn deadline(&self) -> Duration {
+        self.interval * self.misses
+    }
+}
+
+impl FromStr for Heartbeat {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let Some((interval, misses)) = s.split_once(',') else {
+            return err(format!("invalid heartbeat '{s}': write INTERVAL,MISSES (e.g. 1s,3)"));
+        };
+        let interval = parse_duration(interval)?;
+        let misses: u32 = misses.trim().parse().map_err(|_| {
+            SpecError(format!("invalid heartbeat misses '{misses}': must be a whole number (e.g. 3)"))
+        })?;
+        if interval < Duration::from_millis(10) {
+            return err(format!("invalid heartbeat '{s}': interval must be at least 10ms"));
+        }
+        if !(1..=1000).contains(&misses) {
+            return err(format!("invalid heartbeat '{s}': misses must be between 1 and 1000"));
+        }
+        Ok(Heartbeat { interval, misses })
+    }
+}
+
+impl fmt::Display for Heartbeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{}", format_duration(self.interval), self.misses)
+    }
+}
+
+/// Parse a TCP_USER_TIMEOUT value: a positive duration in whole milliseconds that fits the kernel's u32.
+pub fn parse_user_timeout(s: &str) -> Result<Duration, SpecError> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return err("invalid user timeout '0': must be greater than zero (omit the flag to leave it off)");
+    }
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return err(format!(
+            "invalid user timeout '{s}': TCP_USER_TIMEOUT has millisecond resolution"
+        ));
+    }
+    if d.as_millis() > u128::from(i32::MAX as u32) {
+        return err(format!("invalid user timeout '{s}': at most {} ms", i32::MAX));
+    }
+    Ok(d)
+}
+
+/// A named set of detection mechanisms for one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Strategy {
+    /// Optional label shown instead of the spec (`fast=ka=1s,1s,3`).
+    pub label: Option<String>,
+    pub keepalive: Keepalive,
+    pub user_timeout: Option<Duration>,
+    pub heartbeat: Option<Heartbeat>,
+}
+
+impl Strategy {
+    /// The name shown in tables: the label if any, else the spec.
+    pub fn name(&self) -> String {
+        match &self.label {
+            Some(l) => l.clone(),
+            None => self.spec(),
+        }
+    }
+
+    /// The spec without the label (`ka=1s,1s,3+uto=2s`, `none`).
+    pub fn spec(&self) -> String {
+        let mut parts = Vec::new();
+        match self.keepalive {
+            Keepalive::Off => {}
+            Keepalive::Os => parts.push("os".to_string()),
+            k @ Keepalive::Custom { .. } => parts.push(format!("ka={k}")),
+        }
+        if let Some(u) = self.user_timeout {
+            parts.push(format!("uto={}", format_duration(u)));
+        }
+        if let Some(h) = self.heartbeat {
+            parts.push(format!("hb={h}"));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join("+")
+        }
+    }
+
+    /// Whether nothing at all is armed (an idle connection can then never notice a silent death).
+    pub fn is_none(&self) -> bool {
+        self.keepalive == Keepalive::Off && self.user_timeout.is_none() && self.heartbeat.is_none()
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.label {
+            Some(l) => write!(f, "{l}={}", self.spec()),
+            None => f.write_str(&self.spec()),
+        }
+    }
+}
+
+const KEYWORDS: [&str; 3] = ["ka", "uto", "hb"];
+
+impl FromStr for Strategy {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let s = s.trim();
+        let mut strategy = Strategy::default();
+        let mut body = s;
+        if let Some((head, rest)) = s.split_once('=')
+            && !KEYWORDS.contains(&head)
+            && !head.contains('+')
+        {
+            if head.is_empty() || !head.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return err(format!(
+                    "invalid strategy label '{head}' in '{s}': use letters, digits, '-', '_' or '.'"
+                ));
+            }
+            strategy.label = Some(head.to_string());
+            body = rest;
+        }
+        if body.is_empty() {
+            return err(format!("empty strategy '{s}': write e.g. ka=5s,5s,3+uto=20s, hb=1s,3, os or none"));
+        }
+        let mut seen_ka = false;
+        for part in body.split('+') {
+            let (key, value) = part.split_once('=').unwrap_or((part, ""));
+            match key {
+                "none" if value.is_empty() && body == "none" => {}
+                "os" if value.is_empty() => {
+                    if seen_ka {
+                        return err(format!("strategy '{s}' sets keepalive twice"));
+                    }
+                    seen_ka = true;
+                    strategy.keepalive = Keepalive::Os;
+                }
+                "ka" => {
+                    if seen_ka {
+                        return err(format!("strategy '{s}' sets keepalive twice"));
+                    }
+                    seen_ka = true;
+                    strategy.keepalive = value.parse()?;
+                }
+                "uto" => {
+                    if strategy.user_timeout.is_some() {
+                        return err(format!("strategy '{s}' sets the user timeout twice"));
+                    }
+                    strategy.user_timeout = Some(parse_user_timeout(value)?);
+                }
+                "hb" => {
+                    if strategy.heartbeat.is_some() {
+                        return err(format!("strategy '{s}' sets the heartbeat twice"));
+                    }
+                    strategy.heartbeat = Some(value.parse()?);
+                }
+                _ => {
+                    return err(format!(
+                        "unknown strategy part '{part}' in '{s}': use none, os, ka=IDLE,INTERVAL,COUNT, uto=DURATION or hb=INTERVAL,MISSES joined by '+'"
+                    ));
+                }
+            }
+        }
+        Ok(strategy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_humantime_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn keepalive_forms() {
+        assert_eq!("off".parse::<Keepalive>().unwrap(), Keepalive::Off);
+        assert_eq!("os".parse::<Keepalive>().unwrap(), Keepalive::Os);
+        assert_eq!(
+            "5s,5s,3".parse::<Keepalive>().unwrap(),
+            Keepalive::Custom {
+                idle: Duration::from_secs(5),
+                interval: Duration::from_secs(5),
+                count: 3
+            }
+        );
+        assert!("5s,5s".parse::<Keepalive>().is_err());
+        assert!("5s,5s,0".parse::<Keepalive>().is_err());
+        assert!("0,5s,3".parse::<Keepalive>().is_err());
+        assert!("5s,5s,x".parse::<Keepalive>().is_err());
+    }
+
+    #[test]
+    fn heartbeat_forms() {
+        let h: Heartbeat = "500ms,3".parse().unwrap();
+        assert_eq!(h.deadline(), Duration::from_millis(1500));
+        assert!("1s".parse::<Heartbeat>().is_err());
+        assert!("1s,0".parse::<Heartbeat>().is_err());
+        assert!("1ms,3".parse::<Heartbeat>().is_err());
+    }
+
+    #[test]
+    fn user_timeout_needs_whole_ms() {
+        assert!(parse_user_timeout("1500us").is_err());
+        assert!(parse_user_timeout("0").is_err());
+        assert_eq!(parse_user_timeout("20s").unwrap(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn specs_round_trip() {
+        for spec in [
+            "none",
+            "os",
+            "ka=1s,1s,3",
+            "ka=1s,1s,3+uto=2s",
+            "uto=3s",
+            "hb=500ms,3",
+            "fast=ka=1s,1s,3",
+            "os+hb=1s,3",
+            "ka=2m,30s,9+uto=1m30s+hb=250ms,4",
+        ] {
+            let s: Strategy = spec.parse().unwrap();
+            assert_eq!(s.to_string(), spec, "display of {spec}");
+            assert_eq!(s.to_string().parse::<Strategy>().unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn specs_refuse_nonsense() {
+        for bad in ["", "ka=", "ka=1s,1s,3+ka=2s,2s,2", "foo", "x=", "ka=1,1,1+none", "uto=0", "bad label=os"] {
+            assert!(bad.parse::<Strategy>().is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn label_and_name() {
+        let s: Strategy = "fast=ka=1s,1s,3".parse().unwrap();
+        assert_eq!(s.name(), "fast");
+        assert_eq!(s.spec(), "ka=1s,1s,3");
+        assert!("none".parse::<Strategy>().unwrap().is_none());
+    }
+}

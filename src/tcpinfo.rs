@@ -1,0 +1,95 @@
+//! TCP_INFO (Linux): what the kernel knows about a connection — RTT, RTO, time since the peer was last
+//! heard, probes, back-off and retransmissions. Other systems report nothing and callers fall back to
+//! what tcphb itself observed.
+
+use serde::Serialize;
+
+/// The fields of TCP_INFO tcphb uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TcpInfo {
+    /// Smoothed round-trip time, µs.
+    pub rtt_us: u32,
+    /// Current retransmission timeout, µs.
+    pub rto_us: u32,
+    /// Milliseconds since the last ACK was received from the peer.
+    pub last_ack_recv_ms: u32,
+    /// Milliseconds since the last data was received from the peer.
+    pub last_data_recv_ms: u32,
+    /// Keepalive or zero-window probes sent without an answer.
+    pub probes: u8,
+    /// Exponential back-off count of the retransmission timer.
+    pub backoff: u8,
+    /// Retransmissions of the current head segment.
+    pub retransmits: u8,
+    /// Retransmissions over the connection's life.
+    pub total_retrans: u32,
+    /// Segments sent and not yet acknowledged.
+    pub unacked: u32,
+}
+
+impl TcpInfo {
+    /// Milliseconds since anything (ACK or data) was last heard from the peer.
+    pub fn silence_ms(&self) -> u64 {
+        u64::from(self.last_ack_recv_ms.min(self.last_data_recv_ms))
+    }
+}
+
+/// Read TCP_INFO from a socket. `None` where the platform has no TCP_INFO or the call fails.
+#[cfg(target_os = "linux")]
+pub fn read<S: std::os::fd::AsRawFd>(sock: &S) -> Option<TcpInfo> {
+    // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes into it.
+    let mut raw: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut raw as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    Some(TcpInfo {
+        rtt_us: raw.tcpi_rtt,
+        rto_us: raw.tcpi_rto,
+        last_ack_recv_ms: raw.tcpi_last_ack_recv,
+        last_data_recv_ms: raw.tcpi_last_data_recv,
+        probes: raw.tcpi_probes,
+        backoff: raw.tcpi_backoff,
+        retransmits: raw.tcpi_retransmits,
+        total_retrans: raw.tcpi_total_retrans,
+        unacked: raw.tcpi_unacked,
+    })
+}
+
+/// Read TCP_INFO from a socket. `None` where the platform has no TCP_INFO or the call fails.
+#[cfg(not(target_os = "linux"))]
+pub fn read<S>(_sock: &S) -> Option<TcpInfo> {
+    None
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn reads_rtt_and_recent_ack_on_loopback() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        c.write_all(b"PING 1\n").unwrap();
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"PONG 1\n").unwrap();
+        c.read_exact(&mut buf).unwrap();
+        let info = super::read(&c).expect("TCP_INFO on Linux");
+        assert!(info.rtt_us > 0);
+        assert!(info.rto_us >= 200_000, "RTO is at least TCP_RTO_MIN: {}", info.rto_us);
+        assert!(info.silence_ms() < 1000, "just heard the peer: {info:?}");
+        assert_eq!(info.unacked, 0);
+    }
+}

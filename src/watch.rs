@@ -1,0 +1,287 @@
+//! The watcher: drives one connection on the shared event loop until its peer is declared dead, it
+//! closes, or the caller stops watching, and turns the ending into a Detection.
+//!
+//! Every connection of a run is a task on one current-thread tokio runtime, never a thread of its own.
+//! The task keeps no read buffer of its own between wake-ups (reads go through one per-thread buffer),
+//! so an idle watched connection costs a few hundred bytes of user-space memory.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+use tokio::time::{Instant as TokioInstant, sleep_until};
+
+use crate::detection::{Detection, Mechanism, Outcome, errno_name};
+use crate::heartbeat::{self, Decoder, Message};
+use crate::predict::timer_death;
+use crate::scenario::Load;
+use crate::sockopt::{Effective, KernelTimers};
+use crate::tcpinfo;
+
+/// Bytes written per busy tick: enough to fill a frozen peer's receive window in well under a second,
+/// little enough not to burn a core against a healthy peer on loopback (≈ 1.6 MB/s).
+const BUSY_BLOCK: usize = 16 * 1024;
+const BUSY_TICK: Duration = Duration::from_millis(10);
+/// Most bytes of heartbeat replies queued for a peer that does not read before it is dropped.
+const MAX_PENDING: usize = 64 * 1024;
+/// Shared read buffer size.
+const READ_BUF: usize = 16 * 1024;
+
+thread_local! {
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUF]);
+}
+
+/// What to do on a watched connection.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The settings in force (heartbeat taken from here too).
+    pub effective: Effective,
+    /// Idle or busy.
+    pub load: Load,
+    /// Kernel timers, to tell which timer gave up.
+    pub kernel: KernelTimers,
+}
+
+/// Per-connection state kept across wake-ups.
+struct Conn {
+    opened: Instant,
+    last_heard: Instant,
+    decoder: Decoder,
+    pending: Vec<u8>,
+    next_seq: u64,
+    /// A ping was sent and nothing has been heard since: data is in flight.
+    ping_outstanding: bool,
+    unknown_lines: u64,
+}
+
+enum Event {
+    Lines,
+    Closed(Detection),
+}
+
+/// Watch `stream` until the peer is declared dead or closes (returns that Detection), or until `stop`
+/// completes (returns an `alive` Detection).
+pub async fn watch(stream: TcpStream, w: &Watch, opened: Instant, stop: impl Future<Output = ()>) -> Detection {
+    let now = Instant::now();
+    let mut c = Conn {
+        opened,
+        last_heard: now,
+        decoder: Decoder::new(),
+        pending: Vec::new(),
+        next_seq: 1,
+        ping_outstanding: false,
+        unknown_lines: 0,
+    };
+    let hb = w.effective.heartbeat();
+    let far = TokioInstant::now() + Duration::from_secs(86_400 * 365);
+    let mut next_ping = match hb {
+        Some((interval, _)) => TokioInstant::now() + interval,
+        None => far,
+    };
+    let mut next_busy = match w.load {
+        Load::Busy => TokioInstant::now(),
+        Load::Idle => far,
+    };
+    tokio::pin!(stop);
+    loop {
+        let hb_deadline = match hb {
+            Some((interval, misses)) => TokioInstant::from_std(c.last_heard) + interval * misses,
+            None => far,
+        };
+        let want_write = !c.pending.is_empty();
+        tokio::select! {
+            biased;
+            _ = &mut stop => {
+                // Take what the peer sent before closing, so the close is a FIN, not a RST.
+                let _ = read_some(&stream, &mut c);
+                return finish(&stream, &c, Outcome::Alive, None, None, w);
+            }
+            r = stream.readable() => {
+                if let Err(e) = r { return from_error(&stream, &c, e, w); }
+                match read_some(&stream, &mut c) {
+                    Ok(Event::Lines) => {}
+                    Ok(Event::Closed(d)) => return d,
+                    Err(e) => return from_error(&stream, &c, e, w),
+                }
+                if let Some(d) = flush(&stream, &mut c, w) { return d; }
+            }
+            r = stream.writable(), if want_write => {
+                if let Err(e) = r { return from_error(&stream, &c, e, w); }
+                if let Some(d) = flush(&stream, &mut c, w) { return d; }
+            }
+            _ = sleep_until(hb_deadline), if hb.is_some() => {
+                return finish(&stream, &c, Outcome::Dead, Some(Mechanism::Heartbeat), None, w);
+            }
+            _ = sleep_until(next_ping), if hb.is_some() => {
+                let (interval, _) = hb.expect("guarded");
+                next_ping += interval;
+                let ping = heartbeat::ping(c.next_seq);
+                queue(&mut c, &ping);
+                c.next_seq += 1;
+                c.ping_outstanding = true;
+                if let Some(d) = flush(&stream, &mut c, w) { return d; }
+            }
+            _ = sleep_until(next_busy), if w.load == Load::Busy => {
+                next_busy += BUSY_TICK;
+                if c.pending.is_empty() {
+                    c.pending = heartbeat::data_block(BUSY_BLOCK);
+                }
+                if let Some(d) = flush(&stream, &mut c, w) { return d; }
+            }
+        }
+    }
+}
+
+fn queue(c: &mut Conn, bytes: &[u8]) {
+    c.pending.extend_from_slice(bytes);
+}
+
+/// Read what is there, decode lines, queue answers. `Err` carries the socket error.
+fn read_some(stream: &TcpStream, c: &mut Conn) -> io::Result<Event> {
+    READ_BUFFER.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        loop {
+            match stream.try_read(&mut buf) {
+                Ok(0) => {
+                    let d = Detection {
+                        outcome: Outcome::Closed,
+                        detected_by: Some(Mechanism::Eof),
+                        errno: None,
+                        silence_ms: 0,
+                        elapsed_ms: c.opened.elapsed().as_millis() as u64,
+                        tcp_info: tcpinfo::read(stream),
+                        note: None,
+                    };
+                    return Ok(Event::Closed(d));
+                }
+                Ok(n) => {
+                    let mut answers = Vec::new();
+                    let mut heard = false;
+                    let mut unknown = 0;
+                    let res = c.decoder.feed(&buf[..n], |m| {
+                        heard = true;
+                        match m {
+                            Message::Ping(seq) => answers.push(seq),
+                            Message::Unknown => unknown += 1,
+                            Message::Pong(_) | Message::Data => {}
+                        }
+                    });
+                    c.unknown_lines += unknown;
+                    if heard {
+                        c.last_heard = Instant::now();
+                        c.ping_outstanding = false;
+                    }
+                    for seq in answers {
+                        queue(c, &heartbeat::pong(seq));
+                    }
+                    if let Err(e) = res {
+                        return Ok(Event::Closed(protocol_close(stream, c, e.to_string())));
+                    }
+                    if c.pending.len() > MAX_PENDING {
+                        return Ok(Event::Closed(protocol_close(
+                            stream,
+                            c,
+                            "peer sends pings but does not read the answers".into(),
+                        )));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Event::Lines),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    })
+}
+
+/// tcphb closes a connection whose peer breaks the protocol: reported as closed with the reason.
+fn protocol_close(stream: &TcpStream, c: &Conn, why: String) -> Detection {
+    Detection {
+        outcome: Outcome::Closed,
+        detected_by: None,
+        errno: None,
+        silence_ms: 0,
+        elapsed_ms: c.opened.elapsed().as_millis() as u64,
+        tcp_info: tcpinfo::read(stream),
+        note: Some(why),
+    }
+}
+
+/// Write as much pending output as the socket takes. Returns a Detection if the write failed.
+fn flush(stream: &TcpStream, c: &mut Conn, w: &Watch) -> Option<Detection> {
+    while !c.pending.is_empty() {
+        match stream.try_write(&c.pending) {
+            Ok(n) => {
+                c.pending.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Some(from_error(stream, c, e, w)),
+        }
+    }
+    if c.pending.is_empty() && c.pending.capacity() > 256 {
+        c.pending = Vec::new();
+    }
+    None
+}
+
+/// Turn a socket error into a Detection, naming the mechanism from what was armed and whether data was
+/// in flight — the errno alone cannot tell keepalive from retransmission from user timeout.
+fn from_error(stream: &TcpStream, c: &Conn, e: io::Error, w: &Watch) -> Detection {
+    let in_flight = w.load == Load::Busy || c.ping_outstanding;
+    let mechanism = classify(e.kind(), in_flight, c, stream, w);
+    let errno = e.raw_os_error().map(errno_name).unwrap_or_else(|| format!("{:?}", e.kind()));
+    finish(stream, c, Outcome::Dead, Some(mechanism), Some(errno), w)
+}
+
+fn classify(kind: io::ErrorKind, in_flight: bool, c: &Conn, stream: &TcpStream, w: &Watch) -> Mechanism {
+    use io::ErrorKind as K;
+    if matches!(kind, K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted) {
+        return Mechanism::Reset;
+    }
+    let timer = timer_death(&w.effective, in_flight, &w.kernel);
+    let icmp = matches!(kind, K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown);
+    match timer {
+        // An ICMP errno long before any armed timer could have expired was reported, not timed out.
+        Some((expected, _)) if icmp && silence(stream, c) < expected.as_millis() as u64 / 2 => {
+            Mechanism::Unreachable
+        }
+        Some((_, m)) => m,
+        None if icmp => Mechanism::Unreachable,
+        None => Mechanism::Retransmission,
+    }
+}
+
+fn silence(stream: &TcpStream, c: &Conn) -> u64 {
+    tcpinfo::read(stream)
+        .map(|i| i.silence_ms())
+        .unwrap_or_else(|| c.last_heard.elapsed().as_millis() as u64)
+}
+
+fn finish(
+    stream: &TcpStream,
+    c: &Conn,
+    outcome: Outcome,
+    by: Option<Mechanism>,
+    errno: Option<String>,
+    _w: &Watch,
+) -> Detection {
+    let info = tcpinfo::read(stream);
+    // A heartbeat is about the peer application, so its silence is since the last line it sent; TCP
+    // timers are about the peer's kernel, so theirs is since the last packet (TCP_INFO).
+    let silence_ms = match (by, info) {
+        (Some(Mechanism::Heartbeat), _) | (_, None) => c.last_heard.elapsed().as_millis() as u64,
+        (_, Some(i)) => i.silence_ms(),
+    };
+    let note = (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines));
+    Detection {
+        outcome,
+        detected_by: by,
+        errno,
+        silence_ms,
+        elapsed_ms: c.opened.elapsed().as_millis() as u64,
+        tcp_info: info,
+        note,
+    }
+}
