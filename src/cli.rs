@@ -75,7 +75,12 @@ Examples:
 pub struct StrategyArgs {
     /// TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system's
     /// defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds.
-    #[arg(long, short = 'k', value_name = "IDLE,INTERVAL,COUNT|os|off", default_value = "off")]
+    #[arg(
+        long,
+        short = 'k',
+        value_name = "IDLE,INTERVAL,COUNT|os|off",
+        default_value = "off"
+    )]
     pub keepalive: Keepalive,
     /// TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped.
     #[arg(long, short = 'u', value_name = "DURATION", value_parser = parse_user_timeout)]

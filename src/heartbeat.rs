@@ -43,7 +43,11 @@ impl Decoder {
     }
 
     /// Decode every complete line in `bytes`, calling `on_msg` for each, and keep any trailing partial line.
-    pub fn feed(&mut self, mut bytes: &[u8], mut on_msg: impl FnMut(Message)) -> Result<(), CodecError> {
+    pub fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        mut on_msg: impl FnMut(Message),
+    ) -> Result<(), CodecError> {
         while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
             let (line, rest) = bytes.split_at(nl);
             bytes = &rest[1..];
@@ -99,8 +103,13 @@ pub fn pong(seq: u64) -> Vec<u8> {
 
 /// A block of `DATA` filler lines of about `size` bytes, used as busy load.
 pub fn data_block(size: usize) -> Vec<u8> {
-    const LINE: &[u8] = b"DATA tcphb busy load: discard me ..........................................\n";
-    LINE.iter().copied().cycle().take(size.div_ceil(LINE.len()) * LINE.len()).collect()
+    const LINE: &[u8] =
+        b"DATA tcphb busy load: discard me ..........................................\n";
+    LINE.iter()
+        .copied()
+        .cycle()
+        .take(size.div_ceil(LINE.len()) * LINE.len())
+        .collect()
 }
 
 #[cfg(test)]
@@ -119,7 +128,15 @@ mod tests {
     #[test]
     fn decodes_across_chunk_boundaries() {
         let got = decode_all(&[b"PI", b"NG 7\nPONG 8\r\nDA", b"TA xx\nhello\n"]).unwrap();
-        assert_eq!(got, vec![Message::Ping(7), Message::Pong(8), Message::Data, Message::Unknown]);
+        assert_eq!(
+            got,
+            vec![
+                Message::Ping(7),
+                Message::Pong(8),
+                Message::Data,
+                Message::Unknown
+            ]
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@ pub mod cmd;
 pub mod detection;
 pub mod exit;
 pub mod heartbeat;
+#[cfg(target_os = "linux")]
+pub mod lab;
 pub mod predict;
 pub mod report;
 pub mod scenario;

@@ -7,7 +7,18 @@ use tcphb::cli::{Cli, Command};
 use tcphb::{cmd, exit};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: print as clap formats them; a closed pipe is not an error.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("tcphb: {}", one_line(&e.render().to_string()));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     let result = match cli.command {
         Command::Listen(args) => cmd::listen::run(&args, cli.format),
         Command::Connect(args) => cmd::connect::run(&args, cli.format),
@@ -20,4 +31,20 @@ fn main() -> ExitCode {
             ExitCode::from(exit::code_for(&err))
         }
     }
+}
+
+/// Fold clap's multi-line usage error into one line: its message and the names it lists, without the
+/// usage block, plus where to read more.
+fn one_line(rendered: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line);
+        }
+    }
+    format!("{} (see 'tcphb --help')", parts.join(" "))
 }

@@ -81,7 +81,10 @@ fn keepalive_death(eff: &Effective) -> Option<(Duration, Mechanism, String)> {
         Some(uto) => {
             // Probe ticks are at idle + k·interval; the first with k ≥ 1 and elapsed ≥ uto kills.
             let k = if uto > idle {
-                (uto - idle).as_millis().div_ceil(interval.as_millis().max(1)).max(1) as u32
+                (uto - idle)
+                    .as_millis()
+                    .div_ceil(interval.as_millis().max(1))
+                    .max(1) as u32
             } else {
                 1
             };
@@ -97,7 +100,11 @@ fn keepalive_death(eff: &Effective) -> Option<(Duration, Mechanism, String)> {
         None => (
             idle + interval * count,
             Mechanism::Keepalive,
-            format!("keepalive: {} idle + {count} × {} unanswered probes", f(idle), f(interval)),
+            format!(
+                "keepalive: {} idle + {count} × {} unanswered probes",
+                f(idle),
+                f(interval)
+            ),
         ),
     })
 }
@@ -108,10 +115,16 @@ fn busy_death(eff: &Effective, kernel: &KernelTimers) -> (Duration, Mechanism, S
         Some(uto) => (
             uto,
             Mechanism::UserTimeout,
-            format!("user timeout {} on unacknowledged data", crate::strategy::format_duration(uto)),
+            format!(
+                "user timeout {} on unacknowledged data",
+                crate::strategy::format_duration(uto)
+            ),
         ),
         None => {
-            let t = retransmission_budget(kernel.tcp_retries2, Duration::from_millis(kernel.rto_min_ms));
+            let t = retransmission_budget(
+                kernel.tcp_retries2,
+                Duration::from_millis(kernel.rto_min_ms),
+            );
             (
                 t,
                 Mechanism::Retransmission,
@@ -128,7 +141,11 @@ fn busy_death(eff: &Effective, kernel: &KernelTimers) -> (Duration, Mechanism, S
 /// The kernel timer that gives up on a silently dead peer: the user timeout or retransmissions when
 /// data is in flight, keepalive (possibly overridden by the user timeout) when idle; `None` when idle with
 /// no keepalive. Counted from the last packet heard.
-pub fn timer_death(eff: &Effective, data_in_flight: bool, kernel: &KernelTimers) -> Option<(Duration, Mechanism)> {
+pub fn timer_death(
+    eff: &Effective,
+    data_in_flight: bool,
+    kernel: &KernelTimers,
+) -> Option<(Duration, Mechanism)> {
     if data_in_flight {
         let (t, m, _) = busy_death(eff, kernel);
         Some((t, m))
@@ -165,7 +182,13 @@ fn first(basis: Basis, candidates: Vec<(Duration, Mechanism, String)>, never: &s
 pub const REBOOT_HEAL: Duration = Duration::from_secs(1);
 
 /// Predict detection for settings `eff` under `fault` and `load`. `rtt` is the measured round trip.
-pub fn predict(eff: &Effective, fault: Fault, load: Load, kernel: &KernelTimers, rtt: Duration) -> Prediction {
+pub fn predict(
+    eff: &Effective,
+    fault: Fault,
+    load: Load,
+    kernel: &KernelTimers,
+    rtt: Duration,
+) -> Prediction {
     let hb = heartbeat_death(eff);
     match fault {
         Fault::Blackhole | Fault::Unreachable | Fault::Prohibit | Fault::Linkdown => {
@@ -214,7 +237,9 @@ pub fn predict(eff: &Effective, fault: Fault, load: Load, kernel: &KernelTimers,
             basis: Basis::Fault,
             reason: match load {
                 Load::Idle => "the peer's kernel sends FIN when its process dies".into(),
-                Load::Busy => "the peer's kernel answers RST: its socket died with unread data".into(),
+                Load::Busy => {
+                    "the peer's kernel answers RST: its socket died with unread data".into()
+                }
             },
         },
         Fault::Reboot => predict_reboot(eff, load, kernel),
@@ -234,10 +259,14 @@ fn predict_reboot(eff: &Effective, load: Load, kernel: &KernelTimers) -> Predict
     let next_segment = if sends_data {
         // Retransmissions at RTO_min·(2^k − 1) after the cut: the first one after the heal draws the RST.
         let base = Duration::from_millis(kernel.rto_min_ms);
-        (1..16u32).map(|k| base * ((1u32 << k) - 1)).find(|t| *t >= REBOOT_HEAL)
+        (1..16u32)
+            .map(|k| base * ((1u32 << k) - 1))
+            .find(|t| *t >= REBOOT_HEAL)
     } else if let Some((idle, interval, _)) = eff.keepalive() {
         // Probe ticks after the last packet heard (≈ the fault).
-        (0..10_000u32).map(|k| idle + interval * k).find(|t| *t >= REBOOT_HEAL)
+        (0..10_000u32)
+            .map(|k| idle + interval * k)
+            .find(|t| *t >= REBOOT_HEAL)
     } else {
         None
     };
@@ -275,12 +304,25 @@ pub fn judge(pred: &Prediction, by: Option<Mechanism>, measured: Option<Duration
     let f = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     let note = match (pred.expected, measured) {
         (None, None) => None,
-        (None, Some(m)) => Some(format!("noticed after {} although nothing was expected to notice", f(m))),
-        (Some(e), None) => Some(format!("expected {} after {}, nothing noticed", name(pred.mechanism), f(e))),
+        (None, Some(m)) => Some(format!(
+            "noticed after {} although nothing was expected to notice",
+            f(m)
+        )),
+        (Some(e), None) => Some(format!(
+            "expected {} after {}, nothing noticed",
+            name(pred.mechanism),
+            f(e)
+        )),
         (Some(e), Some(m)) => {
             let tolerance = (e / 4).max(Duration::from_millis(500));
             if pred.mechanism != by {
-                Some(format!("expected {} after {}, got {} after {}", name(pred.mechanism), f(e), name(by), f(m)))
+                Some(format!(
+                    "expected {} after {}, got {} after {}",
+                    name(pred.mechanism),
+                    f(e),
+                    name(by),
+                    f(m)
+                ))
             } else if m.abs_diff(e) > tolerance {
                 Some(format!("took {} where {} was expected", f(m), f(e)))
             } else {
@@ -313,7 +355,11 @@ mod tests {
                 e.keepalive_interval_ms = Some(k.keepalive_intvl_ms);
                 e.keepalive_count = Some(k.keepalive_probes);
             }
-            crate::strategy::Keepalive::Custom { idle, interval, count } => {
+            crate::strategy::Keepalive::Custom {
+                idle,
+                interval,
+                count,
+            } => {
                 e.keepalive_idle_ms = Some(idle.as_millis() as u64);
                 e.keepalive_interval_ms = Some(interval.as_millis() as u64);
                 e.keepalive_count = Some(count);
@@ -328,7 +374,13 @@ mod tests {
     }
 
     fn p(spec: &str, fault: Fault, load: Load) -> Prediction {
-        predict(&eff(spec), fault, load, &KernelTimers::default(), Duration::from_millis(1))
+        predict(
+            &eff(spec),
+            fault,
+            load,
+            &KernelTimers::default(),
+            Duration::from_millis(1),
+        )
     }
 
     fn ms(p: &Prediction) -> Option<u64> {
@@ -338,16 +390,28 @@ mod tests {
     #[test]
     fn retransmission_budget_matches_the_kernel_model() {
         let base = Duration::from_millis(200);
-        assert_eq!(retransmission_budget(15, base), Duration::from_millis(924_600));
-        assert_eq!(retransmission_budget(9, base), Duration::from_millis(204_600));
+        assert_eq!(
+            retransmission_budget(15, base),
+            Duration::from_millis(924_600)
+        );
+        assert_eq!(
+            retransmission_budget(9, base),
+            Duration::from_millis(204_600)
+        );
         assert_eq!(retransmission_budget(3, base), Duration::from_millis(3_000));
-        assert_eq!(retransmission_budget(8, base), Duration::from_millis(102_200));
+        assert_eq!(
+            retransmission_budget(8, base),
+            Duration::from_millis(102_200)
+        );
     }
 
     #[test]
     fn keepalive_idle_is_idle_plus_interval_times_count() {
         let r = p("ka=1s,1s,3", Fault::Blackhole, Load::Idle);
-        assert_eq!((ms(&r), r.mechanism), (Some(4000), Some(Mechanism::Keepalive)));
+        assert_eq!(
+            (ms(&r), r.mechanism),
+            (Some(4000), Some(Mechanism::Keepalive))
+        );
         assert_eq!(r.basis, Basis::LastHeard);
         let r = p("ka=5s,5s,3", Fault::Unreachable, Load::Idle);
         assert_eq!(ms(&r), Some(20_000));
@@ -363,21 +427,39 @@ mod tests {
     fn user_timeout_with_keepalive_rounds_up_to_a_probe_tick_and_overrides_count() {
         // ticks at 1,2,3,4... uto 2s → tick 2 s (count 3 would have said 4 s).
         let r = p("ka=1s,1s,3+uto=2s", Fault::Blackhole, Load::Idle);
-        assert_eq!((ms(&r), r.mechanism), (Some(2000), Some(Mechanism::UserTimeout)));
+        assert_eq!(
+            (ms(&r), r.mechanism),
+            (Some(2000), Some(Mechanism::UserTimeout))
+        );
         // ticks at 5,10,15... uto 12 s → 15 s.
-        assert_eq!(ms(&p("ka=5s,5s,1+uto=12s", Fault::Blackhole, Load::Idle)), Some(15_000));
+        assert_eq!(
+            ms(&p("ka=5s,5s,1+uto=12s", Fault::Blackhole, Load::Idle)),
+            Some(15_000)
+        );
         // uto shorter than idle: the first probe must still go out: idle + interval.
-        assert_eq!(ms(&p("ka=5s,2s,9+uto=1s", Fault::Blackhole, Load::Idle)), Some(7_000));
+        assert_eq!(
+            ms(&p("ka=5s,2s,9+uto=1s", Fault::Blackhole, Load::Idle)),
+            Some(7_000)
+        );
         // a long uto also overrides a small count.
-        assert_eq!(ms(&p("ka=1s,1s,3+uto=10s", Fault::Blackhole, Load::Idle)), Some(10_000));
+        assert_eq!(
+            ms(&p("ka=1s,1s,3+uto=10s", Fault::Blackhole, Load::Idle)),
+            Some(10_000)
+        );
     }
 
     #[test]
     fn busy_ignores_keepalive() {
         let r = p("ka=1s,1s,3", Fault::Blackhole, Load::Busy);
-        assert_eq!((ms(&r), r.mechanism), (Some(924_600), Some(Mechanism::Retransmission)));
+        assert_eq!(
+            (ms(&r), r.mechanism),
+            (Some(924_600), Some(Mechanism::Retransmission))
+        );
         let r = p("ka=1s,1s,3+uto=3s", Fault::Blackhole, Load::Busy);
-        assert_eq!((ms(&r), r.mechanism), (Some(3000), Some(Mechanism::UserTimeout)));
+        assert_eq!(
+            (ms(&r), r.mechanism),
+            (Some(3000), Some(Mechanism::UserTimeout))
+        );
     }
 
     #[test]
@@ -392,7 +474,11 @@ mod tests {
         for fault in [Fault::Blackhole, Fault::Freeze, Fault::Unreachable] {
             for load in [Load::Idle, Load::Busy] {
                 let r = p("ka=1s,1s,3+hb=500ms,3", fault, load);
-                assert_eq!((ms(&r), r.mechanism), (Some(1500), Some(Mechanism::Heartbeat)), "{fault} {load}");
+                assert_eq!(
+                    (ms(&r), r.mechanism),
+                    (Some(1500), Some(Mechanism::Heartbeat)),
+                    "{fault} {load}"
+                );
             }
         }
     }
@@ -402,7 +488,10 @@ mod tests {
         assert_eq!(ms(&p("ka=1s,1s,3", Fault::Freeze, Load::Idle)), None);
         assert_eq!(ms(&p("ka=1s,1s,3+uto=3s", Fault::Freeze, Load::Idle)), None);
         let r = p("uto=3s", Fault::Freeze, Load::Busy);
-        assert_eq!((ms(&r), r.mechanism, r.basis), (Some(3000), Some(Mechanism::UserTimeout), Basis::Fault));
+        assert_eq!(
+            (ms(&r), r.mechanism, r.basis),
+            (Some(3000), Some(Mechanism::UserTimeout), Basis::Fault)
+        );
     }
 
     #[test]
@@ -417,9 +506,30 @@ mod tests {
     #[test]
     fn judge_tolerates_noise_but_not_another_mechanism() {
         let pr = p("ka=1s,1s,3", Fault::Blackhole, Load::Idle);
-        assert!(judge(&pr, Some(Mechanism::Keepalive), Some(Duration::from_millis(4300))).agrees);
-        assert!(!judge(&pr, Some(Mechanism::Keepalive), Some(Duration::from_millis(6000))).agrees);
-        assert!(!judge(&pr, Some(Mechanism::Heartbeat), Some(Duration::from_millis(4000))).agrees);
+        assert!(
+            judge(
+                &pr,
+                Some(Mechanism::Keepalive),
+                Some(Duration::from_millis(4300))
+            )
+            .agrees
+        );
+        assert!(
+            !judge(
+                &pr,
+                Some(Mechanism::Keepalive),
+                Some(Duration::from_millis(6000))
+            )
+            .agrees
+        );
+        assert!(
+            !judge(
+                &pr,
+                Some(Mechanism::Heartbeat),
+                Some(Duration::from_millis(4000))
+            )
+            .agrees
+        );
         assert!(!judge(&pr, None, None).agrees);
         let never = p("none", Fault::Blackhole, Load::Idle);
         assert!(judge(&never, None, None).agrees);
@@ -427,7 +537,13 @@ mod tests {
 
     #[test]
     fn crash_is_eof_when_idle_and_reset_when_busy() {
-        assert_eq!(p("none", Fault::Crash, Load::Idle).mechanism, Some(Mechanism::Eof));
-        assert_eq!(p("none", Fault::Crash, Load::Busy).mechanism, Some(Mechanism::Reset));
+        assert_eq!(
+            p("none", Fault::Crash, Load::Idle).mechanism,
+            Some(Mechanism::Eof)
+        );
+        assert_eq!(
+            p("none", Fault::Crash, Load::Busy).mechanism,
+            Some(Mechanism::Reset)
+        );
     }
 }

@@ -54,11 +54,38 @@ impl Expected {
         let j = match det.outcome {
             Outcome::Alive => None,
             // A FIN or RST is the peer's kernel answering: not the silent death the prediction is for.
-            _ if matches!(det.detected_by, Some(Mechanism::Eof | Mechanism::Reset) | None) => Some(Judgement {
-                agrees: true,
-                note: None,
-            }),
-            _ => Some(judge(pred, det.detected_by, Some(Duration::from_millis(det.silence_ms)))),
+            _ if matches!(
+                det.detected_by,
+                Some(Mechanism::Eof | Mechanism::Reset) | None
+            ) =>
+            {
+                Some(Judgement {
+                    agrees: true,
+                    note: None,
+                })
+            }
+            // The user timeout fired although the peer's kernel was still acknowledging: its window was
+            // closed (the application stopped reading), so the timer ran from the window closing, not from
+            // the last packet heard.
+            _ if det.detected_by == Some(Mechanism::UserTimeout)
+                && pred
+                    .expected
+                    .is_some_and(|e| det.silence_ms < e.as_millis() as u64 / 2) =>
+            {
+                Some(Judgement {
+                    agrees: false,
+                    note: Some(format!(
+                        "the peer's kernel was still acknowledging {} before the end: its application stopped reading \
+                         (zero window), as a frozen peer does, and the user timeout ran from the window closing",
+                        human_ms(Some(det.silence_ms))
+                    )),
+                })
+            }
+            _ => Some(judge(
+                pred,
+                det.detected_by,
+                Some(Duration::from_millis(det.silence_ms)),
+            )),
         };
         Expected {
             expected_ms: pred.expected_ms(),
@@ -148,10 +175,16 @@ fn effective_text(e: &Effective) -> String {
         None => parts.push("keepalive off".into()),
     }
     if let Some(u) = e.user_timeout() {
-        parts.push(format!("user timeout {}", crate::strategy::format_duration(u)));
+        parts.push(format!(
+            "user timeout {}",
+            crate::strategy::format_duration(u)
+        ));
     }
     if let Some((i, m)) = e.heartbeat() {
-        parts.push(format!("heartbeat {},{m}", crate::strategy::format_duration(i)));
+        parts.push(format!(
+            "heartbeat {},{m}",
+            crate::strategy::format_duration(i)
+        ));
     }
     parts.join(", ")
 }
@@ -190,11 +223,21 @@ fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
         ("outcome", d.outcome.name().into()),
         ("detected by", opt(&d.detected_by)),
         ("errno", opt(&d.errno)),
-        ("silence before detection (measured)", human_ms(Some(d.silence_ms))),
-        ("connection lifetime (measured)", human_ms(Some(d.elapsed_ms))),
+        (
+            "silence before detection (measured)",
+            human_ms(Some(d.silence_ms)),
+        ),
+        (
+            "connection lifetime (measured)",
+            human_ms(Some(d.elapsed_ms)),
+        ),
         (
             "expected (predicted)",
-            format!("{} by {}", human_ms(r.expected.expected_ms), opt(&r.expected.expected_by)),
+            format!(
+                "{} by {}",
+                human_ms(r.expected.expected_ms),
+                opt(&r.expected.expected_by)
+            ),
         ),
         ("why", r.expected.expected_reason.clone()),
     ];
@@ -234,7 +277,9 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
             }
             let mut out = format!("{t}\n");
             match (&r.expected.agrees, &r.expected.disagreement) {
-                (Some(false), Some(why)) => out += &format!("Differs from the prediction: {why}.\n"),
+                (Some(false), Some(why)) => {
+                    out += &format!("Differs from the prediction: {why}.\n")
+                }
                 (Some(true), _) => out += "Matches the prediction.\n",
                 _ => {}
             }
@@ -250,8 +295,16 @@ pub fn render_event(e: &ListenEvent, format: Format) -> String {
         Format::Json => to_json(e) + "\n",
         Format::Csv | Format::Markdown | Format::Table => {
             let by = opt(&d.detected_by);
-            let errno = d.errno.as_deref().map(|e| format!(" {e}")).unwrap_or_default();
-            let note = d.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+            let errno = d
+                .errno
+                .as_deref()
+                .map(|e| format!(" {e}"))
+                .unwrap_or_default();
+            let note = d
+                .note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
             let line = format!(
                 "{} {} {}: {by}{errno} after {} of silence, expected {}{note}",
                 e.at,
@@ -291,7 +344,13 @@ pub fn render_listen_summary(s: &ListenSummary, format: Format) -> String {
             } else {
                 Format::Table
             });
-            t.set_header(vec!["detected by", "connections", "silence min", "median", "max"]);
+            t.set_header(vec![
+                "detected by",
+                "connections",
+                "silence min",
+                "median",
+                "max",
+            ]);
             for m in &s.by_mechanism {
                 t.add_row(vec![
                     m.detected_by.clone(),
@@ -301,10 +360,15 @@ pub fn render_listen_summary(s: &ListenSummary, format: Format) -> String {
                     human_ms(Some(m.silence_max_ms)),
                 ]);
             }
-            format!(
-                "{} ({}): {} accepted, {} dead, {} closed by peer, {} still open\n{t}\n",
+            let head = format!(
+                "{} ({}): {} accepted, {} dead, {} closed by peer, {} still open\n",
                 s.local, s.strategy, s.accepted, s.dead, s.closed, s.open_at_exit
-            )
+            );
+            if s.by_mechanism.is_empty() {
+                head
+            } else {
+                format!("{head}{t}\n")
+            }
         }
     }
 }

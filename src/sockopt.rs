@@ -80,7 +80,9 @@ fn validate_keepalive(idle: Duration, interval: Duration, count: u32) -> Result<
     // macOS/BSD take whole seconds too; Windows (SIO_KEEPALIVE_VALS) takes milliseconds and a fixed count.
     if cfg!(windows) {
         if idle.subsec_nanos() % 1_000_000 != 0 || interval.subsec_nanos() % 1_000_000 != 0 {
-            return Err(SpecError("keepalive times on Windows have millisecond resolution".into()).into());
+            return Err(
+                SpecError("keepalive times on Windows have millisecond resolution".into()).into(),
+            );
         }
     } else if idle.subsec_nanos() != 0 || interval.subsec_nanos() != 0 {
         return Err(SpecError("keepalive times on this system have 1 s resolution".into()).into());
@@ -118,7 +120,10 @@ impl Effective {
 
     /// Heartbeat interval and misses when armed.
     pub fn heartbeat(&self) -> Option<(Duration, u32)> {
-        Some((Duration::from_millis(self.heartbeat_interval_ms?), self.heartbeat_misses?))
+        Some((
+            Duration::from_millis(self.heartbeat_interval_ms?),
+            self.heartbeat_misses?,
+        ))
     }
 }
 
@@ -158,7 +163,10 @@ fn set_user_timeout(sock: &Socket, uto: Duration) -> io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 fn set_user_timeout(_sock: &Socket, _uto: Duration) -> io::Result<()> {
-    Err(io::Error::new(io::ErrorKind::Unsupported, "TCP_USER_TIMEOUT is only available on Linux"))
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "TCP_USER_TIMEOUT is only available on Linux",
+    ))
 }
 
 /// Read the kernel's view of the socket's keepalive and user-timeout options.
@@ -271,7 +279,10 @@ mod tests {
     fn refuses_what_linux_would_round() {
         for bad in ["ka=1500ms,1s,3", "ka=1s,1s,128", "ka=40000s,1s,3"] {
             let s: Strategy = bad.parse().unwrap();
-            assert!(matches!(validate(&s), Err(PlatformError::Invalid(_))), "{bad}");
+            assert!(
+                matches!(validate(&s), Err(PlatformError::Invalid(_))),
+                "{bad}"
+            );
         }
         assert!(validate(&"ka=1s,1s,127+uto=1500ms".parse().unwrap()).is_ok());
     }

@@ -29,12 +29,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
     }
     if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() || secs < 0.0 {
-            return err(format!("invalid duration '{s}': must be a non-negative number of seconds"));
+            return err(format!(
+                "invalid duration '{s}': must be a non-negative number of seconds"
+            ));
         }
         return Ok(Duration::from_secs_f64(secs));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| SpecError(format!("invalid duration '{s}' ({e}): write e.g. 500ms, 5s or 2m")))
+    humantime::parse_duration(s).map_err(|e| {
+        SpecError(format!(
+            "invalid duration '{s}' ({e}): write e.g. 500ms, 5s or 2m"
+        ))
+    })
 }
 
 /// Write a duration the way `parse_duration` reads it back (`1s`, `500ms`, `1m 30s`).
@@ -78,10 +83,14 @@ impl FromStr for Keepalive {
         let idle = parse_duration(idle)?;
         let interval = parse_duration(interval)?;
         let count: u32 = count.trim().parse().map_err(|_| {
-            SpecError(format!("invalid keepalive count '{count}': must be a whole number (e.g. 3)"))
+            SpecError(format!(
+                "invalid keepalive count '{count}': must be a whole number (e.g. 3)"
+            ))
         })?;
         if idle.is_zero() || interval.is_zero() {
-            return err(format!("invalid keepalive '{s}': idle and interval must be greater than zero"));
+            return err(format!(
+                "invalid keepalive '{s}': idle and interval must be greater than zero"
+            ));
         }
         if count == 0 {
             return err(format!("invalid keepalive '{s}': count must be at least 1"));
@@ -103,7 +112,12 @@ impl fmt::Display for Keepalive {
                 idle,
                 interval,
                 count,
-            } => write!(f, "{},{},{count}", format_duration(*idle), format_duration(*interval)),
+            } => write!(
+                f,
+                "{},{},{count}",
+                format_duration(*idle),
+                format_duration(*interval)
+            ),
         }
     }
 }
@@ -126,17 +140,25 @@ impl FromStr for Heartbeat {
     type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, SpecError> {
         let Some((interval, misses)) = s.split_once(',') else {
-            return err(format!("invalid heartbeat '{s}': write INTERVAL,MISSES (e.g. 1s,3)"));
+            return err(format!(
+                "invalid heartbeat '{s}': write INTERVAL,MISSES (e.g. 1s,3)"
+            ));
         };
         let interval = parse_duration(interval)?;
         let misses: u32 = misses.trim().parse().map_err(|_| {
-            SpecError(format!("invalid heartbeat misses '{misses}': must be a whole number (e.g. 3)"))
+            SpecError(format!(
+                "invalid heartbeat misses '{misses}': must be a whole number (e.g. 3)"
+            ))
         })?;
         if interval < Duration::from_millis(10) {
-            return err(format!("invalid heartbeat '{s}': interval must be at least 10ms"));
+            return err(format!(
+                "invalid heartbeat '{s}': interval must be at least 10ms"
+            ));
         }
         if !(1..=1000).contains(&misses) {
-            return err(format!("invalid heartbeat '{s}': misses must be between 1 and 1000"));
+            return err(format!(
+                "invalid heartbeat '{s}': misses must be between 1 and 1000"
+            ));
         }
         Ok(Heartbeat { interval, misses })
     }
@@ -152,7 +174,9 @@ impl fmt::Display for Heartbeat {
 pub fn parse_user_timeout(s: &str) -> Result<Duration, SpecError> {
     let d = parse_duration(s)?;
     if d.is_zero() {
-        return err("invalid user timeout '0': must be greater than zero (omit the flag to leave it off)");
+        return err(
+            "invalid user timeout '0': must be greater than zero (omit the flag to leave it off)",
+        );
     }
     if d.subsec_nanos() % 1_000_000 != 0 {
         return err(format!(
@@ -160,7 +184,10 @@ pub fn parse_user_timeout(s: &str) -> Result<Duration, SpecError> {
         ));
     }
     if d.as_millis() > u128::from(i32::MAX as u32) {
-        return err(format!("invalid user timeout '{s}': at most {} ms", i32::MAX));
+        return err(format!(
+            "invalid user timeout '{s}': at most {} ms",
+            i32::MAX
+        ));
     }
     Ok(d)
 }
@@ -232,7 +259,11 @@ impl FromStr for Strategy {
             && !KEYWORDS.contains(&head)
             && !head.contains('+')
         {
-            if head.is_empty() || !head.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            if head.is_empty()
+                || !head
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
                 return err(format!(
                     "invalid strategy label '{head}' in '{s}': use letters, digits, '-', '_' or '.'"
                 ));
@@ -241,7 +272,9 @@ impl FromStr for Strategy {
             body = rest;
         }
         if body.is_empty() {
-            return err(format!("empty strategy '{s}': write e.g. ka=5s,5s,3+uto=20s, hb=1s,3, os or none"));
+            return err(format!(
+                "empty strategy '{s}': write e.g. ka=5s,5s,3+uto=20s, hb=1s,3, os or none"
+            ));
         }
         let mut seen_ka = false;
         for part in body.split('+') {
@@ -354,7 +387,16 @@ mod tests {
 
     #[test]
     fn specs_refuse_nonsense() {
-        for bad in ["", "ka=", "ka=1s,1s,3+ka=2s,2s,2", "foo", "x=", "ka=1,1,1+none", "uto=0", "bad label=os"] {
+        for bad in [
+            "",
+            "ka=",
+            "ka=1s,1s,3+ka=2s,2s,2",
+            "foo",
+            "x=",
+            "ka=1,1,1+none",
+            "uto=0",
+            "bad label=os",
+        ] {
             assert!(bad.parse::<Strategy>().is_err(), "{bad} should fail");
         }
     }

@@ -88,7 +88,11 @@ mod tests {
         c.read_exact(&mut buf).unwrap();
         let info = super::read(&c).expect("TCP_INFO on Linux");
         assert!(info.rtt_us > 0);
-        assert!(info.rto_us >= 200_000, "RTO is at least TCP_RTO_MIN: {}", info.rto_us);
+        assert!(
+            info.rto_us >= 200_000,
+            "RTO is at least TCP_RTO_MIN: {}",
+            info.rto_us
+        );
         assert!(info.silence_ms() < 1000, "just heard the peer: {info:?}");
         assert_eq!(info.unacked, 0);
     }

@@ -63,7 +63,12 @@ enum Event {
 
 /// Watch `stream` until the peer is declared dead or closes (returns that Detection), or until `stop`
 /// completes (returns an `alive` Detection).
-pub async fn watch(stream: TcpStream, w: &Watch, opened: Instant, stop: impl Future<Output = ()>) -> Detection {
+pub async fn watch(
+    stream: TcpStream,
+    w: &Watch,
+    opened: Instant,
+    stop: impl Future<Output = ()>,
+) -> Detection {
     let now = Instant::now();
     let mut c = Conn {
         opened,
@@ -231,17 +236,32 @@ fn flush(stream: &TcpStream, c: &mut Conn, w: &Watch) -> Option<Detection> {
 fn from_error(stream: &TcpStream, c: &Conn, e: io::Error, w: &Watch) -> Detection {
     let in_flight = w.load == Load::Busy || c.ping_outstanding;
     let mechanism = classify(e.kind(), in_flight, c, stream, w);
-    let errno = e.raw_os_error().map(errno_name).unwrap_or_else(|| format!("{:?}", e.kind()));
+    let errno = e
+        .raw_os_error()
+        .map(errno_name)
+        .unwrap_or_else(|| format!("{:?}", e.kind()));
     finish(stream, c, Outcome::Dead, Some(mechanism), Some(errno), w)
 }
 
-fn classify(kind: io::ErrorKind, in_flight: bool, c: &Conn, stream: &TcpStream, w: &Watch) -> Mechanism {
+fn classify(
+    kind: io::ErrorKind,
+    in_flight: bool,
+    c: &Conn,
+    stream: &TcpStream,
+    w: &Watch,
+) -> Mechanism {
     use io::ErrorKind as K;
-    if matches!(kind, K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted) {
+    if matches!(
+        kind,
+        K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted
+    ) {
         return Mechanism::Reset;
     }
     let timer = timer_death(&w.effective, in_flight, &w.kernel);
-    let icmp = matches!(kind, K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown);
+    let icmp = matches!(
+        kind,
+        K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown
+    );
     match timer {
         // An ICMP errno long before any armed timer could have expired was reported, not timed out.
         Some((expected, _)) if icmp && silence(stream, c) < expected.as_millis() as u64 / 2 => {

@@ -25,9 +25,14 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
     sockopt::validate(&strategy)?;
     let addrs = super::resolve(&args.peer)?;
     let (sock, peer, effective) = open(&addrs, &strategy, args.connect_timeout)?;
-    let local = sock.local_addr()?.as_socket().map(|a| a.to_string()).unwrap_or_default();
+    let local = sock
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let kernel = KernelTimers::read();
-    let rtt = tcpinfo::read(&sock).map_or(Duration::ZERO, |i| Duration::from_micros(i.rtt_us.into()));
+    let rtt =
+        tcpinfo::read(&sock).map_or(Duration::ZERO, |i| Duration::from_micros(i.rtt_us.into()));
     // The prediction is for a silent death (cable pulled, host gone): what connect is there to measure.
     let prediction = predict(&effective, Fault::Blackhole, args.load, &kernel, rtt);
 
@@ -80,12 +85,17 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
 
 /// Connect to the first address that accepts, with the strategy applied before the handshake, and read
 /// back the effective settings afterwards.
-fn open(addrs: &[SocketAddr], strategy: &Strategy, timeout: Duration) -> anyhow::Result<(Socket, SocketAddr, Effective)> {
+fn open(
+    addrs: &[SocketAddr],
+    strategy: &Strategy,
+    timeout: Duration,
+) -> anyhow::Result<(Socket, SocketAddr, Effective)> {
     let mut last_err = None;
     for &addr in addrs {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .context("cannot create a TCP socket")?;
-        let mut effective = sockopt::apply(&sock, strategy).with_context(|| format!("cannot apply {strategy}"))?;
+        let mut effective =
+            sockopt::apply(&sock, strategy).with_context(|| format!("cannot apply {strategy}"))?;
         match sock.connect_timeout(&addr.into(), timeout) {
             Ok(()) => {
                 // Read back once connected: some systems only settle options on an established socket.
@@ -103,7 +113,10 @@ fn open(addrs: &[SocketAddr], strategy: &Strategy, timeout: Duration) -> anyhow:
 }
 
 fn connect_error(addr: SocketAddr, e: io::Error, timeout: Duration) -> anyhow::Error {
-    let errno = e.raw_os_error().map(errno_name).unwrap_or_else(|| format!("{:?}", e.kind()));
+    let errno = e
+        .raw_os_error()
+        .map(errno_name)
+        .unwrap_or_else(|| format!("{:?}", e.kind()));
     match e.kind() {
         io::ErrorKind::ConnectionRefused => {
             anyhow::anyhow!("connection to {addr} refused ({errno}): is anything listening there?")

@@ -14,7 +14,8 @@ use crate::detection::{Detection, Outcome};
 use crate::exit::{self, CliError};
 use crate::predict::predict;
 use crate::report::{
-    Expected, Format, ListenEvent, ListenSummary, SCHEMA, mechanism_stats, render_event, render_listen_summary,
+    Expected, Format, ListenEvent, ListenSummary, SCHEMA, mechanism_stats, render_event,
+    render_listen_summary,
 };
 use crate::scenario::{Fault, Load};
 use crate::sockopt::{self, KernelTimers};
@@ -25,7 +26,9 @@ use crate::{signals, tcpinfo};
 pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
     let strategy = args.strategy.strategy();
     sockopt::validate(&strategy)?;
-    let addr = *super::resolve(&args.addr)?.first().expect("at least one address");
+    let addr = *super::resolve(&args.addr)?
+        .first()
+        .expect("at least one address");
     let listener = bind(addr)?;
     let local = listener.local_addr()?;
     // Always said, even in pipes: scripts and tests read the port chosen for port 0 from here.
@@ -58,7 +61,8 @@ fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
             _ => anyhow::Error::new(e).context(format!("cannot bind {addr}")),
         });
     }
-    sock.listen(4096).with_context(|| format!("cannot listen on {addr}"))?;
+    sock.listen(4096)
+        .with_context(|| format!("cannot listen on {addr}"))?;
     sock.set_nonblocking(true)?;
     Ok(sock.into())
 }
@@ -142,5 +146,9 @@ async fn serve(
     let _ = stop_tx.send(true);
     summary.by_mechanism = mechanism_stats(samples);
     super::print(&render_listen_summary(&summary, format))?;
-    Ok(if summary.dead > 0 { exit::DETECTED } else { exit::OK })
+    Ok(if summary.dead > 0 {
+        exit::DETECTED
+    } else {
+        exit::OK
+    })
 }

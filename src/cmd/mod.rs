@@ -36,15 +36,23 @@ pub fn resolve(what: &str) -> Result<Vec<SocketAddr>, CliError> {
     }
     let addrs: Vec<SocketAddr> = what
         .to_socket_addrs()
-        .map_err(|e| CliError::Usage(format!("cannot resolve '{what}': {e}: check the host name and port")))?
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "cannot resolve '{what}': {e}: check the host name and port"
+            ))
+        })?
         .collect();
     if addrs.is_empty() {
-        return Err(CliError::Usage(format!("'{what}' resolves to no address: check the host name")));
+        return Err(CliError::Usage(format!(
+            "'{what}' resolves to no address: check the host name"
+        )));
     }
     Ok(addrs)
 }
 
 /// A current-thread runtime: one event loop watches every connection of a run.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }

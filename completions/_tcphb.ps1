@@ -1,0 +1,85 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'tcphb'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'tcphb' {
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tcphb;listen' {
+            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds')
+            [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds')
+            [CompletionResult]::new('-u', '-u', [CompletionResultType]::ParameterName, 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped')
+            [CompletionResult]::new('--user-timeout', '--user-timeout', [CompletionResultType]::ParameterName, 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped')
+            [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
+            [CompletionResult]::new('--heartbeat', '--heartbeat', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'tcphb;connect' {
+            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds')
+            [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds')
+            [CompletionResult]::new('-u', '-u', [CompletionResultType]::ParameterName, 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped')
+            [CompletionResult]::new('--user-timeout', '--user-timeout', [CompletionResultType]::ParameterName, 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped')
+            [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
+            [CompletionResult]::new('--heartbeat', '--heartbeat', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies')
+            [CompletionResult]::new('--load', '--load', [CompletionResultType]::ParameterName, 'idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies)')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Give up connecting after this long')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'tcphb;help' {
+            [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'tcphb;help;listen' {
+            break
+        }
+        'tcphb;help;connect' {
+            break
+        }
+        'tcphb;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

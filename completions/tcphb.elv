@@ -1,0 +1,73 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[tcphb] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'tcphb'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'tcphb'= {
+            cand -f 'Output format'
+            cand --format 'Output format'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand listen 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
+            cand connect 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tcphb;listen'= {
+            cand -k 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds'
+            cand --keepalive 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds'
+            cand -u 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped'
+            cand --user-timeout 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped'
+            cand -H 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
+            cand --heartbeat 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
+            cand -f 'Output format'
+            cand --format 'Output format'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'tcphb;connect'= {
+            cand -k 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds'
+            cand --keepalive 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds'
+            cand -u 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped'
+            cand --user-timeout 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped'
+            cand -H 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
+            cand --heartbeat 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
+            cand -l 'idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies'
+            cand --load 'idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies'
+            cand -d 'Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies)'
+            cand --duration 'Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies)'
+            cand --connect-timeout 'Give up connecting after this long'
+            cand -f 'Output format'
+            cand --format 'Output format'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'tcphb;help'= {
+            cand listen 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
+            cand connect 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'tcphb;help;listen'= {
+        }
+        &'tcphb;help;connect'= {
+        }
+        &'tcphb;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

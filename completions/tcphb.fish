@@ -1,0 +1,58 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_tcphb_global_optspecs
+    string join \n f/format= h/help V/version
+end
+
+function __fish_tcphb_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_tcphb_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_tcphb_using_subcommand
+    set -l cmd (__fish_tcphb_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c tcphb -n "__fish_tcphb_needs_command" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
+json\t'One JSON object (JSON lines for `listen` events)'
+csv\t'Comma-separated values with a header row'
+markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tcphb -n "__fish_tcphb_needs_command" -s V -l version -d 'Print version'
+complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
+complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
+json\t'One JSON object (JSON lines for `listen` events)'
+csv\t'Comma-separated values with a header row'
+markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s l -l load -d 'idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies' -r -f -a "idle\t'Nothing to send: only keepalive probes or heartbeats put packets on the wire'
+busy\t'Keeps writing, so data is unacknowledged after the cut (keepalive stays silent then)'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s d -l duration -d 'Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies)' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -l connect-timeout -d 'Give up connecting after this long' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
+json\t'One JSON object (JSON lines for `listen` events)'
+csv\t'Comma-separated values with a header row'
+markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -1,0 +1,124 @@
+//! Helpers shared by the CLI tests: spawn tcphb, find its port, end it by PID, parse its JSON.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Path of the built binary.
+pub fn bin() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_tcphb"))
+}
+
+/// A child process that is continued and killed when dropped, so a failing test leaves nothing behind.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+    pub fn signal(&self, s: Signal) {
+        kill(self.pid(), s).expect("signal our own child");
+    }
+    /// Wait for exit with a bound; panics if it does not exit in time.
+    pub fn wait_output(mut self, limit: Duration) -> Output {
+        let start = Instant::now();
+        loop {
+            if self.child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "tcphb did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        let out = child.wait_with_output().expect("collect output");
+        std::mem::forget(self);
+        out
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = kill(self.pid(), Signal::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `tcphb listen 127.0.0.1:0 <args>` and return it with the port it bound (read from stderr).
+pub fn listen(args: &[&str]) -> (Proc, u16) {
+    let mut child = Command::new(bin())
+        .args(["listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tcphb listen");
+    let stderr = child.stderr.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stderr)
+        .read_line(&mut line)
+        .expect("read listen banner");
+    let port = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in banner {line:?}"));
+    (Proc { child }, port)
+}
+
+/// Start `tcphb connect` with output captured.
+pub fn connect(args: &[&str]) -> Proc {
+    let child = Command::new(bin())
+        .arg("connect")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tcphb connect");
+    Proc { child }
+}
+
+/// Parse stdout as one JSON object.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Exit code, panicking on death by signal.
+pub fn code(out: &Output) -> i32 {
+    out.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {:?}", out.status))
+}
+
+/// Gate for lab tests: `true` if the test can run here. Not root: skip with a printed reason, or fail
+/// when `CI` is set — a CI that silently skips the lab tests would prove nothing.
+pub fn lab_allowed(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    let why = format!(
+        "{test}: the lab needs root (user namespaces cannot be entered from a multi-threaded test harness)"
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}; CI is set, so this is a failure, not a skip");
+    }
+    eprintln!("skipping {why}");
+    false
+}

@@ -1,0 +1,84 @@
+//! A real link cut: tcphb connect in the lab's client namespace, tcphb listen (and a server tcphb did not
+//! write) in the server namespace, a blackhole route in the router. Needs root; CI is root.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Proc, bin, code, json, lab_allowed};
+use tcphb::lab::{Lab, Node, PathFault};
+
+fn tcphb_in(lab: &Lab, node: Node, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    lab.command_in(node, &mut cmd)
+        .expect("command in lab namespace");
+    Proc {
+        child: cmd.spawn().expect("spawn tcphb"),
+    }
+}
+
+fn assert_keepalive_timeout(v: &serde_json::Value) {
+    assert_eq!(v["outcome"], "dead", "{v}");
+    assert_eq!(v["detected_by"], "keepalive", "{v}");
+    assert_eq!(v["errno"], "ETIMEDOUT", "{v}");
+    let silence = v["silence_ms"].as_u64().unwrap();
+    // idle 1 s + 3 probes × 1 s after the last ACK: 4000 ms, within 15 %.
+    assert!(
+        (3400..=4600).contains(&silence),
+        "silence {silence} ms: {v}"
+    );
+    assert_eq!(v["expected_ms"], 4000);
+}
+
+#[test]
+fn blackhole_is_noticed_by_keepalive_after_idle_plus_probes() {
+    if !lab_allowed("blackhole_is_noticed_by_keepalive_after_idle_plus_probes") {
+        return;
+    }
+    let lab = Lab::build().expect("build the lab");
+    let server = lab.server_addr();
+    // A tcphb listen and a plain listener that only accepts, both in B.
+    let _listen = tcphb_in(&lab, Node::Server, &["listen", &format!("{server}:7878")]);
+    let plain = lab
+        .enter(Node::Server, || TcpListener::bind((server, 9000)))
+        .unwrap()
+        .expect("plain listener in B");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let args = |port: u16| {
+        vec![
+            "connect".to_string(),
+            format!("{server}:{port}"),
+            "--keepalive".into(),
+            "1s,1s,3".into(),
+            "--format".into(),
+            "json".into(),
+        ]
+    };
+    let a1 = args(7878);
+    let a2 = args(9000);
+    let to_tcphb = tcphb_in(
+        &lab,
+        Node::Client,
+        &a1.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let to_plain = tcphb_in(
+        &lab,
+        Node::Client,
+        &a2.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let (_held, _) = plain.accept().expect("plain server accepts");
+    // Let a few keepalive probes be answered, then pull the cable.
+    std::thread::sleep(Duration::from_millis(2500));
+    lab.cut(PathFault::Blackhole).expect("cut");
+
+    for p in [to_tcphb, to_plain] {
+        let out = p.wait_output(Duration::from_secs(15));
+        assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
+        assert_keepalive_timeout(&json(&out));
+    }
+}

@@ -1,0 +1,166 @@
+//! Detection on real loopback sockets: a peer frozen with SIGSTOP, killed with SIGKILL, or silent.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{code, connect, json, listen};
+use nix::sys::signal::Signal;
+
+#[test]
+fn frozen_peer_is_caught_by_heartbeat_while_keepalive_stays_up() {
+    let (server, port) = listen(&[]);
+    let peer = format!("127.0.0.1:{port}");
+    let hb = connect(&[&peer, "--heartbeat", "500ms,3", "--format", "json"]);
+    let ka = connect(&[
+        &peer,
+        "--keepalive",
+        "1s,1s,3",
+        "--duration",
+        "6s",
+        "--format",
+        "json",
+    ]);
+    std::thread::sleep(Duration::from_millis(800));
+    server.signal(Signal::SIGSTOP);
+    let frozen = Instant::now();
+
+    let out = hb.wait_output(Duration::from_secs(15));
+    let after_freeze = frozen.elapsed();
+    let v = json(&out);
+    assert_eq!(code(&out), 3, "{v}");
+    assert_eq!(v["outcome"], "dead");
+    assert_eq!(v["detected_by"], "heartbeat");
+    assert_eq!(v["errno"], serde_json::Value::Null);
+    let silence = v["silence_ms"].as_u64().unwrap();
+    // interval × misses = 1.5 s of silence; generous upper bound for a loaded machine.
+    assert!((1400..=2600).contains(&silence), "silence {silence} ms");
+    assert!(
+        after_freeze < Duration::from_secs(4),
+        "noticed {after_freeze:?} after the freeze"
+    );
+    assert_eq!(v["expected_ms"], 1500);
+    assert_eq!(v["agrees"], true);
+
+    // The frozen peer's kernel still answers keepalive probes: that connection is alive.
+    let out = ka.wait_output(Duration::from_secs(15));
+    let v = json(&out);
+    assert_eq!(code(&out), 0, "{v}");
+    assert_eq!(v["outcome"], "alive");
+    assert_eq!(v["detected_by"], serde_json::Value::Null);
+    drop(server);
+}
+
+#[test]
+fn killed_peer_gives_eof_or_reset() {
+    let (server, port) = listen(&[]);
+    let c = connect(&[
+        &format!("127.0.0.1:{port}"),
+        "--keepalive",
+        "1s,1s,3",
+        "--format",
+        "json",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    server.signal(Signal::SIGKILL);
+    let out = c.wait_output(Duration::from_secs(10));
+    let v = json(&out);
+    assert_eq!(code(&out), 3, "{v}");
+    let by = v["detected_by"].as_str().unwrap();
+    assert!(by == "eof" || by == "reset", "{v}");
+    assert!(v["elapsed_ms"].as_u64().unwrap() < 3000, "{v}");
+}
+
+#[test]
+fn busy_connection_to_frozen_peer_is_caught_by_user_timeout() {
+    let (server, port) = listen(&[]);
+    let c = connect(&[
+        &format!("127.0.0.1:{port}"),
+        "--keepalive",
+        "1s,1s,3",
+        "--user-timeout",
+        "2s",
+        "--load",
+        "busy",
+        "--format",
+        "json",
+    ]);
+    std::thread::sleep(Duration::from_millis(800));
+    server.signal(Signal::SIGSTOP);
+    let frozen = Instant::now();
+    let out = c.wait_output(Duration::from_secs(20));
+    let took = frozen.elapsed();
+    let v = json(&out);
+    assert_eq!(code(&out), 3, "{v}");
+    assert_eq!(v["detected_by"], "user_timeout", "{v}");
+    assert_eq!(v["errno"], "ETIMEDOUT");
+    // 2 s of zero-window probing after the peer's window fills (well under a second at busy rate).
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "took {took:?}"
+    );
+    // Keepalive stays silent on a busy connection: it did not fire at 4 s of idle.
+    assert_eq!(v["effective"]["keepalive_count"], 3);
+}
+
+#[test]
+fn heartbeat_counts_a_plain_echo_server_as_alive() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut w = s.try_clone().unwrap();
+        let _ = std::io::copy(&mut s, &mut w);
+    });
+    let c = connect(&[
+        &format!("127.0.0.1:{port}"),
+        "--heartbeat",
+        "200ms,3",
+        "--duration",
+        "2s",
+        "--format",
+        "json",
+    ]);
+    let out = c.wait_output(Duration::from_secs(10));
+    let v = json(&out);
+    assert_eq!(code(&out), 0, "{v}");
+    assert_eq!(v["outcome"], "alive");
+    echo.join().unwrap();
+}
+
+#[test]
+fn listen_heartbeat_declares_a_silent_client_dead_and_exits_3_on_sigterm() {
+    let (server, port) = listen(&["--heartbeat", "300ms,3", "--format", "json"]);
+    // A client that connects and then neither reads nor answers: its kernel ACKs, its "app" is hung.
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    server.signal(Signal::SIGTERM);
+    let out = server.wait_output(Duration::from_secs(10));
+    assert_eq!(code(&out), 3);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "one event and the summary: {text}");
+    let ev = &lines[0];
+    assert_eq!(ev["outcome"], "dead");
+    assert_eq!(ev["detected_by"], "heartbeat");
+    assert_eq!(ev["peer"], client.local_addr().unwrap().to_string());
+    let silence = ev["silence_ms"].as_u64().unwrap();
+    assert!((850..=1800).contains(&silence), "silence {silence}");
+    assert_eq!(lines[1]["dead"], 1);
+    assert_eq!(lines[1]["accepted"], 1);
+    // tcphb closed the connection it declared dead.
+    let mut c = client;
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    assert!(
+        String::from_utf8_lossy(&buf).contains("PING 1"),
+        "the server pinged first"
+    );
+}

@@ -1,0 +1,163 @@
+//! Bad input: one clear line on stderr and the documented exit code, never a panic.
+#![cfg(unix)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+
+use common::{bin, code};
+
+/// Run tcphb and return (exit code, stderr).
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin()).args(args).output().expect("run tcphb");
+    (code(&out), String::from_utf8(out.stderr).unwrap())
+}
+
+fn assert_one_line(stderr: &str, needle: &str) {
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr:?}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn malformed_and_out_of_range_specs_exit_2() {
+    for (args, needle) in [
+        (
+            &["connect", "127.0.0.1:1", "--keepalive", "5s,5s"][..],
+            "IDLE,INTERVAL,COUNT",
+        ),
+        (
+            &["connect", "127.0.0.1:1", "--keepalive", "1500ms,1s,3"],
+            "1 s resolution",
+        ),
+        (
+            &["connect", "127.0.0.1:1", "--keepalive", "1s,1s,128"],
+            "1..=127",
+        ),
+        (
+            &["connect", "127.0.0.1:1", "--keepalive", "40000,1,3"],
+            "out of range",
+        ),
+        (
+            &["connect", "127.0.0.1:1", "--heartbeat", "1s"],
+            "INTERVAL,MISSES",
+        ),
+        (&["connect", "127.0.0.1:1", "--heartbeat", "1s,0"], "misses"),
+        (
+            &["connect", "127.0.0.1:1", "--user-timeout", "0"],
+            "greater than zero",
+        ),
+        (
+            &["connect", "127.0.0.1:1", "--user-timeout", "soon"],
+            "invalid duration",
+        ),
+        (
+            &["connect", "127.0.0.1:1", "--load", "heavy"],
+            "possible values",
+        ),
+        (&["connect"], "HOST:PORT"),
+        (&["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let (c, err) = run(args);
+        assert_eq!(c, 2, "{args:?}: {err}");
+        assert_one_line(&err, needle);
+    }
+}
+
+#[test]
+fn bad_addresses_exit_2_and_refused_exits_1() {
+    let (c, err) = run(&["connect", "no-such-host.invalid:80"]);
+    assert_eq!(c, 2, "{err}");
+    assert_one_line(&err, "cannot resolve 'no-such-host.invalid:80'");
+
+    let (c, err) = run(&["connect", "127.0.0.1"]);
+    assert_eq!(c, 2, "{err}");
+    assert_one_line(&err, "no port");
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (c, err) = run(&["listen", &addr]);
+    assert_eq!(c, 2, "{err}");
+    assert_one_line(&err, "already in use");
+
+    // A port nothing listens on: bind, note it, close it.
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (c, err) = run(&["connect", &free]);
+    assert_eq!(c, 1, "{err}");
+    assert_one_line(
+        &err,
+        &format!("connection to {free} refused (ECONNREFUSED)"),
+    );
+}
+
+#[test]
+fn connect_json_has_the_documented_keys_and_types() {
+    let (server, port) = common::listen(&[]);
+    let out = Command::new(bin())
+        .args([
+            "connect",
+            &format!("127.0.0.1:{port}"),
+            "--keepalive",
+            "2s,1s,4",
+            "--user-timeout",
+            "3s",
+        ])
+        .args([
+            "--heartbeat",
+            "100ms,5",
+            "--duration",
+            "500ms",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    let v = common::json(&out);
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["peer"], format!("127.0.0.1:{port}"));
+    assert_eq!(v["strategy"], "ka=2s,1s,4+uto=3s+hb=100ms,5");
+    let e = &v["effective"];
+    assert_eq!(e["keepalive_idle_ms"], 2000);
+    assert_eq!(e["keepalive_interval_ms"], 1000);
+    assert_eq!(e["keepalive_count"], 4);
+    assert_eq!(e["user_timeout_ms"], 3000);
+    assert_eq!(e["heartbeat_interval_ms"], 100);
+    assert_eq!(e["heartbeat_misses"], 5);
+    assert_eq!(v["outcome"], "alive");
+    assert!(v["detected_by"].is_null() && v["errno"].is_null());
+    assert!(v["silence_ms"].is_u64() && v["elapsed_ms"].as_u64().unwrap() >= 500);
+    assert_eq!(v["expected_ms"], 500, "heartbeat 5 × 100ms notices first");
+    assert_eq!(v["expected_by"], "heartbeat");
+    drop(server);
+
+    // Off settings are null, not absent.
+    let (server, port) = common::listen(&[]);
+    let out = Command::new(bin())
+        .args([
+            "connect",
+            &format!("127.0.0.1:{port}"),
+            "--duration",
+            "200ms",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let v = common::json(&out);
+    for k in [
+        "keepalive_idle_ms",
+        "keepalive_count",
+        "user_timeout_ms",
+        "heartbeat_interval_ms",
+    ] {
+        assert!(v["effective"][k].is_null(), "{k}: {v}");
+    }
+    assert!(v["expected_ms"].is_null(), "idle with nothing armed: never");
+    drop(server);
+}
