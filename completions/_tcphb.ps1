@@ -29,6 +29,7 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when')
+            [CompletionResult]::new('compare', 'compare', [CompletionResultType]::ParameterValue, 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -41,6 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('--heartbeat', '--heartbeat', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--rst-on-exit', '--rst-on-exit', [CompletionResultType]::ParameterName, 'Close connections with RST (SO_LINGER 0) when this process ends, even by SIGKILL — as a rebooting host forgets them — instead of the usual FIN')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
@@ -63,9 +65,28 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'tcphb;compare' {
+            [CompletionResult]::new('-s', '-s', [CompletionResultType]::ParameterName, 'A strategy spec to compare (repeat the flag for several). Default: none, os, ka=1s,1s,3, uto=3s, ka=1s,1s,3+uto=2s, hb=500ms,3')
+            [CompletionResult]::new('--strategy', '--strategy', [CompletionResultType]::ParameterName, 'A strategy spec to compare (repeat the flag for several). Default: none, os, ka=1s,1s,3, uto=3s, ka=1s,1s,3+uto=2s, hb=500ms,3')
+            [CompletionResult]::new('--fault', '--fault', [CompletionResultType]::ParameterName, 'Faults to make, comma-separated')
+            [CompletionResult]::new('-l', '-l', [CompletionResultType]::ParameterName, 'Loads to run, comma-separated')
+            [CompletionResult]::new('--load', '--load', [CompletionResultType]::ParameterName, 'Loads to run, comma-separated')
+            [CompletionResult]::new('-r', '-r', [CompletionResultType]::ParameterName, 'Runs per cell, each in a fresh lab; cells show the median and min–max')
+            [CompletionResult]::new('--repeat', '--repeat', [CompletionResultType]::ParameterName, 'Runs per cell, each in a fresh lab; cells show the median and min–max')
+            [CompletionResult]::new('--deadline', '--deadline', [CompletionResultType]::ParameterName, 'After the cut, how long to wait before a cell is `never`')
+            [CompletionResult]::new('--warmup', '--warmup', [CompletionResultType]::ParameterName, 'Quiet time before the cut, so keepalive and heartbeats have been exchanged')
+            [CompletionResult]::new('--nat-idle', '--nat-idle', [CompletionResultType]::ParameterName, 'nat-expiry: how long the router keeps an idle flow (whole seconds)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--wide', '--wide', [CompletionResultType]::ParameterName, 'One wide table (fault × load columns) instead of one table per load fitted to 80 columns')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'tcphb;help' {
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when')
+            [CompletionResult]::new('compare', 'compare', [CompletionResultType]::ParameterValue, 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -73,6 +94,9 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             break
         }
         'tcphb;help;connect' {
+            break
+        }
+        'tcphb;help;compare' {
             break
         }
         'tcphb;help;help' {

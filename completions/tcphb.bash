@@ -16,6 +16,9 @@ _tcphb() {
             ",$1")
                 cmd="tcphb"
                 ;;
+            tcphb,compare)
+                cmd="tcphb__subcmd__compare"
+                ;;
             tcphb,connect)
                 cmd="tcphb__subcmd__connect"
                 ;;
@@ -24,6 +27,9 @@ _tcphb() {
                 ;;
             tcphb,listen)
                 cmd="tcphb__subcmd__listen"
+                ;;
+            tcphb__subcmd__help,compare)
+                cmd="tcphb__subcmd__help__subcmd__compare"
                 ;;
             tcphb__subcmd__help,connect)
                 cmd="tcphb__subcmd__help__subcmd__connect"
@@ -41,12 +47,74 @@ _tcphb() {
 
     case "${cmd}" in
         tcphb)
-            opts="-f -h -V --format --help --version listen connect help"
+            opts="-f -h -V --format --help --version listen connect compare help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json csv markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table json csv markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcphb__subcmd__compare)
+            opts="-s -l -r -f -h --strategy --fault --load --repeat --deadline --warmup --nat-idle --wide --format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --strategy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -s)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fault)
+                    COMPREPLY=($(compgen -W "blackhole unreachable prohibit linkdown reboot freeze crash nat-expiry" -- "${cur}"))
+                    return 0
+                    ;;
+                --load)
+                    COMPREPLY=($(compgen -W "idle busy" -- "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -W "idle busy" -- "${cur}"))
+                    return 0
+                    ;;
+                --repeat)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deadline)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --warmup)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nat-idle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json csv markdown" -- "${cur}"))
                     return 0
@@ -129,8 +197,22 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__help)
-            opts="listen connect help"
+            opts="listen connect compare help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcphb__subcmd__help__subcmd__compare)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -185,7 +267,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__listen)
-            opts="-k -u -H -f -h --keepalive --user-timeout --heartbeat --format --help"
+            opts="-k -u -H -f -h --keepalive --user-timeout --heartbeat --rst-on-exit --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

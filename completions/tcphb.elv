@@ -26,6 +26,7 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand --version 'Print version'
             cand listen 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
             cand connect 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+            cand compare 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tcphb;listen'= {
@@ -37,6 +38,7 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand --heartbeat 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
             cand -f 'Output format'
             cand --format 'Output format'
+            cand --rst-on-exit 'Close connections with RST (SO_LINGER 0) when this process ends, even by SIGKILL — as a rebooting host forgets them — instead of the usual FIN'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
@@ -57,14 +59,34 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'tcphb;compare'= {
+            cand -s 'A strategy spec to compare (repeat the flag for several). Default: none, os, ka=1s,1s,3, uto=3s, ka=1s,1s,3+uto=2s, hb=500ms,3'
+            cand --strategy 'A strategy spec to compare (repeat the flag for several). Default: none, os, ka=1s,1s,3, uto=3s, ka=1s,1s,3+uto=2s, hb=500ms,3'
+            cand --fault 'Faults to make, comma-separated'
+            cand -l 'Loads to run, comma-separated'
+            cand --load 'Loads to run, comma-separated'
+            cand -r 'Runs per cell, each in a fresh lab; cells show the median and min–max'
+            cand --repeat 'Runs per cell, each in a fresh lab; cells show the median and min–max'
+            cand --deadline 'After the cut, how long to wait before a cell is `never`'
+            cand --warmup 'Quiet time before the cut, so keepalive and heartbeats have been exchanged'
+            cand --nat-idle 'nat-expiry: how long the router keeps an idle flow (whole seconds)'
+            cand -f 'Output format'
+            cand --format 'Output format'
+            cand --wide 'One wide table (fault × load columns) instead of one table per load fitted to 80 columns'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'tcphb;help'= {
             cand listen 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
             cand connect 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+            cand compare 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tcphb;help;listen'= {
         }
         &'tcphb;help;connect'= {
+        }
+        &'tcphb;help;compare'= {
         }
         &'tcphb;help;help'= {
         }

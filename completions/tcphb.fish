@@ -32,6 +32,7 @@ complete -c tcphb -n "__fish_tcphb_needs_command" -s h -l help -d 'Print help (s
 complete -c tcphb -n "__fish_tcphb_needs_command" -s V -l version -d 'Print version'
 complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
 complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "compare" -d 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy\'s detection time side by side (Linux; root or unprivileged user namespaces)'
 complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
@@ -40,6 +41,7 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s f -l format -d 'O
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'
 markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -l rst-on-exit -d 'Close connections with RST (SO_LINGER 0) when this process ends, even by SIGKILL — as a rebooting host forgets them — instead of the usual FIN'
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
@@ -53,6 +55,28 @@ json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'
 markdown\t'A Markdown table, for runbooks and tickets'"
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
-complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
-complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s s -l strategy -d 'A strategy spec to compare (repeat the flag for several). Default: none, os, ka=1s,1s,3, uto=3s, ka=1s,1s,3+uto=2s, hb=500ms,3' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l fault -d 'Faults to make, comma-separated' -r -f -a "blackhole\t'Silent drop both ways: cable pulled, power lost, dead router'
+unreachable\t'A router answers ICMP host unreachable'
+prohibit\t'A router answers ICMP administratively prohibited'
+linkdown\t'The local link loses carrier'
+reboot\t'The peer forgets the connection and answers RST once the path is back'
+freeze\t'The peer process hangs; its kernel still ACKs'
+crash\t'The peer process dies; its kernel sends FIN (or RST with unread data)'
+nat-expiry\t'A stateful middlebox forgets an idle flow and drops its packets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s l -l load -d 'Loads to run, comma-separated' -r -f -a "idle\t'Nothing to send: only keepalive probes or heartbeats put packets on the wire'
+busy\t'Keeps writing, so data is unacknowledged after the cut (keepalive stays silent then)'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s r -l repeat -d 'Runs per cell, each in a fresh lab; cells show the median and min–max' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l deadline -d 'After the cut, how long to wait before a cell is `never`' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l warmup -d 'Quiet time before the cut, so keepalive and heartbeats have been exchanged' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l nat-idle -d 'nat-expiry: how long the router keeps an idle flow (whole seconds)' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
+json\t'One JSON object (JSON lines for `listen` events)'
+csv\t'Comma-separated values with a header row'
+markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l wide -d 'One wide table (fault × load columns) instead of one table per load fitted to 80 columns'
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare help" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare help" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare help" -f -a "compare" -d 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy\'s detection time side by side (Linux; root or unprivileged user namespaces)'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -68,6 +68,79 @@ Examples:
 
 {EXIT_CODES}"))]
     Connect(ConnectArgs),
+    /// Build a private lab (client — router — server namespaces), cut the link for real, and print
+    /// every strategy's detection time side by side (Linux; root or unprivileged user namespaces).
+    #[command(after_help = format!("\
+Rows are strategies, columns fault × load; each cell is the measured time from the cut to the
+detection (median over --repeat, with min–max), the mechanism and errno that noticed, and a mark
+where it differs from the prediction. A verdict per fault follows the table.
+
+Strategy specs: none, os, ka=IDLE,INTERVAL,COUNT, uto=DURATION, hb=INTERVAL,MISSES, joined by '+',
+optionally labelled: fast=ka=1s,1s,3+uto=2s.
+Faults: {FAULTS}.
+
+Examples:
+  tcphb compare
+  tcphb compare -s none -s os -s ka=1s,1s,3 -s 'ka=1s,1s,3+uto=2s' -s hb=500ms,3 \\
+                --fault blackhole,unreachable,freeze,reboot --load idle,busy --repeat 5
+  tcphb compare --fault nat-expiry --nat-idle 3s --format json
+
+{EXIT_CODES}"))]
+    Compare(CompareArgs),
+}
+
+const FAULTS: &str =
+    "blackhole, unreachable, prohibit, linkdown, reboot, freeze, crash, nat-expiry";
+
+/// The strategies `compare` runs when none are given: one of each lesson.
+pub const DEFAULT_STRATEGIES: [&str; 6] = [
+    "none",
+    "os",
+    "ka=1s,1s,3",
+    "uto=3s",
+    "ka=1s,1s,3+uto=2s",
+    "hb=500ms,3",
+];
+
+/// `tcphb compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A strategy spec to compare (repeat the flag for several). Default: none, os, ka=1s,1s,3,
+    /// uto=3s, ka=1s,1s,3+uto=2s, hb=500ms,3.
+    #[arg(long = "strategy", short = 's', value_name = "SPEC")]
+    pub strategies: Vec<Strategy>,
+    /// Faults to make, comma-separated.
+    #[arg(
+        long = "fault",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "blackhole,unreachable,freeze,reboot,crash"
+    )]
+    pub faults: Vec<crate::scenario::Fault>,
+    /// Loads to run, comma-separated.
+    #[arg(
+        long = "load",
+        short = 'l',
+        value_enum,
+        value_delimiter = ',',
+        default_value = "idle,busy"
+    )]
+    pub loads: Vec<Load>,
+    /// Runs per cell, each in a fresh lab; cells show the median and min–max.
+    #[arg(long, short = 'r', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub repeat: u32,
+    /// After the cut, how long to wait before a cell is `never`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "8s")]
+    pub deadline: Duration,
+    /// Quiet time before the cut, so keepalive and heartbeats have been exchanged.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+    /// nat-expiry: how long the router keeps an idle flow (whole seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3s")]
+    pub nat_idle: Duration,
+    /// One wide table (fault × load columns) instead of one table per load fitted to 80 columns.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// Detection settings shared by every command that opens connections.
@@ -110,6 +183,10 @@ pub struct ListenArgs {
     pub addr: String,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    /// Close connections with RST (SO_LINGER 0) when this process ends, even by SIGKILL — as a
+    /// rebooting host forgets them — instead of the usual FIN.
+    #[arg(long)]
+    pub rst_on_exit: bool,
 }
 
 /// `tcphb connect`.

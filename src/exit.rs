@@ -34,6 +34,10 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
                 CliError::Environment(_) => ENVIRONMENT,
             };
         }
+        #[cfg(target_os = "linux")]
+        if let Some(e) = cause.downcast_ref::<crate::lab::LabError>() {
+            return e.exit_code() as u8;
+        }
         if cause.downcast_ref::<SpecError>().is_some() {
             return USAGE;
         }

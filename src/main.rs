@@ -22,6 +22,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Listen(args) => cmd::listen::run(&args, cli.format),
         Command::Connect(args) => cmd::connect::run(&args, cli.format),
+        Command::Compare(args) => {
+            // Still single-threaded here: the only moment an unprivileged user namespace can be entered.
+            #[cfg(target_os = "linux")]
+            if let Err(e) = tcphb::lab::ensure_lab_privileges() {
+                eprintln!("tcphb: error: {e}");
+                return ExitCode::from(e.exit_code() as u8);
+            }
+            cmd::compare::run(&args, cli.format)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -389,3 +389,239 @@ pub fn mechanism_stats(mut samples: Vec<(String, u64)>) -> Vec<MechanismStats> {
     }
     out
 }
+
+/// Facts about the lab a comparison ran in.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabFacts {
+    /// Kernel release and the TCP sysctls in force in the client namespace.
+    pub facts: std::collections::BTreeMap<String, String>,
+    pub deadline_ms: u64,
+    pub warmup_ms: u64,
+    pub reboot_heal_ms: u64,
+    pub nat_idle_ms: u64,
+    pub repeat: u32,
+    /// Wall time of the whole run, measured.
+    pub wall_ms: u64,
+}
+
+/// The result of `tcphb compare`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    pub schema: u32,
+    pub lab: LabFacts,
+    pub results: Vec<crate::matrix::CellResult>,
+    pub verdicts: Vec<crate::matrix::Verdict>,
+}
+
+fn short(m: Mechanism) -> &'static str {
+    match m {
+        Mechanism::Keepalive => "ka",
+        Mechanism::Retransmission => "rtx",
+        Mechanism::UserTimeout => "uto",
+        Mechanism::Heartbeat => "hb",
+        Mechanism::Reset => "rst",
+        Mechanism::Eof => "eof",
+        Mechanism::Unreachable => "icmp",
+    }
+}
+
+/// A compare cell as text: time (and spread), then mechanism and errno; `*` marks a disagreement.
+fn cell_text(r: &crate::matrix::CellResult, deadline_ms: u64, one_line: bool) -> String {
+    let mark = if r.agrees { "" } else { " *" };
+    let Some(lat) = r.latency_ms else {
+        // Narrow tables say the deadline once, under the table.
+        return if one_line {
+            format!("never (> {}){mark}", human_ms(Some(deadline_ms)))
+        } else {
+            format!("never{mark}")
+        };
+    };
+    let mut time = human_ms(Some(lat));
+    if r.runs.len() > 1 {
+        if let (Some(lo), Some(hi)) = (r.latency_min_ms, r.latency_max_ms)
+            && human_ms(Some(lo)) != human_ms(Some(hi))
+        {
+            time += &format!(" [{}–{}]", human_ms(Some(lo)), human_ms(Some(hi)));
+        }
+        if r.noticed < r.runs.len() {
+            time += &format!(" ({}/{})", r.noticed, r.runs.len());
+        }
+    }
+    let how = format!(
+        "{} {}",
+        r.detected_by.map_or("?", short),
+        r.errno.as_deref().unwrap_or("-")
+    );
+    if one_line {
+        format!("{time} {how}{mark}")
+    } else {
+        format!("{time}{mark}\n{how}")
+    }
+}
+
+fn compare_table(
+    rep: &CompareReport,
+    loads: &[Load],
+    format: Format,
+    one_line: bool,
+    width: Option<u16>,
+) -> Table {
+    let mut faults: Vec<crate::scenario::Fault> = Vec::new();
+    let mut strategies: Vec<&str> = Vec::new();
+    for r in &rep.results {
+        if !faults.contains(&r.fault) {
+            faults.push(r.fault);
+        }
+        if !strategies.contains(&r.strategy.as_str()) {
+            strategies.push(&r.strategy);
+        }
+    }
+    let mut t = new_table(format);
+    match width {
+        Some(w) => {
+            t.set_width(w);
+        }
+        None => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    let mut header = vec!["strategy".to_string()];
+    for f in &faults {
+        for l in loads {
+            header.push(if loads.len() == 1 {
+                f.to_string()
+            } else {
+                format!("{f} {l}")
+            });
+        }
+    }
+    t.set_header(header);
+    for s in strategies {
+        let mut row = vec![s.to_string()];
+        for f in &faults {
+            for l in loads {
+                let cell = rep
+                    .results
+                    .iter()
+                    .find(|r| r.strategy == s && r.fault == *f && r.load == *l);
+                row.push(cell.map_or("-".into(), |r| cell_text(r, rep.lab.deadline_ms, one_line)));
+            }
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+/// Render the compare report. `wide`: one table with fault × load columns; otherwise one table per
+/// load, fitted to 80 columns.
+pub fn render_compare(rep: &CompareReport, format: Format, wide: bool) -> String {
+    let mut loads: Vec<Load> = Vec::new();
+    for r in &rep.results {
+        if !loads.contains(&r.load) {
+            loads.push(r.load);
+        }
+    }
+    loads.sort();
+    match format {
+        Format::Json => to_json(rep) + "\n",
+        Format::Csv => {
+            let header = [
+                "strategy",
+                "spec",
+                "fault",
+                "load",
+                "detected_by",
+                "errno",
+                "latency_ms",
+                "latency_min_ms",
+                "latency_max_ms",
+                "silence_ms",
+                "noticed",
+                "runs",
+                "expected_ms",
+                "expected_by",
+                "agrees",
+                "disagreement",
+            ];
+            let rows: Vec<Vec<String>> = rep
+                .results
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.strategy.clone(),
+                        r.spec.clone(),
+                        r.fault.to_string(),
+                        r.load.to_string(),
+                        opt(&r.detected_by),
+                        r.errno.clone().unwrap_or_default(),
+                        r.latency_ms.map(|v| v.to_string()).unwrap_or_default(),
+                        r.latency_min_ms.map(|v| v.to_string()).unwrap_or_default(),
+                        r.latency_max_ms.map(|v| v.to_string()).unwrap_or_default(),
+                        r.silence_ms.map(|v| v.to_string()).unwrap_or_default(),
+                        r.noticed.to_string(),
+                        r.runs.len().to_string(),
+                        r.expected_ms.map(|v| v.to_string()).unwrap_or_default(),
+                        opt(&r.expected_by),
+                        r.agrees.to_string(),
+                        r.disagreement.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            to_csv(&header, &rows)
+        }
+        Format::Table | Format::Markdown => {
+            let mut out = String::new();
+            if wide || format == Format::Markdown {
+                out += &format!("{}\n", compare_table(rep, &loads, format, true, None));
+            } else {
+                for l in &loads {
+                    out += &format!(
+                        "{l}:\n{}\n",
+                        compare_table(rep, &[*l], format, false, Some(80))
+                    );
+                }
+            }
+            out += &format!(
+                "\nMeasured time from the cut to the detection{}; never = nothing noticed within the deadline (> {}).\n\
+                 ka keepalive, rtx retransmission, uto user timeout, hb heartbeat, rst reset, icmp unreachable.\n",
+                if rep.lab.repeat > 1 {
+                    format!(", median [min–max] of {} runs", rep.lab.repeat)
+                } else {
+                    String::new()
+                },
+                human_ms(Some(rep.lab.deadline_ms)),
+            );
+            let differing: Vec<_> = rep.results.iter().filter(|r| !r.agrees).collect();
+            if !differing.is_empty() {
+                out += "\n* differs from the prediction:\n";
+                for r in differing {
+                    out += &format!(
+                        "  {} / {} / {}: {}\n",
+                        r.strategy,
+                        r.fault,
+                        r.load,
+                        r.disagreement.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            out += "\nVerdict:\n";
+            for v in &rep.verdicts {
+                out += &format!("  {}\n", v.text);
+            }
+            let kernel = rep.lab.facts.get("kernel").map_or("?", String::as_str);
+            let retries = rep
+                .lab
+                .facts
+                .get("net.ipv4.tcp_retries2")
+                .map_or("?", String::as_str);
+            out += &format!(
+                "\nLab: kernel {kernel}, tcp_retries2 {retries}, warm-up {}, reboot heals after {}, nat-expiry after {}; ran in {}.\n",
+                human_ms(Some(rep.lab.warmup_ms)),
+                human_ms(Some(rep.lab.reboot_heal_ms)),
+                human_ms(Some(rep.lab.nat_idle_ms)),
+                human_ms(Some(rep.lab.wall_ms)),
+            );
+            out
+        }
+    }
+}

@@ -35,7 +35,14 @@ pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
     eprintln!("tcphb: listening on {local} ({strategy})");
     let kernel = KernelTimers::read();
     let rt = super::runtime()?;
-    rt.block_on(serve(listener, local, strategy, kernel, format))
+    rt.block_on(serve(
+        listener,
+        local,
+        strategy,
+        kernel,
+        format,
+        args.rst_on_exit,
+    ))
 }
 
 fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
@@ -73,6 +80,7 @@ async fn serve(
     strategy: crate::strategy::Strategy,
     kernel: KernelTimers,
     format: Format,
+    rst_on_exit: bool,
 ) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let (stop_tx, stop_rx) = stop_channel::channel(false);
@@ -126,6 +134,9 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                if rst_on_exit {
+                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                }
                 let rtt = tcpinfo::read(&stream).map_or(Duration::ZERO, |i| Duration::from_micros(i.rtt_us.into()));
                 let prediction = predict(&effective, Fault::Blackhole, Load::Idle, &kernel, rtt);
                 let w = Watch { effective, load: Load::Idle, kernel };

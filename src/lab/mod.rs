@@ -13,10 +13,13 @@
 //! dropped or the process dies, even by `SIGKILL`. The host's own namespace is never changed.
 //! Sockets are made inside a node with [`Lab::enter`], and keep that node's namespace for life.
 
+mod cell;
 mod fault;
 mod netlink;
 mod netns;
 mod privilege;
+
+pub use cell::Cell;
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -205,6 +208,14 @@ impl Lab {
             if node == Node::Router {
                 std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
                     .map_err(LabError::setup("enable net.ipv4.ip_forward in router"))?;
+                // The router answers every packet it cannot forward. Its default ICMP rate limit
+                // (per destination host, shared by every connection of a cell) would otherwise let
+                // one connection's errors starve another's, and its errno become a lottery.
+                std::fs::write("/proc/sys/net/ipv4/icmp_ratelimit", "0")
+                    .map_err(LabError::setup("disable net.ipv4.icmp_ratelimit in router"))?;
+                std::fs::write("/proc/sys/net/ipv4/icmp_msgs_per_sec", "100000").map_err(
+                    LabError::setup("raise net.ipv4.icmp_msgs_per_sec in router"),
+                )?;
             }
             drop(guard);
             ns.push(fd);

@@ -1,0 +1,224 @@
+//! `tcphb compare`: build labs, open one connection per strategy in each, cut every lab at one
+//! instant, watch all connections on one event loop until each notices or the deadline passes, and
+//! report the matrix beside the predictions.
+//!
+//! Cells (fault × load × repeat) run concurrently, each in its own lab, so the run takes about
+//! warm-up + deadline rather than their sum. Set-up (blocking: netlink, exec of the peer, connects)
+//! happens before any measurement starts, so it cannot delay a timer being measured.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch as stop_channel;
+use tokio::task::JoinSet;
+use tokio::time::{Instant as TokioInstant, sleep_until};
+
+use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
+use crate::detection::Detection;
+use crate::lab::Cell;
+use crate::matrix::{CellResult, Run, aggregate, verdicts};
+use crate::predict::{REBOOT_HEAL, predict};
+use crate::report::{CompareReport, Format, LabFacts, SCHEMA, render_compare};
+use crate::scenario::{Fault, Load};
+use crate::sockopt::{self, Effective, KernelTimers};
+use crate::strategy::Strategy;
+use crate::watch::{Watch, watch};
+
+/// Most labs alive at once; more repeats run in further rounds.
+const MAX_LABS_PER_ROUND: usize = 40;
+
+/// One lab's worth of work: which fault and load, and which repeat.
+#[derive(Clone, Copy)]
+struct CellSpec {
+    fault: Fault,
+    load: Load,
+}
+
+/// A measured connection: (cell index, strategy index, detection, latency from the cut).
+type Measured = (usize, usize, Detection, Option<Duration>);
+
+/// Run `tcphb compare`; exit 0 when the comparison ran.
+pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
+    let strategies: Vec<Strategy> = if args.strategies.is_empty() {
+        DEFAULT_STRATEGIES
+            .iter()
+            .map(|s| s.parse().expect("default specs parse"))
+            .collect()
+    } else {
+        args.strategies.clone()
+    };
+    for s in &strategies {
+        sockopt::validate(s).with_context(|| format!("strategy '{s}'"))?;
+    }
+    let mut faults = args.faults.clone();
+    faults.dedup();
+    let mut loads = args.loads.clone();
+    loads.sort();
+    loads.dedup();
+    let mut specs = Vec::new();
+    for _ in 0..args.repeat {
+        for &fault in &faults {
+            for &load in &loads {
+                specs.push(CellSpec { fault, load });
+            }
+        }
+    }
+
+    let rounds = specs.len().div_ceil(MAX_LABS_PER_ROUND);
+    let bar = progress_bar((specs.len() * strategies.len()) as u64);
+    let rt = super::runtime()?;
+    let started = Instant::now();
+    let mut measured: Vec<(CellSpec, usize, Detection, Option<Duration>)> = Vec::new();
+    let mut facts = None;
+    let mut effective: Vec<Option<Effective>> = vec![None; strategies.len()];
+    let mut kernel = KernelTimers::default();
+    for (round, chunk) in specs.chunks(MAX_LABS_PER_ROUND).enumerate() {
+        bar.set_message(format!(
+            "round {}/{rounds}: building {} labs",
+            round + 1,
+            chunk.len()
+        ));
+        let mut cells = Vec::with_capacity(chunk.len());
+        let mut conns = Vec::new();
+        for (i, spec) in chunk.iter().enumerate() {
+            let cell = Cell::new(spec.fault, args.nat_idle)?;
+            if facts.is_none() {
+                facts = Some(cell.facts());
+                kernel = cell.kernel_timers()?;
+            }
+            for (j, s) in strategies.iter().enumerate() {
+                let (stream, eff) = cell.connect(s)?;
+                effective[j].get_or_insert(eff);
+                conns.push((i, j, stream, eff));
+            }
+            cells.push(cell);
+        }
+        let out = rt.block_on(measure(args, chunk, &mut cells, conns, kernel, &bar))?;
+        measured.extend(out.into_iter().map(|(i, j, d, l)| (chunk[i], j, d, l)));
+        drop(cells);
+    }
+    bar.finish_and_clear();
+
+    let mut results: Vec<CellResult> = Vec::new();
+    for (j, s) in strategies.iter().enumerate() {
+        let eff = effective[j].unwrap_or_default();
+        for &fault in &faults {
+            for &load in &loads {
+                let runs: Vec<Run> = measured
+                    .iter()
+                    .filter(|(c, sj, _, _)| *sj == j && c.fault == fault && c.load == load)
+                    .map(|(_, _, d, lat)| Run {
+                        latency_ms: lat.map(|l| l.as_millis() as u64),
+                        silence_ms: d.silence_ms,
+                        detected_by: d.detected_by,
+                        errno: d.errno.clone(),
+                        outcome: d.outcome,
+                    })
+                    .collect();
+                let pred = predict(&eff, fault, load, &kernel, Duration::ZERO);
+                results.push(aggregate(s, fault, load, &pred, args.deadline, runs));
+            }
+        }
+    }
+    let report = CompareReport {
+        schema: SCHEMA,
+        lab: LabFacts {
+            facts: facts.unwrap_or_default().into_iter().collect(),
+            deadline_ms: args.deadline.as_millis() as u64,
+            warmup_ms: args.warmup.as_millis() as u64,
+            reboot_heal_ms: REBOOT_HEAL.as_millis() as u64,
+            nat_idle_ms: args.nat_idle.as_millis() as u64,
+            repeat: args.repeat,
+            wall_ms: started.elapsed().as_millis() as u64,
+        },
+        verdicts: verdicts(&results, &faults),
+        results,
+    };
+    super::print(&render_compare(&report, format, args.wide))?;
+    Ok(crate::exit::OK)
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    // indicatif draws only when stderr is a terminal, so pipes stay quiet.
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed}] {bar:30} {pos}/{len} connections ended  {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Watch every connection, cut every cell at one instant, heal reboots, stop at the deadline.
+async fn measure(
+    args: &CompareArgs,
+    chunk: &[CellSpec],
+    cells: &mut [Cell],
+    conns: Vec<(usize, usize, std::net::TcpStream, Effective)>,
+    kernel: KernelTimers,
+    bar: &ProgressBar,
+) -> anyhow::Result<Vec<Measured>> {
+    let (stop_tx, stop_rx) = stop_channel::channel(false);
+    let (cut_tx, cut_rx) = stop_channel::channel::<Option<Vec<Instant>>>(None);
+    let mut set = JoinSet::new();
+    for (i, j, stream, effective) in conns {
+        let stream = tokio::net::TcpStream::from_std(stream)?;
+        let w = Watch {
+            effective,
+            load: chunk[i].load,
+            kernel,
+        };
+        let mut stop = stop_rx.clone();
+        let cut_rx = cut_rx.clone();
+        set.spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let opened = Instant::now();
+            let d = watch(stream, &w, opened, stopped).await;
+            let ended = opened + Duration::from_millis(d.elapsed_ms);
+            let cut = cut_rx.borrow().as_ref().map(|c| c[i]);
+            let latency = match (cut, d.outcome.is_detection()) {
+                (Some(cut), true) => Some(ended.saturating_duration_since(cut)),
+                _ => None,
+            };
+            (i, j, d, latency)
+        });
+    }
+    bar.set_message(format!(
+        "warming up {}",
+        crate::strategy::format_duration(args.warmup)
+    ));
+    tokio::time::sleep(args.warmup).await;
+    let mut cut_at = Vec::with_capacity(cells.len());
+    for c in cells.iter_mut() {
+        c.cut()?;
+        cut_at.push(Instant::now());
+    }
+    let cut = TokioInstant::now();
+    let _ = cut_tx.send(Some(cut_at));
+    bar.set_message("cut: waiting for detections");
+    let heal_at = cut + REBOOT_HEAL;
+    let deadline_at = cut + args.deadline;
+    let (mut healed, mut stopped) = (false, false);
+    let mut out = Vec::new();
+    while !set.is_empty() {
+        tokio::select! {
+            Some(r) = set.join_next() => {
+                out.push(r.context("a watcher task failed")?);
+                bar.inc(1);
+            }
+            _ = sleep_until(heal_at), if !healed => {
+                healed = true;
+                for c in cells.iter() { c.heal()?; }
+            }
+            _ = sleep_until(deadline_at), if !stopped => {
+                stopped = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,178 @@
+//! One cell of a comparison: a lab, a `tcphb listen` peer process in its server namespace, the
+//! client connections under test, and the one function that makes each Fault happen there.
+//!
+//! The peer is a real process so that `freeze` is a real SIGSTOP (its kernel keeps ACKing) and `crash`
+//! a real SIGKILL (its kernel sends FIN, or RST over unread data). It gets PR_SET_PDEATHSIG so it dies
+//! with us, even when we are SIGKILLed, and never keeps a namespace alive.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{Lab, LabError, Node, PathFault};
+use crate::scenario::Fault;
+use crate::sockopt::{self, Effective};
+use crate::strategy::Strategy;
+
+/// Port the peer listens on in the server namespace.
+const PEER_PORT: u16 = 7878;
+
+/// A lab with a live peer, ready for connections and one fault.
+pub struct Cell {
+    lab: Lab,
+    peer: Child,
+    fault: Fault,
+}
+
+fn setup(step: &str, source: std::io::Error) -> LabError {
+    LabError::Setup {
+        step: step.to_string(),
+        source,
+    }
+}
+
+impl Cell {
+    /// Build the lab, arm `nat-expiry` when that is the fault (middlebox forgets flows idle for
+    /// `nat_idle`), and start the peer, waiting until it listens.
+    pub fn new(fault: Fault, nat_idle: Duration) -> Result<Cell, LabError> {
+        let lab = Lab::build()?;
+        if fault == Fault::NatExpiry {
+            lab.enable_nat_expiry(nat_idle)?;
+        }
+        let exe = std::env::current_exe().map_err(|e| setup("find the tcphb executable", e))?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["listen", &format!("{}:{PEER_PORT}", lab.server_addr())]);
+        if fault == Fault::Reboot {
+            // A rebooting host forgets its connections without a word: no orphaned FIN_WAIT
+            // sockets that would still answer after the path heals.
+            cmd.arg("--rst-on-exit");
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        lab.command_in(Node::Server, &mut cmd)?;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut peer = cmd
+            .spawn()
+            .map_err(|e| setup("start the peer (tcphb listen) in the server namespace", e))?;
+        let mut banner = String::new();
+        let stderr = peer.stderr.take().expect("piped");
+        let read = BufReader::new(stderr).read_line(&mut banner);
+        if read.is_err() || !banner.contains("listening on") {
+            let _ = peer.kill();
+            let _ = peer.wait();
+            return Err(setup(
+                "start the peer (tcphb listen) in the server namespace",
+                std::io::Error::other(format!("it said {:?}", banner.trim())),
+            ));
+        }
+        Ok(Cell { lab, peer, fault })
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.lab.server_addr(), PEER_PORT))
+    }
+
+    /// The lab's kernel and sysctl facts (client namespace).
+    pub fn facts(&self) -> Vec<(String, String)> {
+        self.lab.facts()
+    }
+
+    /// The kernel timers in force in the lab's client namespace (a fresh namespace has the kernel's
+    /// defaults, not the host's tuning).
+    pub fn kernel_timers(&self) -> Result<crate::sockopt::KernelTimers, LabError> {
+        self.lab
+            .enter(Node::Client, crate::sockopt::KernelTimers::read)
+    }
+
+    /// Open a connection from the client namespace with `strategy` applied; blocking, so call it
+    /// before the measurement starts.
+    pub fn connect(&self, strategy: &Strategy) -> Result<(TcpStream, Effective), LabError> {
+        let sock = self
+            .lab
+            .enter(Node::Client, || {
+                Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+            })?
+            .map_err(|e| setup("create a socket in the client namespace", e))?;
+        debug_assert_eq!(
+            self.lab
+                .node_of_socket(std::os::fd::AsFd::as_fd(&sock))
+                .ok()
+                .flatten(),
+            Some(Node::Client),
+            "lab sockets live in the lab's client namespace"
+        );
+        let mut eff =
+            sockopt::apply(&sock, strategy).map_err(|e| setup(&format!("apply {strategy}"), e))?;
+        sock.connect_timeout(&self.peer_addr().into(), Duration::from_secs(3))
+            .map_err(|e| setup(&format!("connect to the peer {}", self.peer_addr()), e))?;
+        let hb = (eff.heartbeat_interval_ms, eff.heartbeat_misses);
+        eff = sockopt::read_back(&sock).map_err(|e| setup("read back socket options", e))?;
+        (eff.heartbeat_interval_ms, eff.heartbeat_misses) = hb;
+        sock.set_tcp_nodelay(true)
+            .map_err(|e| setup("set TCP_NODELAY", e))?;
+        sock.set_nonblocking(true)
+            .map_err(|e| setup("set non-blocking", e))?;
+        Ok((sock.into(), eff))
+    }
+
+    fn signal_peer(&self, sig: Signal) -> Result<(), LabError> {
+        kill(Pid::from_raw(self.peer.id() as i32), sig)
+            .map_err(|e| setup(&format!("send {sig} to the peer"), e.into()))
+    }
+
+    /// Make the fault happen, now. For `reboot` this is the first half (cut, peer forgets); call
+    /// [`Cell::heal`] later to restore the path so the peer can answer RST.
+    pub fn cut(&mut self) -> Result<(), LabError> {
+        match self.fault {
+            Fault::Blackhole => self.lab.cut(PathFault::Blackhole),
+            Fault::Unreachable => self.lab.cut(PathFault::Unreachable),
+            Fault::Prohibit => self.lab.cut(PathFault::Prohibit),
+            Fault::Linkdown => self.lab.cut(PathFault::LinkDown),
+            Fault::Freeze => self.signal_peer(Signal::SIGSTOP),
+            Fault::Crash => self.signal_peer(Signal::SIGKILL),
+            Fault::Reboot => {
+                // The path goes first so the dying peer's FIN/RST are lost: its connections are
+                // forgotten without a word, as when a host reboots.
+                self.lab.cut(PathFault::Blackhole)?;
+                self.signal_peer(Signal::SIGKILL)?;
+                let _ = self.peer.wait();
+                Ok(())
+            }
+            // The middlebox was armed at build: flows idle longer than its timeout are forgotten.
+            Fault::NatExpiry => Ok(()),
+        }
+    }
+
+    /// Second half of `reboot`: the path is back, the rebooted peer answers RST to what it no longer knows.
+    pub fn heal(&self) -> Result<(), LabError> {
+        if self.fault == Fault::Reboot {
+            self.lab.heal(PathFault::Blackhole)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cell {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.peer.id() as i32);
+        let _ = kill(pid, Signal::SIGCONT);
+        let _ = self.peer.kill();
+        let _ = self.peer.wait();
+    }
+}

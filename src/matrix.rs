@@ -1,0 +1,339 @@
+//! The comparison matrix: runs of (strategy, fault, load), their aggregation into one result per cell
+//! (median and spread over repeats, beside the prediction), and the verdict per fault in words.
+//! Pure: no sockets, no clocks.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::detection::{Mechanism, Outcome};
+use crate::predict::{Basis, Prediction, judge};
+use crate::scenario::{Fault, Load};
+
+/// One measured run of one strategy in one lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    /// From the cut to the detection; `null` when nothing noticed before the deadline.
+    pub latency_ms: Option<u64>,
+    /// Silence before detection (since the last packet heard).
+    pub silence_ms: u64,
+    pub detected_by: Option<Mechanism>,
+    pub errno: Option<String>,
+    pub outcome: Outcome,
+}
+
+impl Run {
+    fn noticed(&self) -> bool {
+        self.outcome.is_detection()
+    }
+}
+
+/// The aggregated result of one (strategy, fault, load).
+#[derive(Debug, Clone, Serialize)]
+pub struct CellResult {
+    /// Label or spec.
+    pub strategy: String,
+    /// The spec without label.
+    pub spec: String,
+    pub fault: Fault,
+    pub load: Load,
+    /// The mechanism that noticed in most runs.
+    pub detected_by: Option<Mechanism>,
+    /// The errno seen in most runs.
+    pub errno: Option<String>,
+    /// Median latency from the cut over the runs that noticed; `null` = never (before the deadline).
+    pub latency_ms: Option<u64>,
+    pub latency_min_ms: Option<u64>,
+    pub latency_max_ms: Option<u64>,
+    /// Median silence before detection over the runs that noticed.
+    pub silence_ms: Option<u64>,
+    /// Runs that noticed, of `runs.len()`.
+    pub noticed: usize,
+    pub expected_ms: Option<u64>,
+    pub expected_by: Option<Mechanism>,
+    pub expected_basis: Basis,
+    pub expected_reason: String,
+    pub agrees: bool,
+    pub disagreement: Option<String>,
+    pub runs: Vec<Run>,
+}
+
+fn median(mut v: Vec<u64>) -> Option<u64> {
+    v.sort_unstable();
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[n / 2]),
+        n => Some((v[n / 2 - 1] + v[n / 2]) / 2),
+    }
+}
+
+/// The most frequent item; ties go to the first seen, so the result is deterministic.
+fn mode<T: Clone + PartialEq>(items: impl Iterator<Item = T>) -> Option<T> {
+    let v: Vec<T> = items.collect();
+    let count = |x: &T| v.iter().filter(|y| *y == x).count();
+    let mut best: Option<(&T, usize)> = None;
+    for x in &v {
+        let c = count(x);
+        if best.is_none_or(|(_, bc)| c > bc) {
+            best = Some((x, c));
+        }
+    }
+    best.map(|(x, _)| x.clone())
+}
+
+/// Aggregate the runs of one cell and judge them against the prediction. Nothing noticed before
+/// `deadline` agrees with a prediction beyond it.
+pub fn aggregate(
+    strategy: &crate::strategy::Strategy,
+    fault: Fault,
+    load: Load,
+    pred: &Prediction,
+    deadline: Duration,
+    runs: Vec<Run>,
+) -> CellResult {
+    let noticed: Vec<&Run> = runs.iter().filter(|r| r.noticed()).collect();
+    let lat: Vec<u64> = noticed.iter().filter_map(|r| r.latency_ms).collect();
+    let detected_by = mode(noticed.iter().filter_map(|r| r.detected_by));
+    let errno = mode(noticed.iter().filter_map(|r| r.errno.clone()));
+    let latency_ms = median(lat.clone());
+    let silence_ms = median(noticed.iter().map(|r| r.silence_ms).collect());
+    let measured = match pred.basis {
+        Basis::LastHeard => silence_ms,
+        Basis::Fault => latency_ms,
+    }
+    .map(Duration::from_millis);
+    // Within the deadline, the prediction must match; a prediction past it is matched by "never".
+    let pred_in_window = Prediction {
+        expected: pred.expected.filter(|e| *e <= deadline),
+        ..pred.clone()
+    };
+    let j = judge(&pred_in_window, detected_by, measured);
+    CellResult {
+        strategy: strategy.name(),
+        spec: strategy.spec(),
+        fault,
+        load,
+        detected_by,
+        errno,
+        latency_ms,
+        latency_min_ms: lat.iter().min().copied(),
+        latency_max_ms: lat.iter().max().copied(),
+        silence_ms,
+        noticed: noticed.len(),
+        expected_ms: pred.expected_ms(),
+        expected_by: pred.mechanism,
+        expected_basis: pred.basis,
+        expected_reason: pred.reason.clone(),
+        agrees: j.agrees,
+        disagreement: j.note,
+        runs,
+    }
+}
+
+/// A sentence about one fault, from the results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub fault: Fault,
+    pub text: String,
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+fn hint(fault: Fault) -> &'static str {
+    match fault {
+        Fault::Blackhole => {
+            "keepalive covers idle connections only; busy ones need a user timeout (or heartbeats), else retransmissions take ~15 min"
+        }
+        Fault::Unreachable | Fault::Prohibit => {
+            "the router's ICMP is only a soft error: timers still decide when, the errno tells why"
+        }
+        Fault::Linkdown => {
+            "a local link failure is still detected only by timers; the errno names the missing route"
+        }
+        Fault::Reboot => {
+            "the rebooted peer answers RST to the first segment after the path heals; a connection that sends nothing never learns"
+        }
+        Fault::Freeze => {
+            "a hung peer's kernel still ACKs keepalive and window probes: only heartbeats (and a user timeout on busy connections) notice"
+        }
+        Fault::Crash => {
+            "the peer's kernel closes for it: FIN when idle, RST over unread data, noticed at once"
+        }
+        Fault::NatExpiry => {
+            "traffic more often than the middlebox's timeout keeps the flow; a silent flow is forgotten and nothing notices until it sends"
+        }
+    }
+}
+
+/// One verdict per fault, in the order given.
+pub fn verdicts(results: &[CellResult], faults: &[Fault]) -> Vec<Verdict> {
+    faults
+        .iter()
+        .map(|&fault| {
+            let mut parts = Vec::new();
+            for load in [Load::Idle, Load::Busy] {
+                let cells: Vec<&CellResult> = results
+                    .iter()
+                    .filter(|r| r.fault == fault && r.load == load)
+                    .collect();
+                if cells.is_empty() {
+                    continue;
+                }
+                let fastest = cells
+                    .iter()
+                    .filter(|c| c.latency_ms.is_some())
+                    .min_by_key(|c| c.latency_ms);
+                let slowest = cells.iter().filter_map(|c| c.latency_ms).max();
+                if fastest.is_some()
+                    && cells.iter().all(|c| c.latency_ms.is_some())
+                    && slowest < Some(200)
+                {
+                    parts.push(format!(
+                        "{load}: every strategy noticed within {}",
+                        secs(slowest.expect("some"))
+                    ));
+                    continue;
+                }
+                let never: Vec<&str> = cells
+                    .iter()
+                    .filter(|c| c.latency_ms.is_none())
+                    .map(|c| c.strategy.as_str())
+                    .collect();
+                let mut s = format!("{load}: ");
+                match fastest {
+                    Some(c) => {
+                        s += &format!(
+                            "first {} in {} ({})",
+                            c.strategy,
+                            secs(c.latency_ms.expect("filtered")),
+                            c.detected_by.map_or("?", Mechanism::name)
+                        );
+                    }
+                    None => s += "nothing noticed",
+                }
+                if !never.is_empty() && fastest.is_some() {
+                    s += &format!("; never: {}", never.join(", "));
+                }
+                parts.push(s);
+            }
+            Verdict {
+                fault,
+                text: format!("{fault}: {}. {}.", parts.join("; "), hint(fault)),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sockopt::{Effective, KernelTimers};
+
+    fn run(lat: Option<u64>, by: Option<Mechanism>) -> Run {
+        Run {
+            latency_ms: lat,
+            silence_ms: lat.unwrap_or(0) + 500,
+            detected_by: by,
+            errno: by.map(|_| "ETIMEDOUT".to_string()),
+            outcome: if lat.is_some() {
+                Outcome::Dead
+            } else {
+                Outcome::Alive
+            },
+        }
+    }
+
+    fn ka_pred() -> Prediction {
+        let eff = Effective {
+            keepalive_idle_ms: Some(1000),
+            keepalive_interval_ms: Some(1000),
+            keepalive_count: Some(3),
+            ..Default::default()
+        };
+        crate::predict::predict(
+            &eff,
+            Fault::Blackhole,
+            Load::Idle,
+            &KernelTimers::default(),
+            Duration::ZERO,
+        )
+    }
+
+    #[test]
+    fn aggregates_median_spread_and_mode() {
+        let s = "ka=1s,1s,3".parse().unwrap();
+        let k = Some(Mechanism::Keepalive);
+        let runs = vec![run(Some(3600), k), run(Some(3400), k), run(Some(3900), k)];
+        let r = aggregate(
+            &s,
+            Fault::Blackhole,
+            Load::Idle,
+            &ka_pred(),
+            Duration::from_secs(8),
+            runs,
+        );
+        assert_eq!(
+            (r.latency_ms, r.latency_min_ms, r.latency_max_ms),
+            (Some(3600), Some(3400), Some(3900))
+        );
+        assert_eq!(r.silence_ms, Some(4100));
+        assert_eq!(r.detected_by, k);
+        assert_eq!(r.errno.as_deref(), Some("ETIMEDOUT"));
+        assert_eq!(r.noticed, 3);
+        assert!(r.agrees, "{:?}", r.disagreement);
+    }
+
+    #[test]
+    fn never_agrees_with_a_prediction_past_the_deadline_only() {
+        let s = "ka=1s,1s,3".parse().unwrap();
+        let r = aggregate(
+            &s,
+            Fault::Blackhole,
+            Load::Idle,
+            &ka_pred(),
+            Duration::from_secs(2),
+            vec![run(None, None)],
+        );
+        assert!(r.agrees);
+        assert_eq!(r.latency_ms, None);
+        let r = aggregate(
+            &s,
+            Fault::Blackhole,
+            Load::Idle,
+            &ka_pred(),
+            Duration::from_secs(8),
+            vec![run(None, None)],
+        );
+        assert!(!r.agrees);
+    }
+
+    #[test]
+    fn verdict_names_the_fastest_and_the_blind() {
+        let hb = "hb=500ms,3".parse().unwrap();
+        let ka = "ka=1s,1s,3".parse().unwrap();
+        let p = ka_pred();
+        let d = Duration::from_secs(8);
+        let results = vec![
+            aggregate(
+                &hb,
+                Fault::Freeze,
+                Load::Idle,
+                &p,
+                d,
+                vec![run(Some(1200), Some(Mechanism::Heartbeat))],
+            ),
+            aggregate(&ka, Fault::Freeze, Load::Idle, &p, d, vec![run(None, None)]),
+        ];
+        let v = verdicts(&results, &[Fault::Freeze]);
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].text.starts_with(
+                "freeze: idle: first hb=500ms,3 in 1.2 s (heartbeat); never: ka=1s,1s,3."
+            ),
+            "{}",
+            v[0].text
+        );
+    }
+}

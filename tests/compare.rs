@@ -1,0 +1,346 @@
+//! `tcphb compare` end to end: real labs, real cuts, every fault; SIGKILL mid-run leaves nothing;
+//! an unprivileged user gets the lab through a user namespace. Needs root (CI is root).
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Proc, bin, code, json, lab_allowed};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+/// Run compare with JSON output and index its results by (strategy, fault, load).
+fn compare(args: &[&str]) -> (Value, HashMap<(String, String, String), Value>) {
+    let out = Command::new(bin())
+        .arg("compare")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run tcphb compare");
+    assert_eq!(
+        code(&out),
+        0,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let mut by = HashMap::new();
+    for r in v["results"].as_array().unwrap() {
+        let key = (
+            r["strategy"].as_str().unwrap().to_string(),
+            r["fault"].as_str().unwrap().to_string(),
+            r["load"].as_str().unwrap().to_string(),
+        );
+        by.insert(key, r.clone());
+    }
+    (v, by)
+}
+
+fn cell<'a>(
+    by: &'a HashMap<(String, String, String), Value>,
+    s: &str,
+    f: &str,
+    l: &str,
+) -> &'a Value {
+    by.get(&(s.into(), f.into(), l.into()))
+        .unwrap_or_else(|| panic!("no cell {s} {f} {l}"))
+}
+
+fn assert_cell(c: &Value, by: &str, errnos: &[&str]) {
+    assert_eq!(c["detected_by"], by, "{c}");
+    if errnos.is_empty() {
+        assert!(c["errno"].is_null(), "{c}");
+    } else {
+        assert!(
+            errnos.contains(&c["errno"].as_str().unwrap_or("")),
+            "errno {} not in {errnos:?}: {c}",
+            c["errno"]
+        );
+    }
+}
+
+fn assert_never(c: &Value) {
+    assert!(c["latency_ms"].is_null(), "expected never: {c}");
+    assert_eq!(c["noticed"], 0, "{c}");
+}
+
+#[test]
+fn every_fault_is_noticed_by_the_mechanism_that_should_notice_it() {
+    if !lab_allowed("every_fault_is_noticed_by_the_mechanism_that_should_notice_it") {
+        return;
+    }
+    let (v, by) = compare(&[
+        "-s",
+        "none",
+        "-s",
+        "ka=1s,1s,3",
+        "-s",
+        "uto=2s",
+        "-s",
+        "hb=500ms,3",
+        "--fault",
+        "blackhole,unreachable,freeze,reboot,crash",
+        "--load",
+        "idle,busy",
+        "--deadline",
+        "7s",
+    ]);
+    assert_eq!(v["schema"], 1);
+    assert!(v["lab"]["facts"]["kernel"].is_string());
+    assert_eq!(v["verdicts"].as_array().unwrap().len(), 5);
+
+    // blackhole: keepalive notices idle within 15 % of its prediction (4 s after the last ACK);
+    // busy needs the user timeout; nothing armed never notices.
+    let ka = cell(&by, "ka=1s,1s,3", "blackhole", "idle");
+    assert_cell(ka, "keepalive", &["ETIMEDOUT"]);
+    let silence = ka["silence_ms"].as_u64().unwrap();
+    assert!(
+        (3400..=4600).contains(&silence),
+        "keepalive silence {silence}: {ka}"
+    );
+    assert_eq!(ka["expected_ms"], 4000);
+    assert_never(cell(&by, "ka=1s,1s,3", "blackhole", "busy"));
+    assert_cell(
+        cell(&by, "uto=2s", "blackhole", "busy"),
+        "user_timeout",
+        &["ETIMEDOUT"],
+    );
+    assert_never(cell(&by, "none", "blackhole", "idle"));
+    assert_never(cell(&by, "none", "blackhole", "busy"));
+
+    // unreachable: the router's ICMP turns a busy connection's errno into EHOSTUNREACH; an idle
+    // keepalive probe's ICMP is out of window and ignored, so it still times out.
+    assert_cell(
+        cell(&by, "uto=2s", "unreachable", "busy"),
+        "user_timeout",
+        &["EHOSTUNREACH"],
+    );
+    assert_cell(
+        cell(&by, "ka=1s,1s,3", "unreachable", "idle"),
+        "keepalive",
+        &["ETIMEDOUT"],
+    );
+
+    // freeze: only heartbeats notice an idle hung peer; busy, the user timeout does too.
+    for load in ["idle", "busy"] {
+        assert_cell(cell(&by, "hb=500ms,3", "freeze", load), "heartbeat", &[]);
+        assert_never(cell(&by, "ka=1s,1s,3", "freeze", load));
+        assert_never(cell(&by, "none", "freeze", load));
+    }
+    assert_cell(
+        cell(&by, "uto=2s", "freeze", "busy"),
+        "user_timeout",
+        &["ETIMEDOUT"],
+    );
+    assert_never(cell(&by, "uto=2s", "freeze", "idle"));
+
+    // reboot: the first segment after the path heals draws a RST.
+    assert_cell(
+        cell(&by, "ka=1s,1s,3", "reboot", "idle"),
+        "reset",
+        &["ECONNRESET"],
+    );
+    assert_cell(
+        cell(&by, "none", "reboot", "busy"),
+        "reset",
+        &["ECONNRESET"],
+    );
+    assert_never(cell(&by, "none", "reboot", "idle"));
+
+    // crash: the peer's kernel closes: FIN, or RST over unread data — at once, for everyone.
+    for s in ["none", "ka=1s,1s,3", "uto=2s", "hb=500ms,3"] {
+        for load in ["idle", "busy"] {
+            let c = cell(&by, s, "crash", load);
+            let m = c["detected_by"].as_str().unwrap();
+            assert!(m == "eof" || m == "reset", "{c}");
+            assert!(c["latency_ms"].as_u64().unwrap() < 1000, "{c}");
+        }
+    }
+
+    // Heartbeats notice everything but a crash within interval × misses of the last pong.
+    for f in ["blackhole", "unreachable", "freeze"] {
+        let c = cell(&by, "hb=500ms,3", f, "idle");
+        let silence = c["silence_ms"].as_u64().unwrap();
+        assert!((1400..=2200).contains(&silence), "{f}: {c}");
+    }
+}
+
+#[test]
+fn nat_expiry_forgets_only_silent_flows() {
+    if !lab_allowed("nat_expiry_forgets_only_silent_flows") {
+        return;
+    }
+    // The middlebox forgets flows idle for 2 s. Keepalive every second and heartbeats keep the flow;
+    // once forgotten, a user timeout on the next write is all that can notice.
+    let (_, by) = compare(&[
+        "-s",
+        "none",
+        "-s",
+        "ka=1s,1s,3",
+        "-s",
+        "hb=500ms,3",
+        "-s",
+        "ka=5s,1s,2",
+        "--fault",
+        "nat-expiry",
+        "--nat-idle",
+        "2s",
+        "--load",
+        "idle",
+        "--warmup",
+        "1s",
+        "--deadline",
+        "9s",
+    ]);
+    assert_never(cell(&by, "ka=1s,1s,3", "nat-expiry", "idle"));
+    assert_never(cell(&by, "hb=500ms,3", "nat-expiry", "idle"));
+    assert_never(cell(&by, "none", "nat-expiry", "idle"));
+    // Keepalive idle 5 s > the 2 s expiry: its first probe finds the flow forgotten and is dropped:
+    // dead 5 + 2 × 1 = 7 s after the last packet.
+    let late = cell(&by, "ka=5s,1s,2", "nat-expiry", "idle");
+    assert_cell(late, "keepalive", &["ETIMEDOUT"]);
+    let silence = late["silence_ms"].as_u64().unwrap();
+    assert!((6000..=8000).contains(&silence), "{late}");
+}
+
+#[test]
+fn bad_specs_exit_2_before_any_lab_is_built() {
+    for args in [
+        &["compare", "-s", "ka=1s"][..],
+        &["compare", "--fault", "meteor"],
+        &["compare", "-s", "ka=1500ms,1s,3"],
+    ] {
+        let out = Command::new(bin()).args(args).output().unwrap();
+        assert_eq!(
+            code(&out),
+            2,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+    }
+}
+
+/// Everything on the host a lab could leave behind: named namespaces, veths, tcphb processes.
+fn host_snapshot() -> (String, String) {
+    let run = |args: &[&str]| {
+        String::from_utf8(Command::new("ip").args(args).output().expect("ip").stdout).unwrap()
+    };
+    (
+        run(&["netns", "list"]),
+        run(&["-o", "link", "show", "type", "veth"]),
+    )
+}
+
+/// tcphb processes whose parent is `ppid`.
+fn children_of(ppid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name: state ppid ...
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let parent: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        if parent == ppid {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn sigkill_mid_run_leaves_nothing_behind() {
+    if !lab_allowed("sigkill_mid_run_leaves_nothing_behind") {
+        return;
+    }
+    let before = host_snapshot();
+    // Kill at several moments: while building labs, warming up, and waiting for detections.
+    for delay_ms in [40, 400, 1500, 3500] {
+        let child = Command::new(bin())
+            .args(["compare", "--deadline", "6s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Proc { child };
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let peers = children_of(p.child.id());
+        p.signal(Signal::SIGKILL);
+        let out = p.wait_output(Duration::from_secs(5));
+        assert!(out.status.code().is_none(), "killed by SIGKILL");
+        // The lab's peer processes die with it (PR_SET_PDEATHSIG), and with them the namespaces.
+        std::thread::sleep(Duration::from_millis(300));
+        for pid in peers {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .map_or(true, |s| s.contains(") Z")),
+                "peer {pid} outlived compare (killed after {delay_ms} ms)"
+            );
+        }
+        assert_eq!(
+            host_snapshot(),
+            before,
+            "host changed after SIGKILL at {delay_ms} ms"
+        );
+    }
+}
+
+#[test]
+fn an_unprivileged_user_gets_the_lab_through_a_user_namespace() {
+    if !lab_allowed("an_unprivileged_user_gets_the_lab_through_a_user_namespace") {
+        return;
+    }
+    // The test binary may live under a directory nobody cannot read: run a copy from a temp dir.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("tcphb");
+    std::fs::copy(bin(), &exe).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&exe)
+        .args([
+            "compare",
+            "-s",
+            "ka=1s,1s,3",
+            "-s",
+            "hb=500ms,3",
+            "--fault",
+            "blackhole,freeze",
+            "--load",
+            "idle",
+        ])
+        .args(["--format", "json", "--deadline", "6s"])
+        .current_dir("/")
+        .output()
+        .expect("run setpriv (util-linux)");
+    assert_eq!(
+        code(&out),
+        0,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let r = v["results"].as_array().unwrap();
+    let ka = r
+        .iter()
+        .find(|c| c["strategy"] == "ka=1s,1s,3" && c["fault"] == "blackhole")
+        .unwrap();
+    assert_eq!(ka["detected_by"], "keepalive", "{ka}");
+    let hb = r
+        .iter()
+        .find(|c| c["strategy"] == "hb=500ms,3" && c["fault"] == "freeze")
+        .unwrap();
+    assert_eq!(hb["detected_by"], "heartbeat", "{hb}");
+}
