@@ -137,9 +137,6 @@ pub struct Verdict {
     pub text: String,
 }
 
-fn secs(ms: u64) -> String {
-    format!("{:.1} s", ms as f64 / 1000.0)
-}
 
 fn hint(fault: Fault) -> &'static str {
     match fault {
@@ -192,7 +189,7 @@ pub fn verdicts(results: &[CellResult], faults: &[Fault]) -> Vec<Verdict> {
                 {
                     parts.push(format!(
                         "{load}: every strategy noticed within {}",
-                        secs(slowest.expect("some"))
+                        crate::report::human_ms(slowest)
                     ));
                     continue;
                 }
@@ -207,7 +204,7 @@ pub fn verdicts(results: &[CellResult], faults: &[Fault]) -> Vec<Verdict> {
                         s += &format!(
                             "first {} in {} ({})",
                             c.strategy,
-                            secs(c.latency_ms.expect("filtered")),
+                            crate::report::human_ms(c.latency_ms),
                             c.detected_by.map_or("?", Mechanism::name)
                         );
                     }
