@@ -131,7 +131,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__connect)
-            opts="-k -u -H -l -d -f -h --keepalive --user-timeout --heartbeat --load --duration --connect-timeout --format --help"
+            opts="-k -u -H -l -d -n -f -h --keepalive --user-timeout --heartbeat --load --duration --connect-timeout --connections --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +178,14 @@ _tcphb() {
                     return 0
                     ;;
                 --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -267,7 +275,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__listen)
-            opts="-k -u -H -f -h --keepalive --user-timeout --heartbeat --rst-on-exit --format --help"
+            opts="-k -u -H -f -h --keepalive --user-timeout --heartbeat --max-conns --rst-on-exit --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -294,6 +302,10 @@ _tcphb() {
                     return 0
                     ;;
                 -H)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-conns)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

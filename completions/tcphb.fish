@@ -37,6 +37,7 @@ complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "help" -d 'Print this me
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -l max-conns -d 'Hold at most this many connections; further ones are accepted and closed at once, and counted' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'
@@ -50,6 +51,7 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s l -l load -d 'id
 busy\t'Keeps writing, so data is unacknowledged after the cut (keepalive stays silent then)'"
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s d -l duration -d 'Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies)' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -l connect-timeout -d 'Give up connecting after this long' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s n -l connections -d 'Open this many connections with the same strategy and report the distribution (e.g. to load a `tcphb listen`); the open-file limit is raised as needed' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'

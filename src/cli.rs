@@ -64,6 +64,7 @@ The peer can be a tcphb listen, an echo server, or any TCP service (without --he
 Examples:
   tcphb connect 127.0.0.1:7878 --keepalive 5s,5s,3
   tcphb connect 127.0.0.1:7878 --heartbeat 500ms,3 --duration 1m
+  tcphb connect 127.0.0.1:7878 --connections 1000 --heartbeat 1s,3 --format json
   tcphb connect db:5432 --keepalive 5s,5s,3 --user-timeout 20s --load busy --format json
 
 {EXIT_CODES}"))]
@@ -183,6 +184,10 @@ pub struct ListenArgs {
     pub addr: String,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    /// Hold at most this many connections; further ones are accepted and closed at once, and counted.
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_conns: u32,
     /// Close connections with RST (SO_LINGER 0) when this process ends, even by SIGKILL — as a
     /// rebooting host forgets them — instead of the usual FIN.
     #[arg(long)]
@@ -206,4 +211,9 @@ pub struct ConnectArgs {
     /// Give up connecting after this long.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub connect_timeout: Duration,
+    /// Open this many connections with the same strategy and report the distribution (e.g. to load a
+    /// `tcphb listen`); the open-file limit is raised as needed.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
 }

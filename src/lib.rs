@@ -9,6 +9,7 @@ pub mod exit;
 pub mod heartbeat;
 #[cfg(target_os = "linux")]
 pub mod lab;
+pub mod limits;
 pub mod matrix;
 pub mod predict;
 pub mod report;

@@ -137,7 +137,6 @@ pub struct Verdict {
     pub text: String,
 }
 
-
 fn hint(fault: Fault) -> &'static str {
     match fault {
         Fault::Blackhole => {

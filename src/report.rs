@@ -133,6 +133,8 @@ pub struct ListenSummary {
     pub local: String,
     pub strategy: String,
     pub accepted: u64,
+    /// Connections closed at once because --max-conns were already held.
+    pub refused: u64,
     pub open_at_exit: u64,
     pub dead: u64,
     pub closed: u64,
@@ -140,14 +142,107 @@ pub struct ListenSummary {
     pub by_mechanism: Vec<MechanismStats>,
 }
 
-/// Per-mechanism counts in a listen summary.
+/// Per-mechanism counts: how many connections each mechanism ended, and their silence before detection.
 #[derive(Debug, Clone, Serialize)]
 pub struct MechanismStats {
     pub detected_by: String,
     pub count: u64,
     pub silence_min_ms: u64,
     pub silence_median_ms: u64,
+    pub silence_p99_ms: u64,
     pub silence_max_ms: u64,
+}
+
+/// The result of `tcphb connect --connections N`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectManyReport {
+    pub schema: u32,
+    pub peer: String,
+    pub strategy: String,
+    pub load: Load,
+    pub effective: Effective,
+    pub connections: u64,
+    pub alive: u64,
+    pub dead: u64,
+    pub closed: u64,
+    pub by_mechanism: Vec<MechanismStats>,
+    pub expected_ms: Option<u64>,
+    pub expected_by: Option<Mechanism>,
+    pub expected_reason: String,
+}
+
+/// Render the many-connections connect report.
+pub fn render_connect_many(r: &ConnectManyReport, format: Format) -> String {
+    match format {
+        Format::Json => to_json(r) + "\n",
+        _ => {
+            let head = format!(
+                "{} connections to {} ({}, {} load): {} alive, {} dead, {} closed by peer; expected {} by {}\n",
+                r.connections,
+                r.peer,
+                r.strategy,
+                r.load,
+                r.alive,
+                r.dead,
+                r.closed,
+                human_ms(r.expected_ms),
+                opt(&r.expected_by)
+            );
+            head + &stats_table(&r.by_mechanism, format)
+        }
+    }
+}
+
+fn stats_table(stats: &[MechanismStats], format: Format) -> String {
+    if stats.is_empty() {
+        return String::new();
+    }
+    if format == Format::Csv {
+        let rows: Vec<Vec<String>> = stats
+            .iter()
+            .map(|m| {
+                vec![
+                    m.detected_by.clone(),
+                    m.count.to_string(),
+                    m.silence_min_ms.to_string(),
+                    m.silence_median_ms.to_string(),
+                    m.silence_p99_ms.to_string(),
+                    m.silence_max_ms.to_string(),
+                ]
+            })
+            .collect();
+        return to_csv(
+            &[
+                "detected_by",
+                "count",
+                "silence_min_ms",
+                "silence_median_ms",
+                "silence_p99_ms",
+                "silence_max_ms",
+            ],
+            &rows,
+        );
+    }
+    let mut t = new_table(format);
+    t.set_header(vec![
+        "detected by",
+        "connections",
+        "silence min",
+        "median",
+        "p99",
+        "max",
+    ]);
+    for m in stats {
+        t.add_row(vec![
+            m.detected_by.clone(),
+            m.count.to_string(),
+            human_ms(Some(m.silence_min_ms)),
+            human_ms(Some(m.silence_median_ms)),
+            human_ms(Some(m.silence_p99_ms)),
+            human_ms(Some(m.silence_max_ms)),
+        ]);
+    }
+    format!("{t}\n")
 }
 
 /// A duration in ms as a human figure (`4.0 s`, `350 ms`, `never`).
@@ -339,36 +434,11 @@ pub fn render_listen_summary(s: &ListenSummary, format: Format) -> String {
     match format {
         Format::Json => to_json(s) + "\n",
         _ => {
-            let mut t = new_table(if format == Format::Markdown {
-                Format::Markdown
-            } else {
-                Format::Table
-            });
-            t.set_header(vec![
-                "detected by",
-                "connections",
-                "silence min",
-                "median",
-                "max",
-            ]);
-            for m in &s.by_mechanism {
-                t.add_row(vec![
-                    m.detected_by.clone(),
-                    m.count.to_string(),
-                    human_ms(Some(m.silence_min_ms)),
-                    human_ms(Some(m.silence_median_ms)),
-                    human_ms(Some(m.silence_max_ms)),
-                ]);
-            }
             let head = format!(
-                "{} ({}): {} accepted, {} dead, {} closed by peer, {} still open\n",
-                s.local, s.strategy, s.accepted, s.dead, s.closed, s.open_at_exit
+                "{} ({}): {} accepted, {} refused over --max-conns, {} dead, {} closed by peer, {} still open\n",
+                s.local, s.strategy, s.accepted, s.refused, s.dead, s.closed, s.open_at_exit
             );
-            if s.by_mechanism.is_empty() {
-                head
-            } else {
-                format!("{head}{t}\n")
-            }
+            head + &stats_table(&s.by_mechanism, format)
         }
     }
 }
@@ -384,6 +454,7 @@ pub fn mechanism_stats(mut samples: Vec<(String, u64)>) -> Vec<MechanismStats> {
             count: v.len() as u64,
             silence_min_ms: v[0],
             silence_median_ms: v[v.len() / 2],
+            silence_p99_ms: v[(v.len() * 99).div_ceil(100).max(1) - 1],
             silence_max_ms: v[v.len() - 1],
         });
     }

@@ -24,8 +24,11 @@ use crate::tcpinfo;
 /// little enough not to burn a core against a healthy peer on loopback (≈ 1.6 MB/s).
 const BUSY_BLOCK: usize = 16 * 1024;
 const BUSY_TICK: Duration = Duration::from_millis(10);
-/// Most bytes of heartbeat replies queued for a peer that does not read before it is dropped.
-const MAX_PENDING: usize = 64 * 1024;
+/// Most bytes queued for a peer that does not read (beyond what its kernel buffers took) before it is
+/// dropped: room for one busy block and the heartbeat replies behind it.
+const MAX_PENDING: usize = BUSY_BLOCK + 16 * 1024;
+/// A peer that sends this many lines, none of them the protocol's, is not a heartbeat peer.
+const MAX_UNKNOWN_WITHOUT_VALID: u64 = 64;
 /// Shared read buffer size.
 const READ_BUF: usize = 16 * 1024;
 
@@ -54,6 +57,8 @@ struct Conn {
     /// A ping was sent and nothing has been heard since: data is in flight.
     ping_outstanding: bool,
     unknown_lines: u64,
+    /// At least one PING, PONG or DATA line was received.
+    spoke_protocol: bool,
 }
 
 enum Event {
@@ -78,6 +83,7 @@ pub async fn watch(
         next_seq: 1,
         ping_outstanding: false,
         unknown_lines: 0,
+        spoke_protocol: false,
     };
     let hb = w.effective.heartbeat();
     let far = TokioInstant::now() + Duration::from_secs(86_400 * 365);
@@ -96,6 +102,7 @@ pub async fn watch(
             None => far,
         };
         let want_write = !c.pending.is_empty();
+        let timers = hb.is_some() || w.load == Load::Busy;
         tokio::select! {
             biased;
             _ = &mut stop => {
@@ -116,22 +123,25 @@ pub async fn watch(
                 if let Err(e) = r { return from_error(&stream, &c, e, w); }
                 if let Some(d) = flush(&stream, &mut c, w) { return d; }
             }
-            _ = sleep_until(hb_deadline), if hb.is_some() => {
-                return finish(&stream, &c, Outcome::Dead, Some(Mechanism::Heartbeat), None, w);
-            }
-            _ = sleep_until(next_ping), if hb.is_some() => {
-                let (interval, _) = hb.expect("guarded");
-                next_ping += interval;
-                let ping = heartbeat::ping(c.next_seq);
-                queue(&mut c, &ping);
-                c.next_seq += 1;
-                c.ping_outstanding = true;
-                if let Some(d) = flush(&stream, &mut c, w) { return d; }
-            }
-            _ = sleep_until(next_busy), if w.load == Load::Busy => {
-                next_busy += BUSY_TICK;
-                if c.pending.is_empty() {
-                    c.pending = heartbeat::data_block(BUSY_BLOCK);
+            // One timer for all three deadlines: a Sleep is ~100 bytes, and 10,000 held
+            // connections should cost as little user-space memory as possible.
+            _ = sleep_until(hb_deadline.min(next_ping).min(next_busy)), if timers => {
+                let now = TokioInstant::now();
+                if hb.is_some() && now >= hb_deadline {
+                    return finish(&stream, &c, Outcome::Dead, Some(Mechanism::Heartbeat), None, w);
+                }
+                if let Some((interval, _)) = hb && now >= next_ping {
+                    next_ping += interval;
+                    let ping = heartbeat::ping(c.next_seq);
+                    queue(&mut c, &ping);
+                    c.next_seq += 1;
+                    c.ping_outstanding = true;
+                }
+                if w.load == Load::Busy && now >= next_busy {
+                    next_busy += BUSY_TICK;
+                    if c.pending.is_empty() {
+                        c.pending = heartbeat::data_block(BUSY_BLOCK);
+                    }
                 }
                 if let Some(d) = flush(&stream, &mut c, w) { return d; }
             }
@@ -165,6 +175,7 @@ fn read_some(stream: &TcpStream, c: &mut Conn) -> io::Result<Event> {
                     let mut answers = Vec::new();
                     let mut heard = false;
                     let mut unknown = 0;
+                    let mut valid = false;
                     let res = c.decoder.feed(&buf[..n], |m| {
                         heard = true;
                         match m {
@@ -172,8 +183,17 @@ fn read_some(stream: &TcpStream, c: &mut Conn) -> io::Result<Event> {
                             Message::Unknown => unknown += 1,
                             Message::Pong(_) | Message::Data => {}
                         }
+                        valid |= m != Message::Unknown;
                     });
                     c.unknown_lines += unknown;
+                    c.spoke_protocol |= valid;
+                    if !c.spoke_protocol && c.unknown_lines >= MAX_UNKNOWN_WITHOUT_VALID {
+                        return Ok(Event::Closed(protocol_close(
+                            stream,
+                            c,
+                            format!("{} lines and none of them PING, PONG or DATA: not a heartbeat peer", c.unknown_lines),
+                        )));
+                    }
                     if heard {
                         c.last_heard = Instant::now();
                         c.ping_outstanding = false;

@@ -9,10 +9,13 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::ConnectArgs;
-use crate::detection::errno_name;
+use crate::detection::{Outcome, errno_name};
 use crate::exit::{self, CliError};
 use crate::predict::predict;
-use crate::report::{ConnectReport, Expected, Format, SCHEMA, human_ms, render_connect};
+use crate::report::{
+    ConnectManyReport, ConnectReport, Expected, Format, SCHEMA, human_ms, mechanism_stats,
+    render_connect, render_connect_many,
+};
 use crate::scenario::Fault;
 use crate::sockopt::{self, Effective, KernelTimers};
 use crate::strategy::Strategy;
@@ -24,6 +27,9 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
     let strategy = args.strategy.strategy();
     sockopt::validate(&strategy)?;
     let addrs = super::resolve(&args.peer)?;
+    if args.connections > 1 {
+        return run_many(args, &strategy, &addrs, format);
+    }
     let (sock, peer, effective) = open(&addrs, &strategy, args.connect_timeout)?;
     let local = sock
         .local_addr()?
@@ -54,16 +60,7 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
     let rt = super::runtime()?;
     let detection = rt.block_on(async {
         let stream = tokio::net::TcpStream::from_std(std_stream)?;
-        let stop = async {
-            match args.duration {
-                Some(d) => tokio::select! {
-                    _ = tokio::time::sleep(d) => {}
-                    _ = signals::shutdown() => {}
-                },
-                None => signals::shutdown().await,
-            }
-        };
-        anyhow::Ok(watch(stream, &w, opened, stop).await)
+        anyhow::Ok(watch(stream, &w, opened, stop_after(args.duration)).await)
     })?;
     let report = ConnectReport {
         schema: SCHEMA,
@@ -77,6 +74,120 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
     };
     super::print(&render_connect(&report, format))?;
     Ok(if report.detection.outcome.is_detection() {
+        exit::DETECTED
+    } else {
+        exit::OK
+    })
+}
+
+/// Completes after `duration` (if any) or when the process is asked to stop.
+async fn stop_after(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = signals::shutdown() => {}
+        },
+        None => signals::shutdown().await,
+    }
+}
+
+/// `--connections N`: open N connections, watch them all on one event loop, report the distribution.
+fn run_many(
+    args: &ConnectArgs,
+    strategy: &Strategy,
+    addrs: &[SocketAddr],
+    format: Format,
+) -> anyhow::Result<u8> {
+    let wanted = u64::from(args.connections);
+    let fit = crate::limits::ensure_room_for(wanted);
+    if fit < wanted {
+        return Err(CliError::Environment(format!(
+            "cannot open {wanted} connections with the open-file limit in force (room for {fit})"
+        ))
+        .into());
+    }
+    let bar = indicatif::ProgressBar::new(wanted).with_message("connecting");
+    let mut socks = Vec::with_capacity(wanted as usize);
+    let mut peer = addrs[0];
+    let mut effective = Effective::default();
+    for i in 0..wanted {
+        let (sock, p, eff) = open(addrs, strategy, args.connect_timeout)
+            .with_context(|| format!("connection {} of {wanted}", i + 1))?;
+        sock.set_nonblocking(true)?;
+        (peer, effective) = (p, eff);
+        socks.push(std::net::TcpStream::from(sock));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let kernel = KernelTimers::read();
+    let prediction = predict(
+        &effective,
+        Fault::Blackhole,
+        args.load,
+        &kernel,
+        Duration::ZERO,
+    );
+    super::progress(&format!(
+        "tcphb: {wanted} connections to {peer} ({strategy}); a silent death would be noticed after {}. Ctrl-C to stop.",
+        human_ms(prediction.expected_ms())
+    ));
+    let w = Watch {
+        effective,
+        load: args.load,
+        kernel,
+    };
+    let rt = super::runtime()?;
+    let detections = rt.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut set = tokio::task::JoinSet::new();
+        for s in socks {
+            let stream = tokio::net::TcpStream::from_std(s)?;
+            let w = w.clone();
+            let mut stop = stop_rx.clone();
+            set.spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                watch(stream, &w, Instant::now(), stopped).await
+            });
+        }
+        let stop = stop_after(args.duration);
+        tokio::pin!(stop);
+        let mut out = Vec::with_capacity(wanted as usize);
+        let mut stopped = false;
+        while !set.is_empty() {
+            tokio::select! {
+                Some(d) = set.join_next() => out.push(d?),
+                _ = &mut stop, if !stopped => {
+                    stopped = true;
+                    let _ = stop_tx.send(true);
+                }
+            }
+        }
+        anyhow::Ok(out)
+    })?;
+    let count = |o: Outcome| detections.iter().filter(|d| d.outcome == o).count() as u64;
+    let samples = detections
+        .iter()
+        .filter_map(|d| d.detected_by.map(|m| (m.name().to_string(), d.silence_ms)))
+        .collect();
+    let report = ConnectManyReport {
+        schema: SCHEMA,
+        peer: peer.to_string(),
+        strategy: strategy.to_string(),
+        load: args.load,
+        effective,
+        connections: wanted,
+        alive: count(Outcome::Alive),
+        dead: count(Outcome::Dead),
+        closed: count(Outcome::Closed),
+        by_mechanism: mechanism_stats(samples),
+        expected_ms: prediction.expected_ms(),
+        expected_by: prediction.mechanism,
+        expected_reason: prediction.reason,
+    };
+    super::print(&render_connect_many(&report, format))?;
+    Ok(if report.dead + report.closed > 0 {
         exit::DETECTED
     } else {
         exit::OK

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
-use tokio::sync::{mpsc, watch as stop_channel};
+use tokio::sync::mpsc;
 
 use crate::cli::ListenArgs;
 use crate::detection::{Detection, Outcome};
@@ -18,9 +18,9 @@ use crate::report::{
     render_listen_summary,
 };
 use crate::scenario::{Fault, Load};
-use crate::sockopt::{self, KernelTimers};
+use crate::signals;
+use crate::sockopt::{self, Effective, KernelTimers};
 use crate::watch::{Watch, watch};
-use crate::{signals, tcpinfo};
 
 /// Run `tcphb listen`; returns the exit code (0, or 3 if any connection was declared dead).
 pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
@@ -29,20 +29,22 @@ pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
     let addr = *super::resolve(&args.addr)?
         .first()
         .expect("at least one address");
+    let max_conns = crate::limits::ensure_room_for(u64::from(args.max_conns));
     let listener = bind(addr)?;
     let local = listener.local_addr()?;
     // Always said, even in pipes: scripts and tests read the port chosen for port 0 from here.
     eprintln!("tcphb: listening on {local} ({strategy})");
     let kernel = KernelTimers::read();
     let rt = super::runtime()?;
-    rt.block_on(serve(
-        listener,
+    let opts = Serve {
         local,
         strategy,
         kernel,
         format,
-        args.rst_on_exit,
-    ))
+        rst_on_exit: args.rst_on_exit,
+        max_conns,
+    };
+    rt.block_on(serve(listener, opts))
 }
 
 fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
@@ -74,30 +76,41 @@ fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(sock.into())
 }
 
-async fn serve(
-    listener: std::net::TcpListener,
+/// What `serve` needs besides the listener.
+struct Serve {
     local: SocketAddr,
     strategy: crate::strategy::Strategy,
     kernel: KernelTimers,
     format: Format,
     rst_on_exit: bool,
-) -> anyhow::Result<u8> {
+    max_conns: u64,
+}
+
+/// Refusals are logged at most once a second, so a flood cannot flood the log too.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
-    let (stop_tx, stop_rx) = stop_channel::channel(false);
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(SocketAddr, Detection, Expected)>();
+    // Each task sends back only what it cannot recompute: the prediction is made here, per event,
+    // so a held connection carries no strings.
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(SocketAddr, Detection, Effective)>();
     let mut summary = ListenSummary {
         schema: SCHEMA,
-        local: local.to_string(),
-        strategy: strategy.to_string(),
+        local: o.local.to_string(),
+        strategy: o.strategy.to_string(),
         ..Default::default()
     };
     let mut samples = Vec::new();
+    let mut open: u64 = 0;
+    let mut refused_unlogged: u64 = 0;
+    let mut last_refusal_log: Option<Instant> = None;
     let shutdown = signals::shutdown();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some((peer, det, expected)) = ev_rx.recv() => {
+            Some((peer, det, effective)) = ev_rx.recv() => {
+                open -= 1;
                 match det.outcome {
                     Outcome::Dead => summary.dead += 1,
                     Outcome::Closed => summary.closed += 1,
@@ -106,14 +119,15 @@ async fn serve(
                 if let Some(m) = det.detected_by {
                     samples.push((m.name().to_string(), det.silence_ms));
                 }
+                let prediction = predict(&effective, Fault::Blackhole, Load::Idle, &o.kernel, Duration::ZERO);
                 let event = ListenEvent {
                     schema: SCHEMA,
                     at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                     peer: peer.to_string(),
+                    expected: Expected::new(&prediction, &det),
                     detection: det,
-                    expected,
                 };
-                super::print(&render_event(&event, format))?;
+                super::print(&render_event(&event, o.format))?;
             }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -125,38 +139,49 @@ async fn serve(
                         continue;
                     }
                 };
+                if open >= o.max_conns {
+                    // Refuse with RST: no TIME_WAIT left here, and the client learns at once.
+                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    drop(stream);
+                    summary.refused += 1;
+                    refused_unlogged += 1;
+                    if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                        eprintln!(
+                            "tcphb: refused {refused_unlogged} connection(s) (last from {peer}): already holding --max-conns {}",
+                            o.max_conns
+                        );
+                        refused_unlogged = 0;
+                        last_refusal_log = Some(Instant::now());
+                    }
+                    continue;
+                }
                 summary.accepted += 1;
-                let effective = match sockopt::apply(&SockRef::from(&stream), &strategy) {
+                let effective = match sockopt::apply(&SockRef::from(&stream), &o.strategy) {
                     Ok(e) => e,
                     Err(e) => {
-                        eprintln!("tcphb: cannot apply {strategy} to {peer}: {e}");
+                        eprintln!("tcphb: cannot apply {} to {peer}: {e}", o.strategy);
                         continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                if rst_on_exit {
+                if o.rst_on_exit {
                     let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
                 }
-                let rtt = tcpinfo::read(&stream).map_or(Duration::ZERO, |i| Duration::from_micros(i.rtt_us.into()));
-                let prediction = predict(&effective, Fault::Blackhole, Load::Idle, &kernel, rtt);
-                let w = Watch { effective, load: Load::Idle, kernel };
-                let mut stop = stop_rx.clone();
+                open += 1;
+                let w = Watch { effective, load: Load::Idle, kernel: o.kernel };
                 let tx = ev_tx.clone();
+                // No stop signal per connection: on shutdown the summary is printed and the runtime,
+                // dropped, ends every task; a held connection costs no extra receiver.
                 tokio::spawn(async move {
-                    let stopped = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    let det = watch(stream, &w, Instant::now(), stopped).await;
-                    let expected = Expected::new(&prediction, &det);
-                    let _ = tx.send((peer, det, expected));
+                    let det = watch(stream, &w, Instant::now(), std::future::pending()).await;
+                    let _ = tx.send((peer, det, w.effective));
                 });
             }
         }
     }
-    summary.open_at_exit = summary.accepted - summary.dead - summary.closed;
-    let _ = stop_tx.send(true);
+    summary.open_at_exit = open;
     summary.by_mechanism = mechanism_stats(samples);
-    super::print(&render_listen_summary(&summary, format))?;
+    super::print(&render_listen_summary(&summary, o.format))?;
     Ok(if summary.dead > 0 {
         exit::DETECTED
     } else {
