@@ -29,10 +29,10 @@ pub fn ensure_room_for(connections: u64) -> u64 {
     match raise_nofile(connections + FD_OVERHEAD) {
         Some(limit) if limit < connections + FD_OVERHEAD => {
             let fit = limit.saturating_sub(FD_OVERHEAD);
-            eprintln!(
+            crate::cmd::say(&format!(
                 "tcphb: the open-file limit is {limit}, room for only {fit} connections: raise it (ulimit -n {} as root, or LimitNOFILE= in systemd)",
                 connections + FD_OVERHEAD
-            );
+            ));
             fit
         }
         _ => connections,

@@ -136,6 +136,8 @@ pub struct ListenSummary {
     /// Connections closed at once because --max-conns were already held.
     pub refused: u64,
     pub open_at_exit: u64,
+    /// Events not written because stdout was not read fast enough (see `EventWriter`).
+    pub events_dropped: u64,
     pub dead: u64,
     pub closed: u64,
     /// Dead connections by mechanism, with the silence before detection (min/median/max ms).

@@ -33,7 +33,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
                 "invalid duration '{s}': must be a non-negative number of seconds"
             ));
         }
-        return Ok(Duration::from_secs_f64(secs));
+        return Duration::try_from_secs_f64(secs).map_err(|_| {
+            SpecError(format!(
+                "invalid duration '{s}': too long (at most {} seconds)",
+                u64::MAX
+            ))
+        });
     }
     humantime::parse_duration(s).map_err(|e| {
         SpecError(format!(
@@ -330,6 +335,18 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn huge_bare_seconds_are_refused_not_a_panic() {
+        // Found by fuzzing (tests/fuzz/corpus/spec/crash-e34d65…): Duration::from_secs_f64 panicked past u64::MAX s.
+        assert!(parse_duration("1e300").is_err());
+        assert!(parse_duration("18446744073709551616").is_err());
+        assert!("ka=1e20,1s,3".parse::<Strategy>().is_err());
+        assert_eq!(
+            parse_duration("1e18").unwrap(),
+            Duration::from_secs(10u64.pow(18))
+        );
     }
 
     #[test]

@@ -261,17 +261,37 @@ fn sigkill_mid_run_leaves_nothing_behind() {
         return;
     }
     let before = host_snapshot();
-    // Kill at several moments: while building labs, warming up, and waiting for detections.
-    for delay_ms in [40, 400, 1500, 3500] {
+    // Kill at random moments (building labs, warming up, waiting for detections), plus the very
+    // start; the seed is printed so a failure can be replayed.
+    let seed = std::env::var("TCPHB_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("sigkill_mid_run_leaves_nothing_behind: TCPHB_KILL_SEED={seed}");
+    let mut x = seed | 1;
+    let mut delays = vec![5u64];
+    for _ in 0..6 {
+        // xorshift64: a few uniform-enough moments in 0..3.5 s.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        delays.push(x % 3500);
+    }
+    for delay_ms in delays {
         let child = Command::new(bin())
             .args(["compare", "--deadline", "6s"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let p = Proc { child };
+        let p = Proc::new(child);
         std::thread::sleep(Duration::from_millis(delay_ms));
-        let peers = children_of(p.child.id());
+        let peers = children_of(p.pid().as_raw() as u32);
         p.signal(Signal::SIGKILL);
         let out = p.wait_output(Duration::from_secs(5));
         assert!(out.status.code().is_none(), "killed by SIGKILL");

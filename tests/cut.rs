@@ -16,9 +16,7 @@ fn tcphb_in(lab: &Lab, node: Node, args: &[&str]) -> Proc {
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     lab.command_in(node, &mut cmd)
         .expect("command in lab namespace");
-    Proc {
-        child: cmd.spawn().expect("spawn tcphb"),
-    }
+    Proc::new(cmd.spawn().expect("spawn tcphb"))
 }
 
 fn assert_keepalive_timeout(v: &serde_json::Value) {

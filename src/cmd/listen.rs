@@ -33,7 +33,7 @@ pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
     let listener = bind(addr)?;
     let local = listener.local_addr()?;
     // Always said, even in pipes: scripts and tests read the port chosen for port 0 from here.
-    eprintln!("tcphb: listening on {local} ({strategy})");
+    super::say(&format!("tcphb: listening on {local} ({strategy})"));
     let kernel = KernelTimers::read();
     let rt = super::runtime()?;
     let opts = Serve {
@@ -101,6 +101,7 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
         ..Default::default()
     };
     let mut samples = Vec::new();
+    let mut out = super::EventWriter::start();
     let mut open: u64 = 0;
     let mut refused_unlogged: u64 = 0;
     let mut last_refusal_log: Option<Instant> = None;
@@ -127,14 +128,14 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
                     expected: Expected::new(&prediction, &det),
                     detection: det,
                 };
-                super::print(&render_event(&event, o.format))?;
+                out.send(render_event(&event, o.format));
             }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         // Out of descriptors or a connection aborted before accept: say so, keep serving.
-                        eprintln!("tcphb: accept failed: {e}");
+                        super::say(&format!("tcphb: accept failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -146,10 +147,10 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
                     summary.refused += 1;
                     refused_unlogged += 1;
                     if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
-                        eprintln!(
+                        super::say(&format!(
                             "tcphb: refused {refused_unlogged} connection(s) (last from {peer}): already holding --max-conns {}",
                             o.max_conns
-                        );
+                        ));
                         refused_unlogged = 0;
                         last_refusal_log = Some(Instant::now());
                     }
@@ -159,7 +160,7 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
                 let effective = match sockopt::apply(&SockRef::from(&stream), &o.strategy) {
                     Ok(e) => e,
                     Err(e) => {
-                        eprintln!("tcphb: cannot apply {} to {peer}: {e}", o.strategy);
+                        super::say(&format!("tcphb: cannot apply {} to {peer}: {e}", o.strategy));
                         continue;
                     }
                 };
@@ -180,6 +181,13 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
         }
     }
     summary.open_at_exit = open;
+    if refused_unlogged > 0 {
+        super::say(&format!(
+            "tcphb: refused {refused_unlogged} connection(s): already holding --max-conns {}",
+            o.max_conns
+        ));
+    }
+    summary.events_dropped = out.finish();
     summary.by_mechanism = mechanism_stats(samples);
     super::print(&render_listen_summary(&summary, o.format))?;
     Ok(if summary.dead > 0 {

@@ -34,7 +34,62 @@ pub fn print(s: &str) -> anyhow::Result<()> {
 /// Progress and status lines go to stderr, and only when a person is watching it.
 pub fn progress(s: &str) {
     if std::io::stderr().is_terminal() {
-        eprintln!("{s}");
+        say(s);
+    }
+}
+
+/// A line on stderr that can never panic: a closed or full stderr must not end a run that is
+/// watching connections (`eprintln!` panics when stderr is gone).
+pub fn say(s: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{s}");
+}
+
+/// Writes events to stdout from a thread of its own, so a slow reader of stdout (a pager, a full
+/// pipe) never stalls the event loop whose timers are being measured. The queue is bounded: when a
+/// reader falls that far behind, events are counted as dropped instead of blocking detection.
+pub struct EventWriter {
+    tx: Option<std::sync::mpsc::SyncSender<String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dropped: u64,
+}
+
+/// Events queued for stdout at most.
+const EVENT_QUEUE: usize = 100_000;
+
+impl EventWriter {
+    /// Start the writer thread.
+    pub fn start() -> EventWriter {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(EVENT_QUEUE);
+        let thread = std::thread::spawn(move || {
+            for line in rx {
+                if print(&line).is_err() {
+                    break;
+                }
+            }
+        });
+        EventWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+            dropped: 0,
+        }
+    }
+
+    /// Queue one event; never blocks.
+    pub fn send(&mut self, line: String) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(line).is_err()
+        {
+            self.dropped += 1;
+        }
+    }
+
+    /// Write out what is queued and return how many events had to be dropped.
+    pub fn finish(mut self) -> u64 {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.dropped
     }
 }
 

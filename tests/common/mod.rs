@@ -15,46 +15,85 @@ pub fn bin() -> std::path::PathBuf {
 
 /// A child process that is continued and killed when dropped, so a failing test leaves nothing behind.
 pub struct Proc {
-    pub child: Child,
+    child: Option<Child>,
+    /// stdout and stderr collected by threads as they come, as a terminal would read them (a
+    /// process whose pipe nobody reads blocks once it is full).
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Proc {
+    pub fn new(child: Child) -> Proc {
+        Proc {
+            child: Some(child),
+            stdout: None,
+            stderr: None,
+        }
+    }
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
     }
     pub fn signal(&self, s: Signal) {
         kill(self.pid(), s).expect("signal our own child");
     }
+    /// Start reading stdout in a thread (its pipe no longer fills up).
+    pub fn drain_stdout(&mut self) {
+        if let Some(mut out) = self.child.as_mut().and_then(|c| c.stdout.take()) {
+            self.stdout = Some(std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut out, &mut v);
+                v
+            }));
+        }
+    }
+
     /// Wait for exit with a bound; panics if it does not exit in time.
     pub fn wait_output(mut self, limit: Duration) -> Output {
         let start = Instant::now();
-        loop {
-            if self.child.try_wait().expect("try_wait").is_some() {
-                break;
-            }
+        let child = self.child.as_mut().expect("running");
+        while child.try_wait().expect("try_wait").is_none() {
             assert!(
                 start.elapsed() < limit,
                 "tcphb did not exit within {limit:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
-        let out = child.wait_with_output().expect("collect output");
-        std::mem::forget(self);
+        let mut out = self
+            .child
+            .take()
+            .unwrap()
+            .wait_with_output()
+            .expect("collect output");
+        if let Some(t) = self.stdout.take() {
+            out.stdout = t.join().unwrap_or_default();
+        }
+        if let Some(t) = self.stderr.take() {
+            out.stderr = t.join().unwrap_or_default().into_bytes();
+        }
         out
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = kill(self.pid(), Signal::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            // Still ours: it has not been waited for, so its PID cannot have been reused.
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 /// Start `tcphb listen 127.0.0.1:0 <args>` and return it with the port it bound (read from stderr).
 pub fn listen(args: &[&str]) -> (Proc, u16) {
+    let (mut p, port) = listen_undrained(args);
+    p.drain_stdout();
+    (p, port)
+}
+
+/// Like [`listen`], but nobody reads its stdout until [`Proc::drain_stdout`]: a stalled consumer.
+pub fn listen_undrained(args: &[&str]) -> (Proc, u16) {
     let mut child = Command::new(bin())
         .args(["listen", "127.0.0.1:0"])
         .args(args)
@@ -63,10 +102,15 @@ pub fn listen(args: &[&str]) -> (Proc, u16) {
         .spawn()
         .expect("spawn tcphb listen");
     let stderr = child.stderr.take().unwrap();
+    let mut reader = BufReader::new(stderr);
     let mut line = String::new();
-    BufReader::new(stderr)
-        .read_line(&mut line)
-        .expect("read listen banner");
+    reader.read_line(&mut line).expect("read listen banner");
+    // Keep reading stderr, as a terminal would, and hand it back with the output.
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut s);
+        s
+    });
     let port = line
         .split("listening on ")
         .nth(1)
@@ -74,7 +118,14 @@ pub fn listen(args: &[&str]) -> (Proc, u16) {
         .and_then(|addr| addr.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no port in banner {line:?}"));
-    (Proc { child }, port)
+    (
+        Proc {
+            stdout: None,
+            child: Some(child),
+            stderr: Some(rest),
+        },
+        port,
+    )
 }
 
 /// Start `tcphb connect` with output captured.
@@ -86,7 +137,7 @@ pub fn connect(args: &[&str]) -> Proc {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tcphb connect");
-    Proc { child }
+    Proc::new(child)
 }
 
 /// Parse stdout as one JSON object.

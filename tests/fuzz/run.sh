@@ -44,8 +44,8 @@ for target in spec codec; do
             new=$((new + 1))
         fi
     done
-    runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$fuzz/work/$target.log" | grep -o '[0-9]*$' || true)
-    rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$fuzz/work/$target.log" | grep -o '[0-9]*$' || true)
+    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$fuzz/work/$target.log" | grep -o '[0-9]*$' || true)
+    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$fuzz/work/$target.log" | grep -o '[0-9]*$' || true)
     echo "== $target: ${runs:-?} executions, ${rate:-?} exec/s, exit $status, $new new failing input(s)" >&2
     if ((status != 0 || new > 0)); then found=1; fi
 done
