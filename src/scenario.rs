@@ -54,11 +54,6 @@ impl Fault {
             Fault::NatExpiry => "nat-expiry",
         }
     }
-
-    /// Whether the peer's kernel stays up and keeps answering TCP (so only application heartbeats can tell).
-    pub fn peer_kernel_answers(self) -> bool {
-        matches!(self, Fault::Freeze)
-    }
 }
 
 impl fmt::Display for Fault {

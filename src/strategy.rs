@@ -236,11 +236,6 @@ impl Strategy {
             parts.join("+")
         }
     }
-
-    /// Whether nothing at all is armed (an idle connection can then never notice a silent death).
-    pub fn is_none(&self) -> bool {
-        self.keepalive == Keepalive::Off && self.user_timeout.is_none() && self.heartbeat.is_none()
-    }
 }
 
 impl fmt::Display for Strategy {
@@ -423,6 +418,6 @@ mod tests {
         let s: Strategy = "fast=ka=1s,1s,3".parse().unwrap();
         assert_eq!(s.name(), "fast");
         assert_eq!(s.spec(), "ka=1s,1s,3");
-        assert!("none".parse::<Strategy>().unwrap().is_none());
+        assert_eq!("none".parse::<Strategy>().unwrap(), Strategy::default());
     }
 }

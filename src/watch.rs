@@ -108,7 +108,7 @@ pub async fn watch(
             _ = &mut stop => {
                 // Take what the peer sent before closing, so the close is a FIN, not a RST.
                 let _ = read_some(&stream, &mut c);
-                return finish(&stream, &c, Outcome::Alive, None, None, w);
+                return finish(&stream, &c, Outcome::Alive, None, None);
             }
             r = stream.readable() => {
                 if let Err(e) = r { return from_error(&stream, &c, e, w); }
@@ -128,7 +128,7 @@ pub async fn watch(
             _ = sleep_until(hb_deadline.min(next_ping).min(next_busy)), if timers => {
                 let now = TokioInstant::now();
                 if hb.is_some() && now >= hb_deadline {
-                    return finish(&stream, &c, Outcome::Dead, Some(Mechanism::Heartbeat), None, w);
+                    return finish(&stream, &c, Outcome::Dead, Some(Mechanism::Heartbeat), None);
                 }
                 if let Some((interval, _)) = hb && now >= next_ping {
                     next_ping += interval;
@@ -260,7 +260,7 @@ fn from_error(stream: &TcpStream, c: &Conn, e: io::Error, w: &Watch) -> Detectio
         .raw_os_error()
         .map(errno_name)
         .unwrap_or_else(|| format!("{:?}", e.kind()));
-    finish(stream, c, Outcome::Dead, Some(mechanism), Some(errno), w)
+    finish(stream, c, Outcome::Dead, Some(mechanism), Some(errno))
 }
 
 fn classify(
@@ -305,7 +305,6 @@ fn finish(
     outcome: Outcome,
     by: Option<Mechanism>,
     errno: Option<String>,
-    _w: &Watch,
 ) -> Detection {
     let info = tcpinfo::read(stream);
     // A heartbeat is about the peer application, so its silence is since the last line it sent; TCP

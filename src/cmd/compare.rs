@@ -28,7 +28,7 @@ use crate::watch::{Watch, watch};
 /// Most labs alive at once; more repeats run in further rounds.
 const MAX_LABS_PER_ROUND: usize = 40;
 
-/// One lab's worth of work: which fault and load, and which repeat.
+/// One lab's worth of work: which fault and load (repeats are further cells alike).
 #[derive(Clone, Copy)]
 struct CellSpec {
     fault: Fault,
