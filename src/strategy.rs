@@ -216,6 +216,11 @@ impl Strategy {
         }
     }
 
+    /// Whether nothing at all is armed (an idle connection can then never notice a silent death).
+    pub fn is_none(&self) -> bool {
+        self.keepalive == Keepalive::Off && self.user_timeout.is_none() && self.heartbeat.is_none()
+    }
+
     /// The spec without the label (`ka=1s,1s,3+uto=2s`, `none`).
     pub fn spec(&self) -> String {
         let mut parts = Vec::new();
