@@ -10,6 +10,7 @@ pub mod heartbeat;
 #[cfg(target_os = "linux")]
 pub mod lab;
 pub mod predict;
+pub mod recommend;
 pub mod report;
 pub mod scenario;
 pub mod signals;
