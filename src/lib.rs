@@ -11,6 +11,7 @@ pub mod heartbeat;
 pub mod lab;
 pub mod predict;
 pub mod recommend;
+pub mod recverr;
 pub mod report;
 pub mod scenario;
 pub mod signals;
