@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod detection;
 pub mod exit;
 pub mod heartbeat;
+pub mod idle;
 #[cfg(target_os = "linux")]
 pub mod lab;
 pub mod predict;
