@@ -177,6 +177,17 @@ pub fn next_round(
     points
 }
 
+/// Parse `--idle-timeout MAX`: more than 0, at most a day.
+pub fn parse_max(s: &str) -> Result<Duration, crate::strategy::SpecError> {
+    let d = crate::strategy::parse_duration(s)?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(86_400) {
+        return Err(crate::strategy::SpecError(format!(
+            "--idle-timeout {s} is out of range: give the longest idle time to try, between 100ms and 24h (e.g. 15m)"
+        )));
+    }
+    Ok(d)
+}
+
 /// The slowest answer still counted as an answer: 10 round trips, at least 1 s.
 pub fn reply_timeout(rtt: Duration) -> Duration {
     (rtt * 10).max(Duration::from_secs(1))
@@ -381,7 +392,7 @@ async fn test_one(
     match ping(&mut stream, &mut decoder, first + 1, reply).await {
         Ok(()) => {
             e.verdict = Verdict::Alive;
-            e.reply_ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
+            e.reply_ms = Some((sent.elapsed().as_secs_f64() * 1e6).round() / 1000.0);
         }
         Err((verdict, err)) => {
             e.verdict = verdict;

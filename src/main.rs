@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Listen(args) => cmd::listen::run(&args, cli.format),
         Command::Connect(args) => cmd::connect::run(&args, cli.format),
+        Command::Probe(args) => cmd::probe::run(&args, cli.format),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -67,6 +67,17 @@ pub struct Recommendation {
 #[error("{0}")]
 pub struct Refusal(pub String);
 
+/// Parse `--detect-within`: a duration of at least [`MIN_DEADLINE`].
+pub fn parse_deadline(s: &str) -> Result<Duration, crate::strategy::SpecError> {
+    let d = crate::strategy::parse_duration(s)?;
+    if d < MIN_DEADLINE {
+        return Err(crate::strategy::SpecError(format!(
+            "--detect-within {s} is below 10 ms: nothing tcphb knows can notice a dead peer that fast"
+        )));
+    }
+    Ok(d)
+}
+
 /// The strategy as `tcphb connect` flags.
 pub fn flags(s: &Strategy) -> String {
     let mut f = Vec::new();

@@ -12,11 +12,17 @@
 //!
 //! Platform code lives behind `cfg` here and nowhere else; [`parse_icmp`] is pure and portable.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::io::Interest;
+use tokio::time::{Instant as TokioInstant, sleep_until};
 
+use crate::detection::errno_name;
 use crate::sockopt::PlatformError;
+use crate::tcpinfo;
 
 /// One ICMP error that quotes a segment of the watched connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +33,18 @@ pub struct IcmpReport {
     pub icmp_code: u8,
     /// In words: `host unreachable`, `communication administratively prohibited`, `time exceeded`…
     pub what: &'static str,
+}
+
+/// Whether `--recverr` can work here: `Unsupported` (exit 4) elsewhere than Linux.
+pub fn check_supported() -> Result<(), PlatformError> {
+    if cfg!(target_os = "linux") {
+        Ok(())
+    } else {
+        Err(PlatformError::Unsupported(
+            "--recverr needs IP_RECVERR, which only Linux has: drop --recverr on this system"
+                .into(),
+        ))
+    }
 }
 
 /// Turn on IP_RECVERR (IPV6_RECVERR for IPv6) on a TCP socket. Elsewhere than Linux: `Unsupported`.
@@ -163,6 +181,207 @@ impl IcmpWatch {
             }
         }
     }
+}
+
+/// One early warning: a soft error the path reported while the connection was still alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Measured: since the connection opened, ms.
+    pub at_ms: u64,
+    /// In words: `host unreachable`…
+    pub what: String,
+    /// The router that reported it (needs a raw ICMP socket), else `null`.
+    pub reporter: Option<String>,
+    /// The errno the socket raised (`EHOSTUNREACH`…), if it raised one.
+    pub errno: Option<String>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+}
+
+impl Warning {
+    /// `host unreachable reported by 198.18.0.1 at +1.5 s (EHOSTUNREACH)`.
+    pub fn sentence(&self) -> String {
+        let by = self
+            .reporter
+            .as_deref()
+            .map(|r| format!(" by {r}"))
+            .unwrap_or_default();
+        let errno = self
+            .errno
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        format!(
+            "{} reported{by} at +{:.1} s{errno}",
+            self.what,
+            self.at_ms as f64 / 1000.0
+        )
+    }
+}
+
+/// What `--recverr` saw on the busy connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct EarlyWarnings {
+    /// How long the connection was kept busy, ms.
+    pub duration_ms: u64,
+    pub warnings: Vec<Warning>,
+    /// Why routers' addresses are missing, if they are.
+    pub reporter_unavailable: Option<String>,
+    /// The connection ended before the duration: when (ms since it opened) and the errno.
+    pub ended_at_ms: Option<u64>,
+    pub ended_errno: Option<String>,
+}
+
+/// Most warnings kept (an unreachable path reports about once per retransmission).
+const MAX_WARNINGS: usize = 1000;
+/// An ICMP report and the socket error it raised are one warning when this close together.
+const SAME_EVENT: Duration = Duration::from_millis(200);
+const BUSY_BLOCK: usize = 16 * 1024;
+const BUSY_TICK: Duration = Duration::from_millis(10);
+
+fn errno_words(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::HostUnreachable => {
+            "host unreachable (or administratively prohibited)".into()
+        }
+        io::ErrorKind::NetworkUnreachable => "network unreachable".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Keep `stream` busy (DATA lines, as `connect --load busy`; answers are read and discarded) for
+/// `duration`, and report every soft error as it arrives: `on_warning` is called at once with each new
+/// one. IP_RECVERR must already be on. Ends early if the connection dies.
+pub async fn watch_busy(
+    stream: tokio::net::TcpStream,
+    opened: Instant,
+    duration: Duration,
+    on_warning: &dyn Fn(&Warning),
+) -> EarlyWarnings {
+    let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) else {
+        return EarlyWarnings {
+            duration_ms: 0,
+            warnings: Vec::new(),
+            reporter_unavailable: None,
+            ended_at_ms: Some(opened.elapsed().as_millis() as u64),
+            ended_errno: Some("ENOTCONN".into()),
+        };
+    };
+    let mut icmp = IcmpWatch::open(local, peer);
+    let mut out = EarlyWarnings {
+        duration_ms: duration.as_millis() as u64,
+        warnings: Vec::new(),
+        reporter_unavailable: icmp.unavailable().map(str::to_string),
+        ended_at_ms: None,
+        ended_errno: None,
+    };
+    let end = TokioInstant::now() + duration;
+    let mut tick = tokio::time::interval(BUSY_TICK);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let at = || opened.elapsed();
+    // A socket error is a soft one (a warning) while the kernel still holds the connection open.
+    let socket_error = |out: &mut EarlyWarnings, e: io::Error| -> bool {
+        let errno = e.raw_os_error().map(errno_name);
+        if tcpinfo::is_established(&stream) == Some(true) {
+            let now = at();
+            if let Some(last) = out.warnings.last_mut()
+                && last.errno.is_none()
+                && now.saturating_sub(Duration::from_millis(last.at_ms)) <= SAME_EVENT
+            {
+                last.errno = errno;
+                return true;
+            }
+            let w = Warning {
+                at_ms: now.as_millis() as u64,
+                what: errno_words(&e),
+                reporter: None,
+                errno,
+                icmp_type: None,
+                icmp_code: None,
+            };
+            on_warning(&w);
+            if out.warnings.len() < MAX_WARNINGS {
+                out.warnings.push(w);
+            }
+            true
+        } else {
+            out.ended_at_ms = Some(at().as_millis() as u64);
+            out.ended_errno = errno.or_else(|| Some(format!("{:?}", e.kind())));
+            false
+        }
+    };
+    loop {
+        tokio::select! {
+            // ICMP first: the raw socket has the message before TCP raises the error, so when both are
+            // ready the warning gets its reporter before the errno is attached to it.
+            biased;
+            _ = sleep_until(end) => break,
+            r = icmp.next() => {
+                let now = at();
+                if let Some(last) = out.warnings.last_mut()
+                    && last.reporter.is_none()
+                    && last.icmp_type.is_none()
+                    && now.saturating_sub(Duration::from_millis(last.at_ms)) <= SAME_EVENT
+                {
+                    last.reporter = Some(r.from.to_string());
+                    last.what = r.what.to_string();
+                    (last.icmp_type, last.icmp_code) = (Some(r.icmp_type), Some(r.icmp_code));
+                    continue;
+                }
+                let w = Warning {
+                    at_ms: now.as_millis() as u64,
+                    what: r.what.to_string(),
+                    reporter: Some(r.from.to_string()),
+                    errno: None,
+                    icmp_type: Some(r.icmp_type),
+                    icmp_code: Some(r.icmp_code),
+                };
+                on_warning(&w);
+                if out.warnings.len() < MAX_WARNINGS {
+                    out.warnings.push(w);
+                }
+            }
+            r = stream.ready(Interest::READABLE | Interest::ERROR) => {
+                let ready = match r {
+                    Ok(r) => r,
+                    Err(e) => { if socket_error(&mut out, e) { continue } else { break } }
+                };
+                match stream.take_error() {
+                    Ok(Some(e)) => if !socket_error(&mut out, e) { break },
+                    Ok(None) => {}
+                    Err(e) => if !socket_error(&mut out, e) { break },
+                }
+                if ready.is_error() {
+                    // Consumed above; clear the readiness so the loop waits for the next one.
+                    let _ = stream.try_io(Interest::ERROR, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                }
+                if ready.is_readable() || ready.is_read_closed() {
+                    match stream.try_read(&mut buf) {
+                        Ok(0) => {
+                            out.ended_at_ms = Some(at().as_millis() as u64);
+                            out.ended_errno = Some("EOF".into());
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => if !socket_error(&mut out, e) { break },
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if pending.is_empty() {
+                    pending = crate::heartbeat::data_block(BUSY_BLOCK);
+                }
+                match stream.try_write(&pending) {
+                    Ok(n) => { pending.drain(..n); }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => if !socket_error(&mut out, e) { break },
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(target_os = "linux")]

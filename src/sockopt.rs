@@ -18,6 +18,9 @@ const MAX_KEEP_SECS: u64 = 32767;
 #[cfg(target_os = "linux")]
 const MAX_KEEPCNT: u32 = 127;
 
+/// Whether this system has TCP_USER_TIMEOUT.
+pub const HAS_USER_TIMEOUT: bool = cfg!(target_os = "linux");
+
 /// Why a strategy cannot be used on this platform.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {

@@ -85,7 +85,7 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
 
 /// Connect to the first address that accepts, with the strategy applied before the handshake, and read
 /// back the effective settings afterwards.
-fn open(
+pub(crate) fn open(
     addrs: &[SocketAddr],
     strategy: &Strategy,
     timeout: Duration,

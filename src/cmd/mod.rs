@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod listen;
+pub mod probe;
 
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
