@@ -196,6 +196,9 @@ pub struct Warning {
     pub errno: Option<String>,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    /// How many ICMP messages this warning stands for: one arrives per segment in flight, so a busy
+    /// connection draws a burst; identical ones within 200 ms are one warning.
+    pub messages: u32,
 }
 
 impl Warning {
@@ -299,6 +302,7 @@ pub async fn watch_busy(
                 errno,
                 icmp_type: None,
                 icmp_code: None,
+                messages: 0,
             };
             on_warning(&w);
             if out.warnings.len() < MAX_WARNINGS {
@@ -319,23 +323,34 @@ pub async fn watch_busy(
             _ = sleep_until(end) => break,
             r = icmp.next() => {
                 let now = at();
+                let from = r.from.to_string();
+                if let Some(last) = out.warnings.last_mut()
+                    && last.reporter.as_deref() == Some(from.as_str())
+                    && (last.icmp_type, last.icmp_code) == (Some(r.icmp_type), Some(r.icmp_code))
+                    && now.saturating_sub(Duration::from_millis(last.at_ms)) <= SAME_EVENT
+                {
+                    last.messages += 1;
+                    continue;
+                }
                 if let Some(last) = out.warnings.last_mut()
                     && last.reporter.is_none()
                     && last.icmp_type.is_none()
                     && now.saturating_sub(Duration::from_millis(last.at_ms)) <= SAME_EVENT
                 {
-                    last.reporter = Some(r.from.to_string());
+                    last.reporter = Some(from);
                     last.what = r.what.to_string();
                     (last.icmp_type, last.icmp_code) = (Some(r.icmp_type), Some(r.icmp_code));
+                    last.messages = 1;
                     continue;
                 }
                 let w = Warning {
                     at_ms: now.as_millis() as u64,
                     what: r.what.to_string(),
-                    reporter: Some(r.from.to_string()),
+                    reporter: Some(from),
                     errno: None,
                     icmp_type: Some(r.icmp_type),
                     icmp_code: Some(r.icmp_code),
+                    messages: 1,
                 };
                 on_warning(&w);
                 if out.warnings.len() < MAX_WARNINGS {
