@@ -186,12 +186,19 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
     }
     // Three probes tolerate two lost ones; fewer only when the deadline leaves no room.
     for count in [3u64, 2, 1] {
-        let interval = (total / (2 * count)).max(min_interval);
+        let mut interval = (total / (2 * count)).max(min_interval);
         let Some(mut idle) = total.checked_sub(count * interval).filter(|i| *i >= 1) else {
             continue;
         };
+        let mut count = count;
         if let Some(cap) = cap_idle {
+            // Under a middlebox's idle timeout, probes must come more often than it forgets, also
+            // after a lost one; the deadline left over buys more probes instead (Linux: at most 127).
             idle = idle.min(cap);
+            if interval > cap && cap >= min_interval {
+                interval = cap;
+                count = ((total - idle) / interval).clamp(1, 127);
+            }
         }
         let uto = Duration::from_secs(idle + count * interval);
         let s = Strategy {
@@ -357,10 +364,20 @@ mod tests {
             true,
         ))
         .unwrap();
-        let Keepalive::Custom { idle, .. } = r.strategy.keepalive else {
+        let Keepalive::Custom {
+            idle,
+            interval,
+            count,
+        } = r.strategy.keepalive
+        else {
             panic!("{r:?}")
         };
-        assert_eq!(idle, Duration::from_secs(2));
+        // Probes every 2 s, idle or after a lost probe; the rest of the 30 s buys more probes.
+        assert_eq!(
+            (idle, interval, count),
+            (Duration::from_secs(2), Duration::from_secs(2), 14)
+        );
+        assert_eq!(r.strategy.user_timeout, Some(Duration::from_secs(30)));
         // An idle timeout under 1.25 s is beyond keepalive: heartbeat under it.
         let r = recommend(&ask(Duration::from_secs(30), ms(1), Some(ms(1000)), true)).unwrap();
         let h = r.strategy.heartbeat.unwrap();
@@ -408,8 +425,13 @@ mod tests {
                                 }
                                 let eff = assumed_effective(&r.strategy, &a.kernel);
                                 if let Some(k) = keep {
-                                    if let Some((idle, _, _)) = eff.keepalive() {
+                                    if let Some((idle, interval, _)) = eff.keepalive() {
                                         assert!(idle < ms(k), "{a:?} -> {r:?}");
+                                        // The interval too, unless a round trip forbids it.
+                                        assert!(
+                                            interval < ms(k) || ms(rtt) * 2 >= ms(k * 8 / 10),
+                                            "{a:?} -> {r:?}"
+                                        );
                                     }
                                     if let Some((i, _)) = eff.heartbeat() {
                                         assert!(i < ms(k), "{a:?} -> {r:?}");

@@ -252,10 +252,11 @@ fn render_text(r: &ProbeReport, format: Format) -> String {
                         .unwrap_or_default()
                 ),
             };
+            let s = |ms: u64| format!("{:.2} s", ms as f64 / 1000.0);
             t.add_row(vec![
                 e.round.to_string(),
-                human_ms(Some(e.idle_ms)),
-                human_ms(Some(e.idled_ms)),
+                s(e.idle_ms),
+                s(e.idled_ms),
                 result,
             ]);
         }
