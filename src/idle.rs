@@ -193,15 +193,21 @@ pub fn reply_timeout(rtt: Duration) -> Duration {
     (rtt * 10).max(Duration::from_secs(1))
 }
 
+/// Why discovery could not say anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoEvidence(pub String);
+
 /// Find the path's idle timeout up to `max`, against `peer`. `progress` receives one line per round
-/// and per verdict.
+/// and per verdict. Fails when no connection told anything (the peer does not answer `PING`, or
+/// cannot be reached).
 pub async fn discover(
     peer: SocketAddr,
     max: Duration,
     rtt: Duration,
     connect_timeout: Duration,
     progress: &dyn Fn(String),
-) -> IdleTimeout {
+) -> Result<IdleTimeout, NoEvidence> {
     let start = Instant::now();
     let reply = reply_timeout(rtt);
     let resolution = (rtt * 4).max(Duration::from_millis(100));
@@ -259,6 +265,18 @@ pub async fn discover(
         }
     }
     evidence.sort_by_key(|e| (e.idle_ms, e.round));
+    if !evidence
+        .iter()
+        .any(|e| e.verdict == Verdict::Alive || e.verdict.is_dead())
+    {
+        let why = evidence
+            .iter()
+            .find_map(|e| e.errno.clone())
+            .unwrap_or_else(|| "no answer to the first PING".to_string());
+        return Err(NoEvidence(format!(
+            "no connection to {peer} answered `PING n` ({why}): --idle-timeout needs a tcphb listen or an echo service there"
+        )));
+    }
     // Contradictions: a longer idle that survived a shorter one that did not.
     if let Some(h) = bracket.high
         && let Some(a) = evidence
@@ -301,7 +319,7 @@ pub async fn discover(
     } else {
         Some(Behaviour::SilentDrop)
     };
-    IdleTimeout {
+    Ok(IdleTimeout {
         max_ms: max.as_millis() as u64,
         low_ms: bracket.low.as_millis() as u64,
         high_ms: bracket.high.map(|h| h.as_millis() as u64),
@@ -311,7 +329,7 @@ pub async fn discover(
         elapsed_ms: start.elapsed().as_millis() as u64,
         connections: evidence,
         notes,
-    }
+    })
 }
 
 fn fmt(d: Duration) -> String {
@@ -565,13 +583,15 @@ mod tests {
             .build()
             .unwrap();
         let start = Instant::now();
-        let r = rt.block_on(discover(
-            addr,
-            s(0.8),
-            Duration::from_micros(50),
-            s(2.0),
-            &|_| {},
-        ));
+        let r = rt
+            .block_on(discover(
+                addr,
+                s(0.8),
+                Duration::from_micros(50),
+                s(2.0),
+                &|_| {},
+            ))
+            .unwrap();
         assert!(start.elapsed() < s(0.8) + s(1.0), "{:?}", start.elapsed());
         assert_eq!((r.high_ms, r.behaviour, r.rounds), (None, None, 1), "{r:?}");
         assert_eq!(r.low_ms, 800);

@@ -94,7 +94,7 @@ pub fn flags(s: &Strategy) -> String {
 }
 
 fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
+    format!("{:.2} s", d.as_secs_f64())
 }
 
 /// Recommend a strategy for `ask`, or say why none exists.

@@ -6,7 +6,9 @@
 //! as the socket's pending error (`SO_ERROR`, and the next read or write fails with it once) — but the
 //! connection stays ESTABLISHED and keeps retransmitting. TCP has no error queue: `recvmsg(MSG_ERRQUEUE)`
 //! on a TCP socket always answers EAGAIN (measured on 6.18, and `man 7 ip` says so), so the ICMP message
-//! itself — which router sent it, which type and code — is not available from the TCP socket. tcphb
+//! itself — which router sent it, which type and code — is not available from the TCP socket, and the
+//! socket error is raised only when the ICMP arrives while no system call holds the socket (otherwise
+//! the kernel keeps it soft, for the timers), so a warning may lack its errno. tcphb
 //! reads it from a raw ICMP socket instead, when it may (CAP_NET_RAW), matching the quoted TCP header
 //! against the connection's addresses and ports; without the privilege it reports the errno alone.
 //!

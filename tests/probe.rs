@@ -178,6 +178,28 @@ fn probe_idle_timeout_on_loopback_finds_none_within_max() {
     assert!(took < Duration::from_millis(2500), "{took:?}");
 }
 
+#[test]
+fn probe_idle_timeout_needs_a_peer_that_answers_ping() {
+    // Accepts (in the kernel's backlog) but never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = silent.local_addr().unwrap().to_string();
+    let start = Instant::now();
+    let out = probe(&[&peer, "--idle-timeout", "500ms", "--connect-timeout", "1s"]);
+    assert_eq!(code(&out), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("needs a tcphb listen or an echo service"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(silent);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The lab: root.
 
@@ -431,7 +453,12 @@ fn recverr_reports_the_routers_unreachable_at_once() {
     assert_eq!(first["reporter"], lab.router_addr().to_string(), "{w}");
     assert_eq!(first["icmp_type"], 3);
     assert_eq!(first["icmp_code"], 1);
-    assert_eq!(first["errno"], "EHOSTUNREACH", "{w}");
+    // The kernel raises the socket error only if the ICMP arrives while tcphb is not inside a socket
+    // call (else it is kept as a soft error for the timers): usually there, not always.
+    assert!(
+        first["errno"] == "EHOSTUNREACH" || first["errno"].is_null(),
+        "{w}"
+    );
     assert!(first["messages"].as_u64().unwrap() >= 1, "{w}");
     assert_eq!(w["ended_at_ms"], Value::Null, "{w}");
     assert!(

@@ -91,8 +91,9 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
                             })
                             .await,
                         )
+                        .transpose()
                     }
-                    None => None,
+                    None => Ok(None),
                 }
             };
             let warnings = async {
@@ -111,7 +112,7 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
                 }
             };
             let (found, warned) = tokio::join!(discovery, warnings);
-            anyhow::Ok((found, warned?))
+            anyhow::Ok((found?, warned?))
         })?
     } else {
         drop(sock);

@@ -319,7 +319,7 @@ pub fn idle_text(i: &IdleTimeout) -> String {
     let s = |ms: u64| format!("{:.2} s", ms as f64 / 1000.0);
     match (i.high_ms, i.behaviour) {
         (Some(high), Some(b)) => format!(
-            "Idle timeout (measured): between {} and {}; the path {}. {} connections in {} rounds, {} in all:\n",
+            "Idle timeout (measured): between {} and {}; the path {}. Evidence from {} connections in {} rounds, {} in all:\n",
             s(i.low_ms),
             s(high),
             b.describe(),
