@@ -30,6 +30,7 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when')
             [CompletionResult]::new('compare', 'compare', [CompletionResultType]::ParameterValue, 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)')
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path''s idle timeout, watch for ICMP warnings')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -86,10 +87,32 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'tcphb;probe' {
+            [CompletionResult]::new('-k', '-k', [CompletionResultType]::ParameterName, 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds')
+            [CompletionResult]::new('--keepalive', '--keepalive', [CompletionResultType]::ParameterName, 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds')
+            [CompletionResult]::new('-u', '-u', [CompletionResultType]::ParameterName, 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped')
+            [CompletionResult]::new('--user-timeout', '--user-timeout', [CompletionResultType]::ParameterName, 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped')
+            [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
+            [CompletionResult]::new('--heartbeat', '--heartbeat', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
+            [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout')
+            [CompletionResult]::new('--detect-within', '--detect-within', [CompletionResultType]::ParameterName, 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout')
+            [CompletionResult]::new('-i', '-i', [CompletionResultType]::ParameterName, 'Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'How long --recverr keeps the connection busy')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'How long --recverr keeps the connection busy')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Give up connecting after this long')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--recverr', '--recverr', [CompletionResultType]::ParameterName, 'Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an echo service (it sends DATA lines)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'tcphb;help' {
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when')
             [CompletionResult]::new('compare', 'compare', [CompletionResultType]::ParameterValue, 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)')
+            [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path''s idle timeout, watch for ICMP warnings')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -100,6 +123,9 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             break
         }
         'tcphb;help;compare' {
+            break
+        }
+        'tcphb;help;probe' {
             break
         }
         'tcphb;help;help' {

@@ -27,6 +27,7 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand listen 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
             cand connect 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
             cand compare 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)'
+            cand probe 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path''s idle timeout, watch for ICMP warnings'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tcphb;listen'= {
@@ -79,10 +80,31 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'tcphb;probe'= {
+            cand -k 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds'
+            cand --keepalive 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system''s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds'
+            cand -u 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped'
+            cand --user-timeout 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped'
+            cand -H 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
+            cand --heartbeat 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
+            cand -w 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout'
+            cand --detect-within 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout'
+            cand -i 'Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines'
+            cand --idle-timeout 'Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines'
+            cand -d 'How long --recverr keeps the connection busy'
+            cand --duration 'How long --recverr keeps the connection busy'
+            cand --connect-timeout 'Give up connecting after this long'
+            cand -f 'Output format'
+            cand --format 'Output format'
+            cand --recverr 'Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an echo service (it sends DATA lines)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'tcphb;help'= {
             cand listen 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
             cand connect 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
             cand compare 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)'
+            cand probe 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path''s idle timeout, watch for ICMP warnings'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tcphb;help;listen'= {
@@ -90,6 +112,8 @@ set edit:completion:arg-completer[tcphb] = {|@words|
         &'tcphb;help;connect'= {
         }
         &'tcphb;help;compare'= {
+        }
+        &'tcphb;help;probe'= {
         }
         &'tcphb;help;help'= {
         }

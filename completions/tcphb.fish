@@ -33,6 +33,7 @@ complete -c tcphb -n "__fish_tcphb_needs_command" -s V -l version -d 'Print vers
 complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
 complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
 complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "compare" -d 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy\'s detection time side by side (Linux; root or unprivileged user namespaces)'
+complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "probe" -d 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path\'s idle timeout, watch for ICMP warnings'
 complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
@@ -78,7 +79,21 @@ csv\t'Comma-separated values with a header row'
 markdown\t'A Markdown table, for runbooks and tickets'"
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l wide -d 'One wide table (fault × load columns) instead of one table per load fitted to 80 columns'
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare help" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
-complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare help" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
-complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare help" -f -a "compare" -d 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy\'s detection time side by side (Linux; root or unprivileged user namespaces)'
-complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s w -l detect-within -d 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s i -l idle-timeout -d 'Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s d -l duration -d 'How long --recverr keeps the connection busy' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l connect-timeout -d 'Give up connecting after this long' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
+json\t'One JSON object (JSON lines for `listen` events)'
+csv\t'Comma-separated values with a header row'
+markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l recverr -d 'Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an echo service (it sends DATA lines)'
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare probe help" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare probe help" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare probe help" -f -a "compare" -d 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy\'s detection time side by side (Linux; root or unprivileged user namespaces)'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare probe help" -f -a "probe" -d 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path\'s idle timeout, watch for ICMP warnings'
+complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare probe help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

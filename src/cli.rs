@@ -88,6 +88,27 @@ Examples:
 
 {EXIT_CODES}"))]
     Compare(CompareArgs),
+    /// Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective
+    /// settings, predictions per mechanism; recommend settings, find the path's idle timeout, watch for
+    /// ICMP warnings.
+    #[command(after_help = format!("\
+Connects once to measure the path and read back the settings, then prints the host's TCP defaults,
+the connection's measured RTT and RTO, and for each mechanism (none, the OS default keepalive, each
+requested one, all of them together) when a silently dead peer would be noticed, idle and busy.
+With --idle-timeout and --recverr the peer must answer `PING n` lines (a tcphb listen, or any echo
+service); the plain probe and --detect-within work against any TCP service.
+
+Examples:
+  tcphb probe db.internal:5432 --keepalive 5s,5s,3 --user-timeout 20s
+  tcphb probe db.internal:5432 --detect-within 30s
+  tcphb probe 10.0.0.5:7878 --idle-timeout 15m
+  tcphb probe 10.0.0.5:7878 --recverr --duration 30s --format json
+
+A --detect-within that cannot be met on this path (under two round trips, or a heartbeat interval
+under 10 ms) prints the report with the reason and exits 2.
+
+{EXIT_CODES}"))]
+    Probe(ProbeArgs),
 }
 
 const FAULTS: &str =
@@ -216,4 +237,33 @@ pub struct ConnectArgs {
     #[arg(long, short = 'n', value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub connections: u32,
+}
+
+/// `tcphb probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The peer, HOST:PORT (a name, IPv4 or [IPv6]).
+    #[arg(value_name = "HOST:PORT")]
+    pub peer: String,
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+    /// Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on
+    /// this path — and keep idle traffic under the idle timeout found by --idle-timeout.
+    #[arg(long, short = 'w', value_name = "DURATION", value_parser = crate::recommend::parse_deadline)]
+    pub detect_within: Option<Duration>,
+    /// Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up
+    /// to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines.
+    #[arg(long, short = 'i', value_name = "MAX", value_parser = crate::idle::parse_max)]
+    pub idle_timeout: Option<Duration>,
+    /// Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from
+    /// routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an
+    /// echo service (it sends DATA lines).
+    #[arg(long)]
+    pub recverr: bool,
+    /// How long --recverr keeps the connection busy.
+    #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration, default_value = "10s", requires = "recverr")]
+    pub duration: Duration,
+    /// Give up connecting after this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
 }

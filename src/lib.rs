@@ -7,11 +7,14 @@ pub mod cmd;
 pub mod detection;
 pub mod exit;
 pub mod heartbeat;
+pub mod idle;
 #[cfg(target_os = "linux")]
 pub mod lab;
 pub mod limits;
 pub mod matrix;
 pub mod predict;
+pub mod recommend;
+pub mod recverr;
 pub mod report;
 pub mod scenario;
 pub mod signals;

@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             }
             cmd::compare::run(&args, cli.format)
         }
+        Command::Probe(args) => cmd::probe::run(&args, cli.format),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,7 +9,9 @@
 //!   count: the first tick at or after the user timeout with at least one probe out.
 //! - retransmission: gives up once the RTO back-off budget of tcp_retries2 is spent, computed from
 //!   TCP_RTO_MIN: (2^(N+1)−1)·RTO_min for N ≤ 9, else 204.6 s + (N−9)·120 s (924.6 s for 15). The real RTO
-//!   is at least RTO_min, so this is a lower bound. A user timeout replaces this budget.
+//!   is at least RTO_min, so this is a lower bound. A user timeout replaces this budget. On a measured
+//!   path ([`predict_on_path`]) the give-up is the first firing of the retransmission timer — which runs
+//!   on the path's own RTO — at or after that budget ([`retransmission_giveup`]).
 //! - heartbeat: interval × misses after the last line heard.
 
 use std::time::Duration;
@@ -111,6 +113,31 @@ fn keepalive_death(eff: &Effective) -> Option<(Duration, Mechanism, String)> {
 
 /// Data-in-flight death by timers: user timeout if set, else the retransmission budget.
 fn busy_death(eff: &Effective, kernel: &KernelTimers) -> (Duration, Mechanism, String) {
+    busy_death_on(eff, kernel, None)
+}
+
+/// [`busy_death`], with the retransmission give-up taken from the path's measured RTO when known.
+fn busy_death_on(
+    eff: &Effective,
+    kernel: &KernelTimers,
+    rto: Option<Duration>,
+) -> (Duration, Mechanism, String) {
+    if let (None, Some(rto)) = (eff.user_timeout(), rto) {
+        let rto_min = Duration::from_millis(kernel.rto_min_ms);
+        let t = retransmission_giveup(kernel.tcp_retries2, rto_min, rto);
+        return (
+            t,
+            Mechanism::Retransmission,
+            format!(
+                "retransmissions give up at the first timer firing after the tcp_retries2={} budget of {:.1} s: \
+                 {:.1} s with the measured RTO of {} ms, doubling each time (keepalive stays silent while data is unacked)",
+                kernel.tcp_retries2,
+                retransmission_budget(kernel.tcp_retries2, rto_min).as_secs_f64(),
+                t.as_secs_f64(),
+                rto.as_millis()
+            ),
+        );
+    }
     match eff.user_timeout() {
         Some(uto) => (
             uto,
@@ -301,6 +328,103 @@ fn predict_reboot(eff: &Effective, load: Load, kernel: &KernelTimers) -> Predict
     )
 }
 
+/// What was measured on one path: the smoothed round trip and the kernel's retransmission timeout
+/// (TCP_INFO `rtt` and `rto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathTimes {
+    pub rtt: Duration,
+    pub rto: Duration,
+}
+
+/// The retransmission timer's firings, counted from the first unacknowledged send: `rto`, `3·rto`,
+/// `7·rto`, … — the timeout doubles each time, each interval capped at TCP_RTO_MAX.
+fn retransmission_firings(rto: Duration) -> impl Iterator<Item = Duration> {
+    let rto = rto.max(Duration::from_millis(1));
+    (0u32..).scan(Duration::ZERO, move |t, k| {
+        let step = rto.saturating_mul(1u32 << k.min(20)).min(RTO_MAX);
+        *t += step;
+        Some(*t)
+    })
+}
+
+/// When the kernel really gives up on unacknowledged data on a path whose RTO is `rto`.
+///
+/// The budget ([`retransmission_budget`]) is computed from TCP_RTO_MIN whatever the path, but it is
+/// only checked when the retransmission timer fires, and the timer runs on the path's own RTO
+/// (≥ RTO_min): the kernel gives up at the first firing at or after the budget, and never at the
+/// first firing (no retransmission has been made yet). Equal to the budget only when
+/// `rto == rto_min` exactly; later on every real path, by up to one back-off interval.
+pub fn retransmission_giveup(retries: u32, rto_min: Duration, rto: Duration) -> Duration {
+    let budget = retransmission_budget(retries, rto_min);
+    retransmission_firings(rto.max(rto_min))
+        .skip(1)
+        .find(|t| *t >= budget)
+        .expect("the firings grow without bound")
+}
+
+/// How many retransmissions the kernel makes within `window` on a path whose RTO is `rto`.
+pub fn retransmissions_within(window: Duration, rto: Duration) -> u32 {
+    retransmission_firings(rto)
+        .take_while(|t| *t < window)
+        .take(10_000)
+        .count() as u32
+}
+
+/// The settings a strategy would have if the kernel applied it exactly (the OS keepalive taken from
+/// `kernel`): for predictions about strategies not (yet) applied to a socket.
+pub fn assumed_effective(strategy: &crate::strategy::Strategy, kernel: &KernelTimers) -> Effective {
+    use crate::strategy::Keepalive;
+    let mut e = Effective::default();
+    match strategy.keepalive {
+        Keepalive::Off => {}
+        Keepalive::Os => {
+            e.keepalive_idle_ms = Some(kernel.keepalive_time_ms);
+            e.keepalive_interval_ms = Some(kernel.keepalive_intvl_ms);
+            e.keepalive_count = Some(kernel.keepalive_probes);
+        }
+        Keepalive::Custom {
+            idle,
+            interval,
+            count,
+        } => {
+            e.keepalive_idle_ms = Some(idle.as_millis() as u64);
+            e.keepalive_interval_ms = Some(interval.as_millis() as u64);
+            e.keepalive_count = Some(count);
+        }
+    }
+    e.user_timeout_ms = strategy.user_timeout.map(|d| d.as_millis() as u64);
+    if let Some(h) = strategy.heartbeat {
+        e.heartbeat_interval_ms = Some(h.interval.as_millis() as u64);
+        e.heartbeat_misses = Some(h.misses);
+    }
+    e
+}
+
+/// Predict when a silent death (blackhole) is noticed on a measured path: like [`predict`], but
+/// retransmissions give up on the path's measured RTO ([`retransmission_giveup`]) rather than at the
+/// RTO_min lower bound. Counted from the last packet heard.
+pub fn predict_on_path(
+    eff: &Effective,
+    load: Load,
+    kernel: &KernelTimers,
+    path: &PathTimes,
+) -> Prediction {
+    let mut c: Vec<_> = heartbeat_death(eff).into_iter().collect();
+    match load {
+        Load::Busy => c.push(busy_death_on(eff, kernel, Some(path.rto))),
+        // Heartbeat pings are data: once one is unanswered, keepalive is silent (see `predict`).
+        Load::Idle if eff.heartbeat().is_some() => {
+            c.push(busy_death_on(eff, kernel, Some(path.rto)))
+        }
+        Load::Idle => c.extend(keepalive_death(eff)),
+    }
+    first(
+        Basis::LastHeard,
+        c,
+        "idle with no keepalive or heartbeat: nothing is sent, so nothing can notice",
+    )
+}
+
 /// How a measurement compares with its prediction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Judgement {
@@ -422,6 +546,85 @@ mod tests {
             retransmission_budget(8, base),
             Duration::from_millis(102_200)
         );
+    }
+
+    #[test]
+    fn giveup_on_the_measured_rto_is_the_first_firing_after_the_budget() {
+        let min = Duration::from_millis(200);
+        // RTO exactly RTO_min: firings at 0.2·(2^k − 1) hit the budget exactly.
+        assert_eq!(
+            retransmission_giveup(5, min, min),
+            Duration::from_millis(12_600)
+        );
+        assert_eq!(
+            retransmission_giveup(15, min, min),
+            Duration::from_millis(924_600)
+        );
+        // A slightly larger RTO (LAN: 204 ms): 63 × 204 ms = 12.852 s ≥ 12.6 s.
+        assert_eq!(
+            retransmission_giveup(5, min, Duration::from_millis(204)),
+            Duration::from_millis(12_852)
+        );
+        // A 1 s RTO: firings 1, 3, 7, 15, 31, 63, 127, then +120 s each; budget 924.6 s → 967 s.
+        assert_eq!(
+            retransmission_giveup(15, min, Duration::from_secs(1)),
+            Duration::from_secs(967)
+        );
+        // Never before the lower bound, and an RTO below RTO_min is treated as RTO_min.
+        for rto_ms in [1u64, 150, 200, 201, 250, 333, 999, 3000] {
+            let t = retransmission_giveup(8, min, Duration::from_millis(rto_ms));
+            assert!(t >= retransmission_budget(8, min), "{rto_ms}: {t:?}");
+        }
+        assert_eq!(retransmissions_within(Duration::from_millis(1500), min), 3);
+        assert_eq!(retransmissions_within(Duration::from_millis(100), min), 0);
+    }
+
+    #[test]
+    fn predict_on_path_uses_the_measured_rto_only_where_it_matters() {
+        let k = KernelTimers::default();
+        let path = PathTimes {
+            rtt: Duration::from_millis(40),
+            rto: Duration::from_secs(1),
+        };
+        let r = predict_on_path(&eff("none"), Load::Busy, &k, &path);
+        assert_eq!(
+            (ms(&r), r.mechanism),
+            (Some(967_000), Some(Mechanism::Retransmission))
+        );
+        assert!(r.reason.contains("1000 ms"), "{}", r.reason);
+        assert_eq!(
+            ms(&predict_on_path(&eff("none"), Load::Idle, &k, &path)),
+            None
+        );
+        // Keepalive, user timeout and heartbeat do not depend on the RTO.
+        for (spec, load, want) in [
+            ("ka=2s,1s,3", Load::Idle, 5000),
+            ("uto=3s", Load::Busy, 3000),
+            ("ka=1s,1s,3+uto=2s", Load::Idle, 2000),
+            ("hb=500ms,3", Load::Idle, 1500),
+            ("hb=500ms,3", Load::Busy, 1500),
+        ] {
+            let e = eff(spec);
+            assert_eq!(
+                ms(&predict_on_path(&e, load, &k, &path)),
+                Some(want),
+                "{spec}"
+            );
+            assert_eq!(
+                predict_on_path(&e, load, &k, &path).expected,
+                predict(&e, Fault::Blackhole, load, &k, path.rtt).expected,
+                "{spec}: same as the generic prediction"
+            );
+        }
+    }
+
+    #[test]
+    fn assumed_effective_matches_what_apply_would_set() {
+        let k = KernelTimers::default();
+        for spec in ["none", "os", "ka=5s,2s,4+uto=20s+hb=1s,3", "uto=3s"] {
+            let s: crate::strategy::Strategy = spec.parse().unwrap();
+            assert_eq!(assumed_effective(&s, &k), eff(spec), "{spec}");
+        }
     }
 
     #[test]

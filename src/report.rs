@@ -14,6 +14,8 @@ use crate::predict::{Basis, Judgement, Prediction, judge};
 use crate::scenario::Load;
 use crate::sockopt::Effective;
 
+pub mod probe;
+
 /// Version of the JSON output; bumped when a key changes meaning or disappears.
 pub const SCHEMA: u32 = 1;
 

@@ -18,6 +18,9 @@ const MAX_KEEP_SECS: u64 = 32767;
 #[cfg(target_os = "linux")]
 const MAX_KEEPCNT: u32 = 127;
 
+/// Whether this system has TCP_USER_TIMEOUT.
+pub const HAS_USER_TIMEOUT: bool = cfg!(target_os = "linux");
+
 /// Why a strategy cannot be used on this platform.
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
@@ -243,6 +246,108 @@ impl KernelTimers {
     }
 }
 
+/// The host's TCP settings that decide how soon a dead peer is noticed, as reported by `probe`.
+/// `None` is "unknown": not exposed on this system (only Linux exposes them), or an older kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostFacts {
+    /// Operating system (`linux`, `macos`, `windows`…).
+    pub os: &'static str,
+    /// Kernel release (Linux).
+    pub kernel: Option<String>,
+    /// net.ipv4.tcp_keepalive_time, as ms: idle time before the first keepalive probe (`--keepalive os`).
+    pub tcp_keepalive_time_ms: Option<u64>,
+    /// net.ipv4.tcp_keepalive_intvl, as ms.
+    pub tcp_keepalive_intvl_ms: Option<u64>,
+    /// net.ipv4.tcp_keepalive_probes.
+    pub tcp_keepalive_probes: Option<u64>,
+    /// net.ipv4.tcp_retries1: retransmissions before the route is re-checked.
+    pub tcp_retries1: Option<u64>,
+    /// net.ipv4.tcp_retries2: retransmissions before an established connection is given up.
+    pub tcp_retries2: Option<u64>,
+    /// net.ipv4.tcp_syn_retries: SYN retransmissions before connect() fails.
+    pub tcp_syn_retries: Option<u64>,
+    /// net.ipv4.tcp_rto_min_us (Linux ≥ 6.11), as ms: the floor of every connection's RTO.
+    pub tcp_rto_min_ms: Option<u64>,
+    /// net.ipv4.tcp_rto_max_ms (Linux ≥ 6.15): the ceiling of the back-off.
+    pub tcp_rto_max_ms: Option<u64>,
+}
+
+impl HostFacts {
+    /// Read the facts of the network namespace the calling thread is in.
+    pub fn read() -> HostFacts {
+        #[allow(unused_mut)]
+        let mut f = HostFacts {
+            os: std::env::consts::OS,
+            ..HostFacts::default()
+        };
+        #[cfg(target_os = "linux")]
+        {
+            let text = |path: &str| {
+                std::fs::read_to_string(path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            };
+            let num = |name: &str| -> Option<u64> {
+                text(&format!("/proc/sys/net/ipv4/{name}"))?.parse().ok()
+            };
+            f.kernel = text("/proc/sys/kernel/osrelease");
+            f.tcp_keepalive_time_ms = num("tcp_keepalive_time").map(|s| s * 1000);
+            f.tcp_keepalive_intvl_ms = num("tcp_keepalive_intvl").map(|s| s * 1000);
+            f.tcp_keepalive_probes = num("tcp_keepalive_probes");
+            f.tcp_retries1 = num("tcp_retries1");
+            f.tcp_retries2 = num("tcp_retries2");
+            f.tcp_syn_retries = num("tcp_syn_retries");
+            f.tcp_rto_min_ms = num("tcp_rto_min_us").map(|us| us / 1000);
+            f.tcp_rto_max_ms = num("tcp_rto_max_ms");
+        }
+        f
+    }
+}
+
+/// What the kernel did with a requested strategy, in words: values it changed (clamped) or options it
+/// does not have (refused). Empty when the effective settings are exactly what was asked.
+pub fn differences(strategy: &Strategy, eff: &Effective) -> Vec<String> {
+    let mut out = Vec::new();
+    let ms = |d: Duration| d.as_millis() as u64;
+    if let Keepalive::Custom {
+        idle,
+        interval,
+        count,
+    } = strategy.keepalive
+    {
+        match eff.keepalive() {
+            None => out.push("keepalive: asked for, but SO_KEEPALIVE reads back off".to_string()),
+            Some((i, n, c)) => {
+                for (what, asked, got) in [
+                    ("idle", ms(idle), ms(i)),
+                    ("interval", ms(interval), ms(n)),
+                    ("count", u64::from(count), u64::from(c)),
+                ] {
+                    if asked != got {
+                        out.push(format!(
+                            "keepalive {what}: asked {asked}, the kernel has {got} (clamped)"
+                        ));
+                    }
+                }
+            }
+        }
+    } else if strategy.keepalive == Keepalive::Os && eff.keepalive().is_none() && cfg!(not(windows))
+    {
+        out.push("keepalive: asked for, but SO_KEEPALIVE reads back off".to_string());
+    }
+    if let Some(u) = strategy.user_timeout {
+        match eff.user_timeout_ms {
+            None => out.push("user timeout: refused, TCP_USER_TIMEOUT reads back off".to_string()),
+            Some(got) if got != ms(u) => out.push(format!(
+                "user timeout: asked {} ms, the kernel has {got} ms (clamped)",
+                ms(u)
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
@@ -273,6 +378,28 @@ mod tests {
         assert_eq!(eff.keepalive_idle_ms, Some(k.keepalive_time_ms));
         assert_eq!(eff.keepalive_count, Some(k.keepalive_probes));
         assert_eq!(eff.user_timeout_ms, None);
+    }
+
+    #[test]
+    fn host_facts_match_proc_and_exact_settings_have_no_differences() {
+        let f = HostFacts::read();
+        assert_eq!(f.os, "linux");
+        let k = KernelTimers::read();
+        assert_eq!(f.tcp_keepalive_time_ms, Some(k.keepalive_time_ms));
+        assert_eq!(f.tcp_retries2, Some(u64::from(k.tcp_retries2)));
+        assert!(f.kernel.is_some() && f.tcp_syn_retries.is_some());
+        let s = sock();
+        let strat: Strategy = "ka=5s,2s,4+uto=20s".parse().unwrap();
+        let eff = apply(&s, &strat).unwrap();
+        assert_eq!(differences(&strat, &eff), Vec::<String>::new());
+        // A read-back that is not what was asked is flagged.
+        let mut clamped = eff;
+        clamped.keepalive_count = Some(3);
+        clamped.user_timeout_ms = None;
+        let d = differences(&strat, &clamped);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].contains("count: asked 4, the kernel has 3"), "{d:?}");
+        assert!(d[1].contains("refused"), "{d:?}");
     }
 
     #[test]

@@ -71,6 +71,33 @@ pub fn read<S>(_sock: &S) -> Option<TcpInfo> {
     None
 }
 
+/// Whether the connection is still ESTABLISHED in the kernel's view (Linux; `None` elsewhere). A soft
+/// error such as an ICMP unreachable reported through IP_RECVERR leaves it established; a timer that
+/// gave up does not.
+#[cfg(target_os = "linux")]
+pub fn is_established<S: std::os::fd::AsRawFd>(sock: &S) -> Option<bool> {
+    // SAFETY: as in `read`.
+    let mut raw: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut raw as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    // TCP_ESTABLISHED is 1 in include/net/tcp_states.h.
+    (rc == 0).then_some(raw.tcpi_state == 1)
+}
+
+/// Whether the connection is still ESTABLISHED in the kernel's view (Linux; `None` elsewhere).
+#[cfg(not(target_os = "linux"))]
+pub fn is_established<S>(_sock: &S) -> Option<bool> {
+    None
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::io::{Read, Write};
@@ -95,5 +122,9 @@ mod tests {
         );
         assert!(info.silence_ms() < 1000, "just heard the peer: {info:?}");
         assert_eq!(info.unacked, 0);
+        assert_eq!(super::is_established(&c), Some(true));
+        drop(s);
+        c.shutdown(std::net::Shutdown::Both).unwrap();
+        assert_eq!(super::is_established(&c), Some(false));
     }
 }

@@ -196,7 +196,7 @@ fn run_many(
 
 /// Connect to the first address that accepts, with the strategy applied before the handshake, and read
 /// back the effective settings afterwards.
-fn open(
+pub(crate) fn open(
     addrs: &[SocketAddr],
     strategy: &Strategy,
     timeout: Duration,

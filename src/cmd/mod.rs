@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod connect;
 pub mod listen;
+pub mod probe;
 
 /// `compare` needs Linux network namespaces; elsewhere it says so (exit 4).
 #[cfg(not(target_os = "linux"))]

@@ -1,0 +1,285 @@
+//! `tcphb probe`: measure the path once, read back the settings, predict each mechanism on this path,
+//! and on request recommend settings (`--detect-within`), find the path's idle timeout
+//! (`--idle-timeout`) and report ICMP warnings on a busy connection (`--recverr`).
+
+use std::time::{Duration, Instant};
+
+use crate::cli::ProbeArgs;
+use crate::exit;
+use crate::idle::{self, IdleTimeout};
+use crate::predict::{PathTimes, Prediction, assumed_effective, predict_on_path};
+use crate::recommend::{self, Ask};
+use crate::recverr::{self, EarlyWarnings};
+use crate::report::probe::{
+    PredictionRow, ProbeFacts, ProbeReport, RecommendationReport, render_probe,
+};
+use crate::report::{Format, SCHEMA, human_ms};
+use crate::scenario::Load;
+use crate::sockopt::{self, Effective, HostFacts, KernelTimers};
+use crate::strategy::{Keepalive, Strategy};
+use crate::tcpinfo;
+
+/// Run `tcphb probe`; returns the exit code (0; 3 if the busy connection died during --recverr; 2 if
+/// --detect-within cannot be met on this path).
+pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
+    let strategy = args.strategy.strategy();
+    sockopt::validate(&strategy)?;
+    if args.recverr {
+        recverr::check_supported()?;
+    }
+    let addrs = super::resolve(&args.peer)?;
+    let started = Instant::now();
+    let (sock, peer, effective) = super::connect::open(&addrs, &strategy, args.connect_timeout)?;
+    let handshake = started.elapsed();
+    let opened = Instant::now();
+    if args.recverr {
+        recverr::enable(&sock, peer.is_ipv6())?;
+    }
+    let local = sock
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let kernel = KernelTimers::read();
+    let info = tcpinfo::read(&sock);
+    // Without TCP_INFO the handshake is the only round trip measured, and the RTO is unknown: the
+    // predictions then use the RTO_min lower bound.
+    let path = PathTimes {
+        rtt: info.map_or(handshake, |i| Duration::from_micros(i.rtt_us.into())),
+        rto: info.map_or(Duration::from_millis(kernel.rto_min_ms), |i| {
+            Duration::from_micros(i.rto_us.into())
+        }),
+    };
+    let facts = ProbeFacts {
+        host: HostFacts::read(),
+        rto_min_model_ms: kernel.rto_min_ms,
+        rtt_ms: path.rtt.as_secs_f64() * 1000.0,
+        rto_ms: info.map(|i| u64::from(i.rto_us) / 1000),
+    };
+    let effective_differences = sockopt::differences(&strategy, &effective);
+
+    super::progress(&format!(
+        "tcphb: connected to {peer}: RTT {:.2} ms, RTO {} ms",
+        facts.rtt_ms,
+        path.rto.as_millis()
+    ));
+    // The idle-timeout search and the busy --recverr connection run side by side on one event loop.
+    let (idle_timeout, early_warnings) = if args.idle_timeout.is_some() || args.recverr {
+        let rt = super::runtime()?;
+        let busy = if args.recverr {
+            sock.set_nonblocking(true)?;
+            let std_stream: std::net::TcpStream = sock.into();
+            Some(std_stream)
+        } else {
+            drop(sock);
+            None
+        };
+        rt.block_on(async {
+            let discovery = async {
+                match args.idle_timeout {
+                    Some(max) => {
+                        super::progress(&format!(
+                            "tcphb: looking for the path's idle timeout up to {} (at most {} more)",
+                            human_ms(Some(max.as_millis() as u64)),
+                            human_ms(Some(
+                                (max + idle::reply_timeout(path.rtt)).as_millis() as u64
+                            ))
+                        ));
+                        Some(
+                            idle::discover(peer, max, path.rtt, args.connect_timeout, &|line| {
+                                super::progress(&line)
+                            })
+                            .await,
+                        )
+                        .transpose()
+                    }
+                    None => Ok(None),
+                }
+            };
+            let warnings = async {
+                match busy {
+                    Some(s) => {
+                        let stream = tokio::net::TcpStream::from_std(s)?;
+                        anyhow::Ok(Some(
+                            recverr::watch_busy(stream, opened, args.duration, &|w| {
+                                // A warning is a result, not progress: said even in pipes.
+                                eprintln!("tcphb: warning: {}", w.sentence());
+                            })
+                            .await,
+                        ))
+                    }
+                    None => Ok(None),
+                }
+            };
+            let (found, warned) = tokio::join!(discovery, warnings);
+            anyhow::Ok((found?, warned?))
+        })?
+    } else {
+        drop(sock);
+        (None, None)
+    };
+
+    let rows = prediction_rows(&strategy, &effective, &kernel, &path);
+    let summary = summary(&strategy, &effective, &kernel, &path);
+    let mut code = exit::OK;
+    let recommendation = args.detect_within.map(|within| {
+        let ask = Ask {
+            within,
+            path,
+            kernel,
+            keep_under: keep_under(idle_timeout.as_ref()),
+            user_timeout_supported: sockopt::HAS_USER_TIMEOUT,
+        };
+        match recommend::recommend(&ask) {
+            Ok(r) => RecommendationReport {
+                detect_within_ms: within.as_millis() as u64,
+                possible: true,
+                strategy: Some(r.strategy.spec()),
+                flags: Some(r.flags),
+                idle_ms: r.idle.expected_ms(),
+                busy_ms: r.busy.expected_ms(),
+                notes: r.notes,
+                refused: None,
+            },
+            Err(why) => {
+                code = exit::USAGE;
+                eprintln!("tcphb: --detect-within: {why}");
+                RecommendationReport {
+                    detect_within_ms: within.as_millis() as u64,
+                    possible: false,
+                    strategy: None,
+                    flags: None,
+                    idle_ms: None,
+                    busy_ms: None,
+                    notes: Vec::new(),
+                    refused: Some(why.0),
+                }
+            }
+        }
+    });
+    let mut predictions = rows;
+    if let Some(RecommendationReport {
+        strategy: Some(spec),
+        ..
+    }) = &recommendation
+    {
+        let s: Strategy = spec.parse()?;
+        let eff = assumed_effective(&s, &kernel);
+        predictions.push(row("recommended", &s, &eff, &kernel, &path));
+    }
+    if early_warnings
+        .as_ref()
+        .is_some_and(|w: &EarlyWarnings| w.ended_at_ms.is_some())
+    {
+        code = code.max(exit::DETECTED);
+    }
+    let report = ProbeReport {
+        schema: SCHEMA,
+        peer: peer.to_string(),
+        local,
+        strategy: strategy.to_string(),
+        facts,
+        effective,
+        effective_differences,
+        predictions,
+        summary,
+        recommendation,
+        idle_timeout,
+        early_warnings,
+    };
+    super::print(&render_probe(&report, format))?;
+    Ok(code)
+}
+
+/// What idle traffic must stay under: the longest idle a connection survived (the low end of the
+/// bracket), or, when even the shortest one tried was forgotten, half the shortest forgotten.
+fn keep_under(found: Option<&IdleTimeout>) -> Option<Duration> {
+    let f = found?;
+    let high = f.high_ms?;
+    Some(Duration::from_millis(if f.low_ms > 0 {
+        f.low_ms
+    } else {
+        high / 2
+    }))
+}
+
+fn row(
+    name: &'static str,
+    s: &Strategy,
+    eff: &Effective,
+    kernel: &KernelTimers,
+    path: &PathTimes,
+) -> PredictionRow {
+    let idle = predict_on_path(eff, Load::Idle, kernel, path);
+    let busy = predict_on_path(eff, Load::Busy, kernel, path);
+    PredictionRow::new(name, s.spec(), &idle, &busy)
+}
+
+/// One row per mechanism: none, the OS default keepalive, each requested mechanism alone, and all
+/// requested mechanisms together as the kernel read them back.
+fn prediction_rows(
+    requested: &Strategy,
+    effective: &Effective,
+    kernel: &KernelTimers,
+    path: &PathTimes,
+) -> Vec<PredictionRow> {
+    let alone = |f: &dyn Fn(&mut Strategy)| {
+        let mut s = Strategy::default();
+        f(&mut s);
+        s
+    };
+    let mut parts: Vec<(&'static str, Strategy)> = vec![
+        ("none", Strategy::default()),
+        ("os_keepalive", alone(&|s| s.keepalive = Keepalive::Os)),
+    ];
+    if let k @ Keepalive::Custom { .. } = requested.keepalive {
+        parts.push(("keepalive", alone(&|s| s.keepalive = k)));
+    }
+    if let Some(u) = requested.user_timeout {
+        parts.push(("user_timeout", alone(&|s| s.user_timeout = Some(u))));
+    }
+    if let Some(h) = requested.heartbeat {
+        parts.push(("heartbeat", alone(&|s| s.heartbeat = Some(h))));
+    }
+    let mut rows: Vec<PredictionRow> = parts
+        .iter()
+        .map(|(name, s)| row(name, s, &assumed_effective(s, kernel), kernel, path))
+        .collect();
+    let requested_parts = [
+        requested.keepalive != Keepalive::Off,
+        requested.user_timeout.is_some(),
+        requested.heartbeat.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if requested_parts >= 2 {
+        rows.push(row("strategy", requested, effective, kernel, path));
+    }
+    rows
+}
+
+/// Which mechanism notices first for the requested strategy, idle and busy, and why.
+fn summary(
+    requested: &Strategy,
+    effective: &Effective,
+    kernel: &KernelTimers,
+    path: &PathTimes,
+) -> Vec<String> {
+    let say = |load: &str, p: &Prediction| match (p.expected, p.mechanism) {
+        (Some(t), Some(m)) => format!(
+            "{load}: {} notices first, after {} — {}.",
+            m.name().replace('_', " "),
+            human_ms(Some(t.as_millis() as u64)),
+            p.reason
+        ),
+        _ => format!("{load}: nothing notices — {}.", p.reason),
+    };
+    let idle = predict_on_path(effective, Load::Idle, kernel, path);
+    let busy = predict_on_path(effective, Load::Busy, kernel, path);
+    vec![
+        format!("With {requested}, counted from the last packet heard:"),
+        say("  idle", &idle),
+        say("  busy", &busy),
+    ]
+}

@@ -1,0 +1,505 @@
+//! `tcphb probe`: on loopback (any user), and in the lab (root): the idle timeout of a NAT found within
+//! its bracket against tcphb listen and against an echo server tcphb did not write, predictions that
+//! match what `tcphb connect` measures after a real cut, and ICMP warnings from the lab's router.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{bin, code, json, lab_allowed, listen};
+use serde_json::Value;
+use tcphb::lab::{Lab, LabError, Node, PathFault};
+
+/// A tcphb process started by a test, killed (by its PID) and reaped if the test fails before it exits.
+/// Kept here rather than in common/ so this file does not depend on how `common::Proc` is built.
+struct Spawned(Option<Child>);
+
+impl Spawned {
+    fn wait_output(mut self, limit: Duration) -> Output {
+        let mut child = self.0.take().expect("not yet waited for");
+        let start = Instant::now();
+        while child.try_wait().expect("try_wait").is_none() {
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("tcphb did not exit within {limit:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().expect("collect output")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn tcphb_in(lab: &Lab, node: Node, args: &[&str]) -> Spawned {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    lab.command_in(node, &mut cmd)
+        .expect("command in lab namespace");
+    Spawned(Some(cmd.spawn().expect("spawn tcphb")))
+}
+
+fn probe(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .arg("probe")
+        .args(args)
+        .output()
+        .expect("run tcphb probe")
+}
+
+fn row<'a>(v: &'a Value, mechanism: &str) -> &'a Value {
+    v["predictions"]
+        .as_array()
+        .expect("predictions[]")
+        .iter()
+        .find(|r| r["mechanism"] == mechanism)
+        .unwrap_or_else(|| panic!("no {mechanism} row in {v}"))
+}
+
+/// An echo server tcphb did not write: every line comes back as it was sent (so `PING n` is answered
+/// by `PING n`). One thread per connection: this is test scaffolding, not tcphb.
+fn echo_server(listener: TcpListener) {
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loopback: any user.
+
+#[test]
+fn probe_reports_facts_effective_and_predictions_as_json() {
+    let (_listen, port) = listen(&[]);
+    let peer = format!("127.0.0.1:{port}");
+    let out = probe(&[
+        &peer,
+        "--keepalive",
+        "5s,5s,3",
+        "--user-timeout",
+        "20s",
+        "--detect-within",
+        "30s",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["schema"], 1);
+    assert_eq!(v["strategy"], "ka=5s,5s,3+uto=20s");
+    let f = &v["facts"];
+    assert_eq!(f["os"], "linux");
+    let retries2: u64 = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_retries2")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(f["tcp_retries2"], retries2);
+    assert!(
+        f["tcp_syn_retries"].is_u64() && f["tcp_retries1"].is_u64(),
+        "{f}"
+    );
+    assert!(f["rtt_ms"].as_f64().unwrap() > 0.0, "{f}");
+    let rto = f["rto_ms"].as_u64().unwrap();
+    assert!(rto >= 200, "{f}");
+    assert_eq!(v["effective"]["keepalive_idle_ms"], 5000);
+    assert_eq!(v["effective"]["user_timeout_ms"], 20000);
+    assert_eq!(v["effective_differences"], serde_json::json!([]));
+    // Per mechanism, idle and busy.
+    assert_eq!(row(&v, "none")["idle_ms"], Value::Null);
+    let none_busy = row(&v, "none")["busy_ms"].as_u64().unwrap();
+    assert!(
+        none_busy >= 924_600 || retries2 != 15,
+        "the budget is a lower bound: {none_busy}"
+    );
+    assert_eq!(row(&v, "os_keepalive")["idle_by"], "keepalive");
+    assert_eq!(row(&v, "keepalive")["idle_ms"], 20_000);
+    assert_eq!(row(&v, "keepalive")["busy_by"], "retransmission");
+    assert_eq!(row(&v, "user_timeout")["idle_ms"], Value::Null);
+    assert_eq!(row(&v, "user_timeout")["busy_ms"], 20_000);
+    // Together: user timeout 20 s rounded to the keepalive tick at 5 + 3×5 = 20 s.
+    assert_eq!(row(&v, "strategy")["idle_ms"], 20_000);
+    assert_eq!(row(&v, "strategy")["busy_by"], "user_timeout");
+    let rec = &v["recommendation"];
+    assert_eq!(rec["possible"], true);
+    assert_eq!(rec["flags"], "--keepalive 15s,5s,3 --user-timeout 30s");
+    assert!(rec["idle_ms"].as_u64().unwrap() <= 30_000);
+    assert!(rec["busy_ms"].as_u64().unwrap() <= 30_000);
+    assert_eq!(row(&v, "recommended")["settings"], "ka=15s,5s,3+uto=30s");
+    assert!(
+        v["summary"][1].as_str().unwrap().contains("keepalive"),
+        "{v}"
+    );
+}
+
+#[test]
+fn probe_table_names_every_mechanism_and_the_recommendation() {
+    let (_listen, port) = listen(&[]);
+    let out = probe(&[&format!("127.0.0.1:{port}"), "--detect-within", "1500ms"]);
+    assert_eq!(code(&out), 0);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "tcp_retries1 / tcp_retries2 / tcp_syn_retries",
+        "RTO (measured)",
+        "os keepalive",
+        "never",
+        "--heartbeat 500ms,3",
+        "1 s granularity",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+}
+
+#[test]
+fn probe_refuses_impossible_asks() {
+    // Below 10 ms: refused before connecting.
+    let out = probe(&["127.0.0.1:1", "--detect-within", "5ms"]);
+    assert_eq!(code(&out), 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("below 10 ms"));
+    // --duration belongs to --recverr.
+    let out = probe(&["127.0.0.1:1", "--duration", "5s"]);
+    assert_eq!(code(&out), 2);
+    let out = probe(&["127.0.0.1:1", "--idle-timeout", "0"]);
+    assert_eq!(code(&out), 2);
+}
+
+#[test]
+fn probe_idle_timeout_on_loopback_finds_none_within_max() {
+    let (_listen, port) = listen(&[]);
+    let start = Instant::now();
+    let out = probe(&[
+        &format!("127.0.0.1:{port}"),
+        "--idle-timeout",
+        "1s",
+        "--format",
+        "json",
+    ]);
+    let took = start.elapsed();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let i = &json(&out)["idle_timeout"];
+    assert_eq!(i["high_ms"], Value::Null, "{i}");
+    assert_eq!(i["behaviour"], Value::Null);
+    assert_eq!(i["low_ms"], 1000);
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+}
+
+#[test]
+fn probe_idle_timeout_needs_a_peer_that_answers_ping() {
+    // Accepts (in the kernel's backlog) but never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = silent.local_addr().unwrap().to_string();
+    let start = Instant::now();
+    let out = probe(&[&peer, "--idle-timeout", "500ms", "--connect-timeout", "1s"]);
+    assert_eq!(code(&out), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("needs a tcphb listen or an echo service"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(silent);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lab: root.
+
+/// Lab with a NAT in R forgetting idle flows after `idle`, or `None` if the test may not run here.
+fn nat_lab(test: &str, idle: Duration) -> Option<Lab> {
+    if !lab_allowed(test) {
+        return None;
+    }
+    let lab = Lab::build().expect("build the lab");
+    match lab.enable_nat_expiry(idle) {
+        Ok(()) => Some(lab),
+        Err(e @ LabError::MissingTool { .. }) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping {test}: {e}");
+            None
+        }
+        Err(e) => panic!("enable_nat_expiry: {e}"),
+    }
+}
+
+/// Run `probe --idle-timeout 10s` from the client against `peer` and check that the NAT's 3 s is
+/// inside the reported bracket, the bracket is narrow, the drop is silent, and the run is bounded.
+fn find_nat_expiry(lab: &Lab, peer: SocketAddr) {
+    let start = Instant::now();
+    let p = tcphb_in(
+        lab,
+        Node::Client,
+        &[
+            "probe",
+            &peer.to_string(),
+            "--idle-timeout",
+            "10s",
+            "--format",
+            "json",
+        ],
+    );
+    let out = p.wait_output(Duration::from_secs(20));
+    let took = start.elapsed();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    let i = &v["idle_timeout"];
+    let low = i["low_ms"].as_u64().unwrap();
+    let high = i["high_ms"].as_u64().expect("an expiry within 10 s");
+    eprintln!(
+        "nat-expiry 3 s against {peer}: bracket ({low} ms, {high} ms] in {} rounds, {took:?}",
+        i["rounds"]
+    );
+    // The entry expires 3 s after the last packet; the ACK of the first answer may leave a few ms
+    // after tcphb starts its idle clock, and conntrack counts in jiffies: 100 ms of slack.
+    assert!(
+        low <= 3100 && high >= 2900,
+        "3 s not in ({low}, {high}]: {i}"
+    );
+    assert!(
+        high - low <= 500,
+        "bisection should narrow to well under a second: {i}"
+    );
+    assert_eq!(i["behaviour"], "silent_drop", "{i}");
+    assert!(i["rounds"].as_u64().unwrap() >= 2, "{i}");
+    // Evidence per connection: every one alive below the bracket, forgotten above it.
+    for e in i["connections"].as_array().unwrap() {
+        let idle = e["idle_ms"].as_u64().unwrap();
+        if idle <= low {
+            assert_eq!(e["verdict"], "alive", "{e}");
+        }
+        if idle >= high {
+            assert_eq!(e["verdict"], "silent", "{e}");
+        }
+    }
+    // Bounded: MAX + one reply timeout (1 s) + start-up.
+    assert!(took < Duration::from_millis(12_000), "{took:?}");
+}
+
+#[test]
+fn idle_timeout_of_a_nat_is_found_against_tcphb_listen() {
+    let Some(lab) = nat_lab(
+        "idle_timeout_of_a_nat_is_found_against_tcphb_listen",
+        Duration::from_secs(3),
+    ) else {
+        return;
+    };
+    let server = lab.server_addr();
+    let listen = tcphb_in(&lab, Node::Server, &["listen", &format!("{server}:7878")]);
+    thread::sleep(Duration::from_millis(300));
+    find_nat_expiry(&lab, SocketAddr::from((server, 7878)));
+    drop(listen);
+}
+
+#[test]
+fn idle_timeout_of_a_nat_is_found_against_a_plain_echo_server() {
+    let Some(lab) = nat_lab(
+        "idle_timeout_of_a_nat_is_found_against_a_plain_echo_server",
+        Duration::from_secs(3),
+    ) else {
+        return;
+    };
+    let l = lab
+        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
+        .unwrap()
+        .expect("echo listener in B");
+    let addr = l.local_addr().unwrap();
+    echo_server(l);
+    find_nat_expiry(&lab, addr);
+}
+
+fn within_15_percent(what: &str, measured: u64, predicted: u64) {
+    let diff = measured.abs_diff(predicted) as f64 / predicted as f64;
+    eprintln!(
+        "{what}: measured {measured} ms, predicted {predicted} ms ({:+.1} %)",
+        (measured as f64 / predicted as f64 - 1.0) * 100.0
+    );
+    assert!(
+        diff <= 0.15,
+        "{what}: measured {measured} ms vs predicted {predicted} ms differ by {:.0} %",
+        diff * 100.0
+    );
+}
+
+/// What `probe` predicts on the lab path for keepalive (idle), user timeout (busy) and bare
+/// retransmissions (busy, with tcp_retries2 = 5 in the client's namespace so it ends in seconds, and
+/// the measured RTO) is what `connect` then measures after a blackhole.
+#[test]
+fn predictions_match_measured_detection_in_the_lab() {
+    if !lab_allowed("predictions_match_measured_detection_in_the_lab") {
+        return;
+    }
+    let lab = Lab::build().expect("build the lab");
+    // Per-namespace sysctl: /proc/sys/net resolves against the namespace of the opening thread.
+    lab.enter(Node::Client, || {
+        std::fs::write("/proc/sys/net/ipv4/tcp_retries2", "5")
+    })
+    .unwrap()
+    .expect("set tcp_retries2 in the client namespace");
+    let server = lab.server_addr();
+    let _listen = tcphb_in(&lab, Node::Server, &["listen", &format!("{server}:7878")]);
+    thread::sleep(Duration::from_millis(300));
+    let peer = format!("{server}:7878");
+
+    let out = tcphb_in(
+        &lab,
+        Node::Client,
+        &[
+            "probe",
+            &peer,
+            "--keepalive",
+            "2s,1s,3",
+            "--user-timeout",
+            "3s",
+            "--format",
+            "json",
+        ],
+    )
+    .wait_output(Duration::from_secs(10));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    assert_eq!(
+        v["facts"]["tcp_retries2"], 5,
+        "probe reads the client namespace"
+    );
+    let ka_idle = row(&v, "keepalive")["idle_ms"].as_u64().unwrap();
+    let uto_busy = row(&v, "user_timeout")["busy_ms"].as_u64().unwrap();
+    let none_busy = row(&v, "none")["busy_ms"].as_u64().unwrap();
+    assert_eq!((ka_idle, uto_busy), (5000, 3000));
+    // 63 × the measured RTO (≥ 200 ms): at or just above the 12.6 s budget.
+    assert!((12_600..=13_500).contains(&none_busy), "{none_busy}");
+
+    let connect = |args: &[&str]| {
+        let mut a = vec!["connect", &peer, "--format", "json"];
+        a.extend_from_slice(args);
+        tcphb_in(&lab, Node::Client, &a)
+    };
+    let ka = connect(&["--keepalive", "2s,1s,3"]);
+    let uto = connect(&["--user-timeout", "3s", "--load", "busy"]);
+    let none = connect(&["--load", "busy"]);
+    thread::sleep(Duration::from_millis(1200));
+    lab.cut(PathFault::Blackhole).expect("cut");
+
+    for (p, what, predicted, by) in [
+        (ka, "keepalive 2s,1s,3 idle", ka_idle, "keepalive"),
+        (uto, "user timeout 3s busy", uto_busy, "user_timeout"),
+        (
+            none,
+            "retransmissions (tcp_retries2=5) busy",
+            none_busy,
+            "retransmission",
+        ),
+    ] {
+        let out = p.wait_output(Duration::from_secs(30));
+        assert_eq!(
+            code(&out),
+            3,
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let d = json(&out);
+        assert_eq!(d["detected_by"], by, "{what}: {d}");
+        within_15_percent(what, d["silence_ms"].as_u64().unwrap(), predicted);
+    }
+}
+
+/// `--recverr` on a busy connection reports the router's ICMP host unreachable within a second of
+/// the cut, names the router, and the connection is still alive at the end (a soft error).
+#[test]
+fn recverr_reports_the_routers_unreachable_at_once() {
+    if !lab_allowed("recverr_reports_the_routers_unreachable_at_once") {
+        return;
+    }
+    let lab = Lab::build().expect("build the lab");
+    let l = lab
+        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
+        .unwrap()
+        .expect("listener in B");
+    let addr = l.local_addr().unwrap();
+    let p = tcphb_in(
+        &lab,
+        Node::Client,
+        &[
+            "probe",
+            &addr.to_string(),
+            "--recverr",
+            "--duration",
+            "4s",
+            "--format",
+            "json",
+        ],
+    );
+    let (mut conn, _) = l.accept().expect("probe connects");
+    let opened = Instant::now();
+    let sink = thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        conn.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    thread::sleep(Duration::from_millis(1500));
+    lab.cut(PathFault::Unreachable).expect("cut");
+    let cut_ms = opened.elapsed().as_millis() as u64;
+    let out = p.wait_output(Duration::from_secs(15));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 0, "still alive at the end: {stderr}");
+    let v = json(&out);
+    let w = &v["early_warnings"];
+    let first = &w["warnings"][0];
+    let at = first["at_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no warning: {w}"));
+    eprintln!("cut at +{cut_ms} ms, first warning at +{at} ms: {first}");
+    assert!(
+        at + 50 >= cut_ms && at <= cut_ms + 1000,
+        "warning at +{at} ms, cut at +{cut_ms} ms: {w}"
+    );
+    assert_eq!(first["what"], "host unreachable", "{w}");
+    assert_eq!(first["reporter"], lab.router_addr().to_string(), "{w}");
+    assert_eq!(first["icmp_type"], 3);
+    assert_eq!(first["icmp_code"], 1);
+    // The kernel raises the socket error only if the ICMP arrives while tcphb is not inside a socket
+    // call (else it is kept as a soft error for the timers): usually there, not always.
+    assert!(
+        first["errno"] == "EHOSTUNREACH" || first["errno"].is_null(),
+        "{w}"
+    );
+    assert!(first["messages"].as_u64().unwrap() >= 1, "{w}");
+    assert_eq!(w["ended_at_ms"], Value::Null, "{w}");
+    assert!(
+        stderr.contains("warning: host unreachable reported by 198.18.0.1 at +"),
+        "{stderr}"
+    );
+    // Nothing before the cut.
+    assert!(
+        w["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["at_ms"].as_u64().unwrap() + 50 >= cut_ms),
+        "{w}"
+    );
+    drop(sink);
+}
