@@ -21,30 +21,37 @@ fn err<T>(msg: impl Into<String>) -> Result<T, SpecError> {
     Err(SpecError(msg.into()))
 }
 
+/// Longest duration accepted anywhere (ten years): far beyond any sane timer, and small enough that
+/// interval × misses or idle + interval × count can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 /// Parse a duration: humantime syntax, or a bare (possibly fractional) number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
     let s = s.trim();
     if s.is_empty() {
         return err("empty duration: write e.g. 500ms, 5s or 2m");
     }
-    if let Ok(secs) = s.parse::<f64>() {
+    let d = if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() || secs < 0.0 {
             return err(format!(
                 "invalid duration '{s}': must be a non-negative number of seconds"
             ));
         }
-        return Duration::try_from_secs_f64(secs).map_err(|_| {
+        // try_: a huge number of seconds (1e300) is bad input, not a panic.
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+    } else {
+        humantime::parse_duration(s).map_err(|e| {
             SpecError(format!(
-                "invalid duration '{s}': too long (at most {} seconds)",
-                u64::MAX
+                "invalid duration '{s}' ({e}): write e.g. 500ms, 5s or 2m"
             ))
-        });
+        })?
+    };
+    if d > MAX_DURATION {
+        return err(format!(
+            "invalid duration '{s}': too long (at most 10 years)"
+        ));
     }
-    humantime::parse_duration(s).map_err(|e| {
-        SpecError(format!(
-            "invalid duration '{s}' ({e}): write e.g. 500ms, 5s or 2m"
-        ))
-    })
+    Ok(d)
 }
 
 /// Write a duration the way `parse_duration` reads it back (`1s`, `500ms`, `1m 30s`).
@@ -343,10 +350,12 @@ mod tests {
         assert!(parse_duration("1e300").is_err());
         assert!(parse_duration("18446744073709551616").is_err());
         assert!("ka=1e20,1s,3".parse::<Strategy>().is_err());
-        assert_eq!(
-            parse_duration("1e18").unwrap(),
-            Duration::from_secs(10u64.pow(18))
-        );
+        // Capped at ten years, so interval × misses cannot overflow either.
+        assert!(parse_duration("1e18").is_err());
+        assert!(parse_duration("500000d").is_err());
+        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        let h: Heartbeat = "3650d,1000".parse().unwrap();
+        assert_eq!(h.deadline(), MAX_DURATION * 1000);
     }
 
     #[test]
