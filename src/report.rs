@@ -364,9 +364,56 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
     match format {
         Format::Json => to_json(r) + "\n",
         Format::Csv => {
-            let rows = connect_rows(r);
-            let header: Vec<&str> = rows.iter().map(|r| r.0).collect();
-            to_csv(&header, &[rows.into_iter().map(|r| r.1).collect()])
+            // Machine-readable: the JSON keys and raw milliseconds, not the table's words.
+            let d = &r.detection;
+            let e = &r.effective;
+            let n = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+            to_csv(
+                &[
+                    "peer",
+                    "local",
+                    "strategy",
+                    "load",
+                    "keepalive_idle_ms",
+                    "keepalive_interval_ms",
+                    "keepalive_count",
+                    "user_timeout_ms",
+                    "heartbeat_interval_ms",
+                    "heartbeat_misses",
+                    "outcome",
+                    "detected_by",
+                    "errno",
+                    "silence_ms",
+                    "elapsed_ms",
+                    "expected_ms",
+                    "expected_by",
+                    "agrees",
+                    "note",
+                ],
+                &[vec![
+                    r.peer.clone(),
+                    r.local.clone(),
+                    r.strategy.clone(),
+                    r.load.to_string(),
+                    n(e.keepalive_idle_ms),
+                    n(e.keepalive_interval_ms),
+                    n(e.keepalive_count.map(u64::from)),
+                    n(e.user_timeout_ms),
+                    n(e.heartbeat_interval_ms),
+                    n(e.heartbeat_misses.map(u64::from)),
+                    d.outcome.name().into(),
+                    d.detected_by.map_or(String::new(), |m| m.name().into()),
+                    d.errno.clone().unwrap_or_default(),
+                    d.silence_ms.to_string(),
+                    d.elapsed_ms.to_string(),
+                    n(r.expected.expected_ms),
+                    r.expected
+                        .expected_by
+                        .map_or(String::new(), |m| m.name().into()),
+                    r.expected.agrees.map_or(String::new(), |a| a.to_string()),
+                    d.note.clone().unwrap_or_default(),
+                ]],
+            )
         }
         Format::Table | Format::Markdown => {
             let mut t = new_table(format);
@@ -387,13 +434,48 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
     }
 }
 
+/// Columns of `listen --format csv`: the header comes first, then one row per event.
+pub const EVENT_CSV_HEADER: [&str; 9] = [
+    "at",
+    "peer",
+    "outcome",
+    "detected_by",
+    "errno",
+    "silence_ms",
+    "elapsed_ms",
+    "expected_ms",
+    "note",
+];
+
+/// The header line of `listen`'s event stream, if its format has one.
+pub fn event_header(format: Format) -> Option<String> {
+    (format == Format::Csv).then(|| to_csv(&EVENT_CSV_HEADER, &[]))
+}
+
 /// Render one listen event as a line (JSON lines, CSV row, or a sentence for humans).
 pub fn render_event(e: &ListenEvent, format: Format) -> String {
     let d = &e.detection;
     match format {
         Format::Json => to_json(e) + "\n",
-        Format::Csv | Format::Markdown | Format::Table => {
-            let by = opt(&d.detected_by);
+        Format::Csv => {
+            let row = vec![
+                e.at.clone(),
+                e.peer.clone(),
+                d.outcome.name().into(),
+                d.detected_by.map_or(String::new(), |m| m.name().into()),
+                d.errno.clone().unwrap_or_default(),
+                d.silence_ms.to_string(),
+                d.elapsed_ms.to_string(),
+                e.expected
+                    .expected_ms
+                    .map_or(String::new(), |v| v.to_string()),
+                d.note.clone().unwrap_or_default(),
+            ];
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(&row).expect("csv to memory");
+            String::from_utf8(w.into_inner().expect("csv to memory")).expect("csv is utf-8")
+        }
+        Format::Markdown | Format::Table => {
             let errno = d
                 .errno
                 .as_deref()
@@ -404,39 +486,25 @@ pub fn render_event(e: &ListenEvent, format: Format) -> String {
                 .as_deref()
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default();
-            let line = format!(
-                "{} {} {}: {by}{errno} after {} of silence, expected {}{note}",
+            format!(
+                "{} {} {}: {}{errno} after {} of silence, expected {}{note}\n",
                 e.at,
                 e.peer,
                 d.outcome.name(),
+                opt(&d.detected_by),
                 human_ms(Some(d.silence_ms)),
                 human_ms(e.expected.expected_ms),
-            );
-            if format == Format::Csv {
-                to_csv(
-                    &[],
-                    &[vec![
-                        e.at.clone(),
-                        e.peer.clone(),
-                        d.outcome.name().into(),
-                        by,
-                        opt(&d.errno),
-                        d.silence_ms.to_string(),
-                        d.elapsed_ms.to_string(),
-                        opt(&e.expected.expected_ms),
-                    ]],
-                )
-            } else {
-                line + "\n"
-            }
+            )
         }
     }
 }
 
-/// Render the listen summary printed when `listen` stops.
+/// Render the listen summary printed when `listen` stops. With CSV the events own stdout, so the
+/// caller prints this human summary on stderr instead.
 pub fn render_listen_summary(s: &ListenSummary, format: Format) -> String {
     match format {
         Format::Json => to_json(s) + "\n",
+        Format::Csv => render_listen_summary(s, Format::Table),
         _ => {
             let head = format!(
                 "{} ({}): {} accepted, {} refused over --max-conns, {} dead, {} closed by peer, {} still open\n",

@@ -161,3 +161,50 @@ fn connect_json_has_the_documented_keys_and_types() {
     assert!(v["expected_ms"].is_null(), "idle with nothing armed: never");
     drop(server);
 }
+
+#[test]
+fn csv_output_is_one_table_with_snake_case_columns() {
+    let (server, port) = common::listen(&["--format", "csv"]);
+    let out = Command::new(bin())
+        .args([
+            "connect",
+            &format!("127.0.0.1:{port}"),
+            "-k",
+            "2s,1s,3",
+            "--duration",
+            "200ms",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    let mut r = csv::Reader::from_reader(&out.stdout[..]);
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    for key in [
+        "peer",
+        "strategy",
+        "outcome",
+        "detected_by",
+        "silence_ms",
+        "expected_ms",
+        "keepalive_count",
+    ] {
+        assert!(header.iter().any(|h| h == key), "{key} in {header:?}");
+    }
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    let col = |k: &str| rows[0][header.iter().position(|h| h == k).unwrap()].to_string();
+    assert_eq!(col("outcome"), "alive");
+    assert_eq!(col("expected_ms"), "5000");
+
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = server.wait_output(std::time::Duration::from_secs(5));
+    // listen's stdout stays one CSV table (header + one row per ended connection); the summary goes to stderr.
+    let mut r = csv::Reader::from_reader(&out.stdout[..]);
+    assert_eq!(r.headers().unwrap().get(2), Some("outcome"));
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][2], "closed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 accepted"));
+}

@@ -102,6 +102,9 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     };
     let mut samples = Vec::new();
     let mut out = super::EventWriter::start();
+    if let Some(h) = crate::report::event_header(o.format) {
+        out.send(h);
+    }
     let mut open: u64 = 0;
     let mut refused_unlogged: u64 = 0;
     let mut last_refusal_log: Option<Instant> = None;
@@ -189,7 +192,13 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     }
     summary.events_dropped = out.finish();
     summary.by_mechanism = mechanism_stats(samples);
-    super::print(&render_listen_summary(&summary, o.format))?;
+    let text = render_listen_summary(&summary, o.format);
+    if o.format == Format::Csv {
+        // stdout is one CSV table of events; the summary would break it.
+        super::say(text.trim_end());
+    } else {
+        super::print(&text)?;
+    }
     Ok(if summary.dead > 0 {
         exit::DETECTED
     } else {
