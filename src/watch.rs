@@ -87,8 +87,11 @@ pub async fn watch(
     };
     let hb = w.effective.heartbeat();
     let far = TokioInstant::now() + Duration::from_secs(86_400 * 365);
+    // The first ping goes at a random point of the first interval: thousands of connections accepted
+    // in the same second then do not ping (and wake) in the same millisecond, and a cut meets each
+    // heartbeat at an honest, random phase.
     let mut next_ping = match hb {
-        Some((interval, _)) => TokioInstant::now() + interval,
+        Some((interval, _)) => TokioInstant::now() + interval.mul_f64(fastrand::f64().max(0.01)),
         None => far,
     };
     let mut next_busy = match w.load {
