@@ -488,32 +488,7 @@ mod tests {
     use super::*;
 
     fn eff(spec: &str) -> Effective {
-        let s: crate::strategy::Strategy = spec.parse().unwrap();
-        let k = KernelTimers::default();
-        let mut e = Effective::default();
-        match s.keepalive {
-            crate::strategy::Keepalive::Off => {}
-            crate::strategy::Keepalive::Os => {
-                e.keepalive_idle_ms = Some(k.keepalive_time_ms);
-                e.keepalive_interval_ms = Some(k.keepalive_intvl_ms);
-                e.keepalive_count = Some(k.keepalive_probes);
-            }
-            crate::strategy::Keepalive::Custom {
-                idle,
-                interval,
-                count,
-            } => {
-                e.keepalive_idle_ms = Some(idle.as_millis() as u64);
-                e.keepalive_interval_ms = Some(interval.as_millis() as u64);
-                e.keepalive_count = Some(count);
-            }
-        }
-        e.user_timeout_ms = s.user_timeout.map(|d| d.as_millis() as u64);
-        if let Some(h) = s.heartbeat {
-            e.heartbeat_interval_ms = Some(h.interval.as_millis() as u64);
-            e.heartbeat_misses = Some(h.misses);
-        }
-        e
+        assumed_effective(&spec.parse().unwrap(), &KernelTimers::default())
     }
 
     fn p(spec: &str, fault: Fault, load: Load) -> Prediction {

@@ -34,9 +34,9 @@ impl TcpInfo {
     }
 }
 
-/// Read TCP_INFO from a socket. `None` where the platform has no TCP_INFO or the call fails.
+/// The kernel's raw TCP_INFO for a socket.
 #[cfg(target_os = "linux")]
-pub fn read<S: std::os::fd::AsRawFd>(sock: &S) -> Option<TcpInfo> {
+fn raw<S: std::os::fd::AsRawFd>(sock: &S) -> Option<libc::tcp_info> {
     // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes into it.
     let mut raw: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -49,9 +49,13 @@ pub fn read<S: std::os::fd::AsRawFd>(sock: &S) -> Option<TcpInfo> {
             &mut len,
         )
     };
-    if rc != 0 {
-        return None;
-    }
+    (rc == 0).then_some(raw)
+}
+
+/// Read TCP_INFO from a socket. `None` where the platform has no TCP_INFO or the call fails.
+#[cfg(target_os = "linux")]
+pub fn read<S: std::os::fd::AsRawFd>(sock: &S) -> Option<TcpInfo> {
+    let raw = raw(sock)?;
     Some(TcpInfo {
         rtt_us: raw.tcpi_rtt,
         rto_us: raw.tcpi_rto,
@@ -76,20 +80,8 @@ pub fn read<S>(_sock: &S) -> Option<TcpInfo> {
 /// gave up does not.
 #[cfg(target_os = "linux")]
 pub fn is_established<S: std::os::fd::AsRawFd>(sock: &S) -> Option<bool> {
-    // SAFETY: as in `read`.
-    let mut raw: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut raw as *mut libc::tcp_info).cast(),
-            &mut len,
-        )
-    };
     // TCP_ESTABLISHED is 1 in include/net/tcp_states.h.
-    (rc == 0).then_some(raw.tcpi_state == 1)
+    raw(sock).map(|r| r.tcpi_state == 1)
 }
 
 /// Whether the connection is still ESTABLISHED in the kernel's view (Linux; `None` elsewhere).
