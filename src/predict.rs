@@ -479,6 +479,36 @@ fn same_family(a: Option<Mechanism>, b: Option<Mechanism>) -> bool {
     a == b || matches!((a, b), (Some(Eof | Reset), Some(Eof | Reset)))
 }
 
+/// Judge a connection that ended against a prediction made for a silent death (`connect`, `listen`:
+/// the fault is not known), from its silence before detection.
+pub fn judge_silent_death(pred: &Prediction, by: Option<Mechanism>, silence_ms: u64) -> Judgement {
+    match by {
+        // A FIN or RST is the peer's kernel answering: not the silent death the prediction is for.
+        Some(Mechanism::Eof | Mechanism::Reset) | None => Judgement {
+            agrees: true,
+            note: None,
+        },
+        // The user timeout fired although the peer's kernel was still acknowledging: its window was
+        // closed (the application stopped reading), so the timer ran from the window closing, not
+        // from the last packet heard.
+        Some(Mechanism::UserTimeout)
+            if pred
+                .expected
+                .is_some_and(|e| silence_ms < e.as_millis() as u64 / 2) =>
+        {
+            Judgement {
+                agrees: false,
+                note: Some(format!(
+                    "the peer's kernel was still acknowledging {} before the end: its application stopped reading \
+                     (zero window), as a frozen peer does, and the user timeout ran from the window closing",
+                    crate::report::human_ms(Some(silence_ms))
+                )),
+            }
+        }
+        _ => judge(pred, by, Some(Duration::from_millis(silence_ms))),
+    }
+}
+
 fn name(m: Option<Mechanism>) -> &'static str {
     m.map_or("nothing", Mechanism::name)
 }

@@ -10,7 +10,7 @@ use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::detection::{Detection, Mechanism, Outcome};
-use crate::predict::{Basis, Judgement, Prediction, judge};
+use crate::predict::{Basis, Prediction, judge_silent_death};
 use crate::scenario::Load;
 use crate::sockopt::Effective;
 
@@ -53,42 +53,8 @@ pub struct Expected {
 impl Expected {
     /// Put a detection beside its prediction. Measured time is the silence before detection.
     pub fn new(pred: &Prediction, det: &Detection) -> Expected {
-        let j = match det.outcome {
-            Outcome::Alive => None,
-            // A FIN or RST is the peer's kernel answering: not the silent death the prediction is for.
-            _ if matches!(
-                det.detected_by,
-                Some(Mechanism::Eof | Mechanism::Reset) | None
-            ) =>
-            {
-                Some(Judgement {
-                    agrees: true,
-                    note: None,
-                })
-            }
-            // The user timeout fired although the peer's kernel was still acknowledging: its window was
-            // closed (the application stopped reading), so the timer ran from the window closing, not from
-            // the last packet heard.
-            _ if det.detected_by == Some(Mechanism::UserTimeout)
-                && pred
-                    .expected
-                    .is_some_and(|e| det.silence_ms < e.as_millis() as u64 / 2) =>
-            {
-                Some(Judgement {
-                    agrees: false,
-                    note: Some(format!(
-                        "the peer's kernel was still acknowledging {} before the end: its application stopped reading \
-                         (zero window), as a frozen peer does, and the user timeout ran from the window closing",
-                        human_ms(Some(det.silence_ms))
-                    )),
-                })
-            }
-            _ => Some(judge(
-                pred,
-                det.detected_by,
-                Some(Duration::from_millis(det.silence_ms)),
-            )),
-        };
+        let j = (det.outcome != Outcome::Alive)
+            .then(|| judge_silent_death(pred, det.detected_by, det.silence_ms));
         Expected {
             expected_ms: pred.expected_ms(),
             expected_by: pred.mechanism,
@@ -263,6 +229,11 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or("-".into(), |v| v.to_string())
 }
 
+/// A CSV cell: the value, or empty for none.
+fn cell<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or(String::new(), |v| v.to_string())
+}
+
 fn effective_text(e: &Effective) -> String {
     let mut parts = Vec::new();
     match e.keepalive() {
@@ -302,16 +273,19 @@ fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("report types serialize")
 }
 
+/// CSV text: the header (none when empty) and the rows.
 fn to_csv(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(header).expect("csv to memory");
+    if !header.is_empty() {
+        w.write_record(header).expect("csv to memory");
+    }
     for r in rows {
         w.write_record(r).expect("csv to memory");
     }
     String::from_utf8(w.into_inner().expect("csv to memory")).expect("csv is utf-8")
 }
 
-/// The connect report's rows (key, measured/expected value) shared by table, csv and markdown.
+/// The connect report's rows (key, measured/expected value) for the table and markdown.
 fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
     let d = &r.detection;
     let mut rows = vec![
@@ -367,7 +341,6 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
             // Machine-readable: the JSON keys and raw milliseconds, not the table's words.
             let d = &r.detection;
             let e = &r.effective;
-            let n = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
             to_csv(
                 &[
                     "peer",
@@ -395,23 +368,21 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
                     r.local.clone(),
                     r.strategy.clone(),
                     r.load.to_string(),
-                    n(e.keepalive_idle_ms),
-                    n(e.keepalive_interval_ms),
-                    n(e.keepalive_count.map(u64::from)),
-                    n(e.user_timeout_ms),
-                    n(e.heartbeat_interval_ms),
-                    n(e.heartbeat_misses.map(u64::from)),
+                    cell(&e.keepalive_idle_ms),
+                    cell(&e.keepalive_interval_ms),
+                    cell(&e.keepalive_count),
+                    cell(&e.user_timeout_ms),
+                    cell(&e.heartbeat_interval_ms),
+                    cell(&e.heartbeat_misses),
                     d.outcome.name().into(),
-                    d.detected_by.map_or(String::new(), |m| m.name().into()),
-                    d.errno.clone().unwrap_or_default(),
+                    cell(&d.detected_by),
+                    cell(&d.errno),
                     d.silence_ms.to_string(),
                     d.elapsed_ms.to_string(),
-                    n(r.expected.expected_ms),
-                    r.expected
-                        .expected_by
-                        .map_or(String::new(), |m| m.name().into()),
-                    r.expected.agrees.map_or(String::new(), |a| a.to_string()),
-                    d.note.clone().unwrap_or_default(),
+                    cell(&r.expected.expected_ms),
+                    cell(&r.expected.expected_by),
+                    cell(&r.expected.agrees),
+                    cell(&d.note),
                 ]],
             )
         }
@@ -462,18 +433,14 @@ pub fn render_event(e: &ListenEvent, format: Format) -> String {
                 e.at.clone(),
                 e.peer.clone(),
                 d.outcome.name().into(),
-                d.detected_by.map_or(String::new(), |m| m.name().into()),
-                d.errno.clone().unwrap_or_default(),
+                cell(&d.detected_by),
+                cell(&d.errno),
                 d.silence_ms.to_string(),
                 d.elapsed_ms.to_string(),
-                e.expected
-                    .expected_ms
-                    .map_or(String::new(), |v| v.to_string()),
-                d.note.clone().unwrap_or_default(),
+                cell(&e.expected.expected_ms),
+                cell(&d.note),
             ];
-            let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(&row).expect("csv to memory");
-            String::from_utf8(w.into_inner().expect("csv to memory")).expect("csv is utf-8")
+            to_csv(&[], &[row])
         }
         Format::Markdown | Format::Table => {
             let errno = d
@@ -696,17 +663,17 @@ pub fn render_compare(rep: &CompareReport, format: Format, wide: bool) -> String
                         r.fault.to_string(),
                         r.load.to_string(),
                         opt(&r.detected_by),
-                        r.errno.clone().unwrap_or_default(),
-                        r.latency_ms.map(|v| v.to_string()).unwrap_or_default(),
-                        r.latency_min_ms.map(|v| v.to_string()).unwrap_or_default(),
-                        r.latency_max_ms.map(|v| v.to_string()).unwrap_or_default(),
-                        r.silence_ms.map(|v| v.to_string()).unwrap_or_default(),
+                        cell(&r.errno),
+                        cell(&r.latency_ms),
+                        cell(&r.latency_min_ms),
+                        cell(&r.latency_max_ms),
+                        cell(&r.silence_ms),
                         r.noticed.to_string(),
                         r.runs.len().to_string(),
-                        r.expected_ms.map(|v| v.to_string()).unwrap_or_default(),
+                        cell(&r.expected_ms),
                         opt(&r.expected_by),
                         r.agrees.to_string(),
-                        r.disagreement.clone().unwrap_or_default(),
+                        cell(&r.disagreement),
                     ]
                 })
                 .collect();

@@ -173,7 +173,7 @@ fn set_user_timeout(_sock: &Socket, _uto: Duration) -> io::Result<()> {
 }
 
 /// Read the kernel's view of the socket's keepalive and user-timeout options.
-pub fn read_back(sock: &Socket) -> io::Result<Effective> {
+fn read_back(sock: &Socket) -> io::Result<Effective> {
     let mut eff = Effective::default();
     if sock.keepalive()? {
         #[cfg(not(windows))]

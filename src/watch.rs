@@ -135,8 +135,7 @@ pub async fn watch(
                 }
                 if let Some((interval, _)) = hb && now >= next_ping {
                     next_ping += interval;
-                    let ping = heartbeat::ping(c.next_seq);
-                    queue(&mut c, &ping);
+                    c.pending.extend_from_slice(&heartbeat::ping(c.next_seq));
                     c.next_seq += 1;
                     c.ping_outstanding = true;
                 }
@@ -150,10 +149,6 @@ pub async fn watch(
             }
         }
     }
-}
-
-fn queue(c: &mut Conn, bytes: &[u8]) {
-    c.pending.extend_from_slice(bytes);
 }
 
 /// Read what is there, decode lines, queue answers. `Err` carries the socket error.
@@ -202,7 +197,7 @@ fn read_some(stream: &TcpStream, c: &mut Conn) -> io::Result<Event> {
                         c.ping_outstanding = false;
                     }
                     for seq in answers {
-                        queue(c, &heartbeat::pong(seq));
+                        c.pending.extend_from_slice(&heartbeat::pong(seq));
                     }
                     if let Err(e) = res {
                         return Ok(Event::Closed(protocol_close(stream, c, e.to_string())));

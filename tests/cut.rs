@@ -5,19 +5,11 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
-use common::{Proc, bin, code, json, lab_allowed};
+use common::{code, json, lab_allowed, tcphb_in};
 use tcphb::lab::{Lab, Node, PathFault};
-
-fn tcphb_in(lab: &Lab, node: Node, args: &[&str]) -> Proc {
-    let mut cmd = Command::new(bin());
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    lab.command_in(node, &mut cmd)
-        .expect("command in lab namespace");
-    Proc::new(cmd.spawn().expect("spawn tcphb"))
-}
 
 fn assert_keepalive_timeout(v: &serde_json::Value) {
     assert_eq!(v["outcome"], "dead", "{v}");

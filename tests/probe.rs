@@ -7,50 +7,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{bin, code, json, lab_allowed, listen};
+use common::{bin, code, json, lab_allowed, listen, tcphb_in};
 use serde_json::Value;
 use tcphb::lab::{Lab, LabError, Node, PathFault};
-
-/// A tcphb process started by a test, killed (by its PID) and reaped if the test fails before it exits.
-/// Kept here rather than in common/ so this file does not depend on how `common::Proc` is built.
-struct Spawned(Option<Child>);
-
-impl Spawned {
-    fn wait_output(mut self, limit: Duration) -> Output {
-        let mut child = self.0.take().expect("not yet waited for");
-        let start = Instant::now();
-        while child.try_wait().expect("try_wait").is_none() {
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tcphb did not exit within {limit:?}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().expect("collect output")
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn tcphb_in(lab: &Lab, node: Node, args: &[&str]) -> Spawned {
-    let mut cmd = Command::new(bin());
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    lab.command_in(node, &mut cmd)
-        .expect("command in lab namespace");
-    Spawned(Some(cmd.spawn().expect("spawn tcphb")))
-}
 
 fn probe(args: &[&str]) -> std::process::Output {
     Command::new(bin())

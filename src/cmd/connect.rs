@@ -31,11 +31,7 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
         return run_many(args, &strategy, &addrs, format);
     }
     let (sock, peer, effective) = open(&addrs, &strategy, args.connect_timeout)?;
-    let local = sock
-        .local_addr()?
-        .as_socket()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let local = super::local_text(&sock)?;
     let kernel = KernelTimers::read();
     let rtt =
         tcpinfo::read(&sock).map_or(Duration::ZERO, |i| Duration::from_micros(i.rtt_us.into()));
@@ -205,14 +201,12 @@ pub(crate) fn open(
     for &addr in addrs {
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .context("cannot create a TCP socket")?;
-        let mut effective =
+        // Set before the handshake, the options hold for the connection's life: what `apply` read
+        // back is what the connection runs with.
+        let effective =
             sockopt::apply(&sock, strategy).with_context(|| format!("cannot apply {strategy}"))?;
         match sock.connect_timeout(&addr.into(), timeout) {
             Ok(()) => {
-                // Read back once connected: some systems only settle options on an established socket.
-                let heartbeat = (effective.heartbeat_interval_ms, effective.heartbeat_misses);
-                effective = sockopt::read_back(&sock)?;
-                (effective.heartbeat_interval_ms, effective.heartbeat_misses) = heartbeat;
                 sock.set_tcp_nodelay(true)?;
                 return Ok((sock, addr, effective));
             }

@@ -120,6 +120,15 @@ pub fn resolve(what: &str) -> Result<Vec<SocketAddr>, CliError> {
     Ok(addrs)
 }
 
+/// A connected socket's local address as text (empty where it is not an IP socket).
+pub fn local_text(sock: &socket2::Socket) -> std::io::Result<String> {
+    Ok(sock
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.to_string())
+        .unwrap_or_default())
+}
+
 /// A current-thread runtime: one event loop watches every connection of a run.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()

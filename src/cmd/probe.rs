@@ -35,11 +35,7 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
     if args.recverr {
         recverr::enable(&sock, peer.is_ipv6())?;
     }
-    let local = sock
-        .local_addr()?
-        .as_socket()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let local = super::local_text(&sock)?;
     let kernel = KernelTimers::read();
     let info = tcpinfo::read(&sock);
     // Without TCP_INFO the handshake is the only round trip measured, and the RTO is unknown: the

@@ -117,13 +117,10 @@ impl Cell {
             Some(Node::Client),
             "lab sockets live in the lab's client namespace"
         );
-        let mut eff =
+        let eff =
             sockopt::apply(&sock, strategy).map_err(|e| setup(&format!("apply {strategy}"), e))?;
         sock.connect_timeout(&self.peer_addr().into(), Duration::from_secs(3))
             .map_err(|e| setup(&format!("connect to the peer {}", self.peer_addr()), e))?;
-        let hb = (eff.heartbeat_interval_ms, eff.heartbeat_misses);
-        eff = sockopt::read_back(&sock).map_err(|e| setup("read back socket options", e))?;
-        (eff.heartbeat_interval_ms, eff.heartbeat_misses) = hb;
         sock.set_tcp_nodelay(true)
             .map_err(|e| setup("set TCP_NODELAY", e))?;
         sock.set_nonblocking(true)

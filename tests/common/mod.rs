@@ -173,3 +173,13 @@ pub fn lab_allowed(test: &str) -> bool {
     eprintln!("skipping {why}");
     false
 }
+
+/// Start `tcphb <args>` inside a lab node's network namespace, output captured.
+#[cfg(target_os = "linux")]
+pub fn tcphb_in(lab: &tcphb::lab::Lab, node: tcphb::lab::Node, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    lab.command_in(node, &mut cmd)
+        .expect("command in lab namespace");
+    Proc::new(cmd.spawn().expect("spawn tcphb"))
+}
