@@ -88,7 +88,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
                 kernel = cell.kernel_timers()?;
             }
             for (j, s) in strategies.iter().enumerate() {
-                let (stream, eff) = cell.connect(s)?;
+                let (stream, eff) = cell.connect(s, j)?;
                 effective[j].get_or_insert(eff);
                 conns.push((i, j, stream, eff));
             }

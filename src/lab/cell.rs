@@ -100,9 +100,15 @@ impl Cell {
             .enter(Node::Client, crate::sockopt::KernelTimers::read)
     }
 
-    /// Open a connection from the client namespace with `strategy` applied; blocking, so call it
+    /// Open a connection from the client namespace with `strategy` applied, from client address
+    /// `slot` (each connection of a cell its own: see [`Lab::client_source`]); blocking, so call it
     /// before the measurement starts.
-    pub fn connect(&self, strategy: &Strategy) -> Result<(TcpStream, Effective), LabError> {
+    pub fn connect(
+        &self,
+        strategy: &Strategy,
+        slot: usize,
+    ) -> Result<(TcpStream, Effective), LabError> {
+        let source = self.lab.client_source(slot)?;
         let sock = self
             .lab
             .enter(Node::Client, || {
@@ -119,6 +125,8 @@ impl Cell {
         );
         let eff =
             sockopt::apply(&sock, strategy).map_err(|e| setup(&format!("apply {strategy}"), e))?;
+        sock.bind(&SocketAddr::from((source, 0)).into())
+            .map_err(|e| setup(&format!("bind to client address {source}"), e))?;
         sock.connect_timeout(&self.peer_addr().into(), Duration::from_secs(3))
             .map_err(|e| setup(&format!("connect to the peer {}", self.peer_addr()), e))?;
         sock.set_tcp_nodelay(true)

@@ -54,6 +54,17 @@ const ROUTER_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const ROUTER_SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 const PREFIX: u8 = 24;
+/// Connections under test each get their own client address from here on (198.18.0.10, .11, …).
+/// R's ICMP errors for unreachable/prohibit routes come from `ip_error`, which rate-limits per
+/// *source host* with the kernel-wide `net.ipv4.route.error_cost`/`error_burst` (1 s, burst 5; not
+/// per namespace, so the lab cannot and must not change them). Connections sharing one address
+/// shared that budget: whichever connection's segments reached R first took the burst, and a
+/// `uto=2s` busy connection could give up before any ICMP reached it (ETIMEDOUT instead of
+/// EHOSTUNREACH), depending on how fast each busy writer ran. One address each makes every
+/// connection's ICMP evidence its own, as if it were alone on the path.
+const FIRST_SOURCE_HOST: u8 = 10;
+/// Most per-connection client addresses (198.18.0.10 … 198.18.0.249).
+pub const MAX_SOURCES: usize = 240;
 
 /// Sysctls reported by [`Lab::facts`], read in the client's namespace. Missing ones (older
 /// kernels) are skipped.
@@ -295,6 +306,27 @@ impl Lab {
     /// The client's address (A, 198.18.0.2).
     pub fn client_addr(&self) -> Ipv4Addr {
         CLIENT_ADDR
+    }
+
+    /// A client address of its own for connection `slot` (198.18.0.10 + slot), added to A's link
+    /// the first time it is asked for. See [`FIRST_SOURCE_HOST`] for why connections do not share
+    /// the client's address.
+    pub fn client_source(&self, slot: usize) -> Result<Ipv4Addr, LabError> {
+        let host = u8::try_from(slot)
+            .ok()
+            .filter(|_| slot < MAX_SOURCES)
+            .and_then(|s| s.checked_add(FIRST_SOURCE_HOST))
+            .ok_or_else(|| LabError::Setup {
+                step: format!("give connection {slot} a client address"),
+                source: io::Error::other(format!("a lab holds at most {MAX_SOURCES} connections")),
+            })?;
+        let addr = Ipv4Addr::new(198, 18, 0, host);
+        self.netlink(
+            Node::Client,
+            vec![netlink::addr_add(CLIENT_IF_INDEX, addr, PREFIX)],
+            &[libc::EEXIST],
+        )?;
+        Ok(addr)
     }
 
     /// The server's address (B, 198.18.1.2): what the client connects to.
