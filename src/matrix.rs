@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::detection::{Mechanism, Outcome};
-use crate::predict::{Basis, Prediction, judge};
+use crate::predict::{Basis, Prediction, judge_band};
+use crate::recverr::IcmpSeen;
 use crate::scenario::{Fault, Load};
 
 /// One measured run of one strategy in one lab.
@@ -20,6 +21,27 @@ pub struct Run {
     pub detected_by: Option<Mechanism>,
     pub errno: Option<String>,
     pub outcome: Outcome,
+    /// The keepalive timer as the kernel held it at the cut, when it was armed.
+    pub cut_phase: Option<CutPhase>,
+    /// Predicted for this run's own phase, on the cell's basis, with the timer-wheel band.
+    pub expected_ms: Option<u64>,
+    pub expected_min_ms: Option<u64>,
+    pub expected_max_ms: Option<u64>,
+    /// Whether this run fell within its own band (± [`crate::predict::BAND_MARGIN`]).
+    pub agrees: bool,
+    /// The ICMP errors this connection received after the cut.
+    pub icmp: Option<IcmpSeen>,
+}
+
+/// Measured: the keepalive timer of one connection at the instant of the cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CutPhase {
+    /// Since the last packet heard from the peer, ms.
+    pub heard_ago_ms: u64,
+    /// Until the keepalive timer fired next, ms.
+    pub keepalive_due_ms: u64,
+    /// Keepalive probes out and unanswered.
+    pub probes_out: u32,
 }
 
 impl Run {
@@ -50,11 +72,16 @@ pub struct CellResult {
     /// Runs that noticed, of `runs.len()`.
     pub noticed: usize,
     pub expected_ms: Option<u64>,
+    /// The band over every phase of the timers and their slack.
+    pub expected_min_ms: Option<u64>,
+    pub expected_max_ms: Option<u64>,
     pub expected_by: Option<Mechanism>,
     pub expected_basis: Basis,
     pub expected_reason: String,
     pub agrees: bool,
     pub disagreement: Option<String>,
+    /// The ICMP errors of the run that received the most (evidence of the cause).
+    pub icmp: Option<IcmpSeen>,
     pub runs: Vec<Run>,
 }
 
@@ -81,33 +108,51 @@ fn mode<T: Clone + PartialEq>(items: impl Iterator<Item = T>) -> Option<T> {
     best.map(|(x, _)| x.clone())
 }
 
-/// Aggregate the runs of one cell and judge them against the prediction. Nothing noticed before
-/// `deadline` agrees with a prediction beyond it.
+/// Aggregate the runs of one cell — each with the prediction for its own phase — and judge every
+/// run against its own band: the cell agrees when every run does. Nothing noticed before `deadline`
+/// agrees with a band that reaches past it.
 pub fn aggregate(
     strategy: &crate::strategy::Strategy,
     fault: Fault,
     load: Load,
     pred: &Prediction,
     deadline: Duration,
-    runs: Vec<Run>,
+    runs: Vec<(Run, Prediction)>,
 ) -> CellResult {
+    let mut disagreement = None;
+    let n = runs.len();
+    let runs: Vec<Run> = runs
+        .into_iter()
+        .enumerate()
+        .map(|(k, (mut r, p))| {
+            let measured = match p.basis {
+                Basis::LastHeard => r.noticed().then_some(r.silence_ms),
+                Basis::Fault => r.latency_ms,
+            }
+            .map(Duration::from_millis);
+            let j = judge_band(&p, r.detected_by, measured, deadline);
+            r.expected_ms = p.expected_ms();
+            r.expected_min_ms = p.expected_min_ms();
+            r.expected_max_ms = p.expected_max_ms();
+            r.agrees = j.agrees;
+            if let (None, Some(note)) = (&disagreement, j.note) {
+                disagreement = Some(if n > 1 {
+                    format!("run {} of {n}: {note}", k + 1)
+                } else {
+                    note
+                });
+            }
+            r
+        })
+        .collect();
     let noticed: Vec<&Run> = runs.iter().filter(|r| r.noticed()).collect();
     let lat: Vec<u64> = noticed.iter().filter_map(|r| r.latency_ms).collect();
     let detected_by = mode(noticed.iter().filter_map(|r| r.detected_by));
     let errno = mode(noticed.iter().filter_map(|r| r.errno.clone()));
-    let latency_ms = median(lat.clone());
-    let silence_ms = median(noticed.iter().map(|r| r.silence_ms).collect());
-    let measured = match pred.basis {
-        Basis::LastHeard => silence_ms,
-        Basis::Fault => latency_ms,
-    }
-    .map(Duration::from_millis);
-    // Within the deadline, the prediction must match; a prediction past it is matched by "never".
-    let pred_in_window = Prediction {
-        expected: pred.expected.filter(|e| *e <= deadline),
-        ..pred.clone()
-    };
-    let j = judge(&pred_in_window, detected_by, measured);
+    let icmp = runs
+        .iter()
+        .filter_map(|r| r.icmp.clone())
+        .max_by_key(|i| i.count);
     CellResult {
         strategy: strategy.name(),
         spec: strategy.spec(),
@@ -115,17 +160,20 @@ pub fn aggregate(
         load,
         detected_by,
         errno,
-        latency_ms,
+        latency_ms: median(lat.clone()),
         latency_min_ms: lat.iter().min().copied(),
         latency_max_ms: lat.iter().max().copied(),
-        silence_ms,
+        silence_ms: median(noticed.iter().map(|r| r.silence_ms).collect()),
         noticed: noticed.len(),
         expected_ms: pred.expected_ms(),
+        expected_min_ms: pred.expected_min_ms(),
+        expected_max_ms: pred.expected_max_ms(),
         expected_by: pred.mechanism,
         expected_basis: pred.basis,
         expected_reason: pred.reason.clone(),
-        agrees: j.agrees,
-        disagreement: j.note,
+        agrees: disagreement.is_none(),
+        disagreement,
+        icmp,
         runs,
     }
 }
@@ -143,7 +191,7 @@ fn hint(fault: Fault) -> &'static str {
             "keepalive covers idle connections only; busy ones need a user timeout (or heartbeats), else retransmissions take ~15 min"
         }
         Fault::Unreachable | Fault::Prohibit => {
-            "the router's ICMP is only a soft error: timers still decide when, the errno tells why"
+            "the router's ICMP is only a soft error: timers still decide when; a busy connection's errno tells why, an idle one's stays ETIMEDOUT (the kernel ignores ICMP about keepalive probes, whose sequence number is out of window), so the ICMP seen is the evidence"
         }
         Fault::Linkdown => {
             "a local link failure is still detected only by timers; the errno names the missing route"
@@ -227,8 +275,8 @@ mod tests {
     use super::*;
     use crate::sockopt::{Effective, KernelTimers};
 
-    fn run(lat: Option<u64>, by: Option<Mechanism>) -> Run {
-        Run {
+    fn run(lat: Option<u64>, by: Option<Mechanism>) -> (Run, Prediction) {
+        let r = Run {
             latency_ms: lat,
             silence_ms: lat.unwrap_or(0) + 500,
             detected_by: by,
@@ -238,7 +286,14 @@ mod tests {
             } else {
                 Outcome::Alive
             },
-        }
+            cut_phase: None,
+            expected_ms: None,
+            expected_min_ms: None,
+            expected_max_ms: None,
+            agrees: false,
+            icmp: None,
+        };
+        (r, ka_pred())
     }
 
     fn ka_pred() -> Prediction {
@@ -261,7 +316,7 @@ mod tests {
     fn aggregates_median_spread_and_mode() {
         let s = "ka=1s,1s,3".parse().unwrap();
         let k = Some(Mechanism::Keepalive);
-        let runs = vec![run(Some(3600), k), run(Some(3400), k), run(Some(3900), k)];
+        let runs = vec![run(Some(3500), k), run(Some(3400), k), run(Some(3550), k)];
         let r = aggregate(
             &s,
             Fault::Blackhole,
@@ -272,9 +327,9 @@ mod tests {
         );
         assert_eq!(
             (r.latency_ms, r.latency_min_ms, r.latency_max_ms),
-            (Some(3600), Some(3400), Some(3900))
+            (Some(3500), Some(3400), Some(3550))
         );
-        assert_eq!(r.silence_ms, Some(4100));
+        assert_eq!(r.silence_ms, Some(4000));
         assert_eq!(r.detected_by, k);
         assert_eq!(r.errno.as_deref(), Some("ETIMEDOUT"));
         assert_eq!(r.noticed, 3);

@@ -13,6 +13,13 @@
 //!   path ([`predict_on_path`]) the give-up is the first firing of the retransmission timer — which runs
 //!   on the path's own RTO — at or after that budget ([`retransmission_giveup`]).
 //! - heartbeat: interval × misses after the last line heard.
+//!
+//! Every prediction is a band: the timer wheel fires each kernel timer late by up to its level's
+//! granularity ([`phase::Wheel`]), and where the keepalive timer's phase at the cut is unknown the band
+//! spans every phase ([`phase::KeepaliveTimer::phases`]). Where it is known (the lab reads it at the
+//! cut), [`predict_at`] predicts for that phase.
+
+pub mod phase;
 
 use std::time::Duration;
 
@@ -38,10 +45,18 @@ pub enum Basis {
 /// The expected detection for one (settings, fault, load).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Prediction {
-    /// Expected time, `None` for never.
+    /// Expected time, `None` for never: what the timers are asked for, in the phase predicted for.
     pub expected: Option<Duration>,
+    /// The band the detection falls in: timer-wheel slack and, where the phase is unknown, every
+    /// phase. Equal to `expected` for never.
+    pub min: Option<Duration>,
+    pub max: Option<Duration>,
     /// The mechanism expected to notice first.
     pub mechanism: Option<Mechanism>,
+    /// Every mechanism that may notice first somewhere in the band (timer races, such as a RST on
+    /// the next segment against a heartbeat giving up).
+    #[serde(skip)]
+    pub may_be: Vec<Mechanism>,
     /// What `expected` is counted from.
     pub basis: Basis,
     /// One sentence: why.
@@ -52,7 +67,10 @@ impl Prediction {
     fn never(basis: Basis, reason: impl Into<String>) -> Self {
         Prediction {
             expected: None,
+            min: None,
+            max: None,
             mechanism: None,
+            may_be: Vec::new(),
             basis,
             reason: reason.into(),
         }
@@ -62,7 +80,72 @@ impl Prediction {
     pub fn expected_ms(&self) -> Option<u64> {
         self.expected.map(|d| d.as_millis() as u64)
     }
+
+    /// Low end of the band in milliseconds, `None` for never.
+    pub fn expected_min_ms(&self) -> Option<u64> {
+        self.min.map(|d| d.as_millis() as u64)
+    }
+
+    /// High end of the band in milliseconds, `None` for never.
+    pub fn expected_max_ms(&self) -> Option<u64> {
+        self.max.map(|d| d.as_millis() as u64)
+    }
+
+    /// How far `measured` lies outside the band (zero inside it); `None` when never was expected.
+    pub fn outside_band(&self, measured: Duration) -> Option<Duration> {
+        let (lo, hi) = (self.min?, self.max?);
+        Some(if measured < lo {
+            lo - measured
+        } else {
+            measured.saturating_sub(hi)
+        })
+    }
 }
+
+/// One way the peer's death can be noticed: when, the band around it, by what, and why.
+#[derive(Debug, Clone)]
+struct Cand {
+    t: Duration,
+    min: Duration,
+    max: Duration,
+    m: Mechanism,
+    /// Other mechanisms that notice first in some phase of this candidate.
+    also: Vec<Mechanism>,
+    reason: String,
+}
+
+impl Cand {
+    /// A single timer armed `t` ahead: it fires up to the wheel's slack late.
+    fn timer(t: Duration, m: Mechanism, reason: String, kernel: &KernelTimers) -> Cand {
+        Cand {
+            t,
+            min: t,
+            max: t + wheel(kernel).max_late(t),
+            m,
+            also: Vec::new(),
+            reason,
+        }
+    }
+
+    /// Exact to the millisecond (tcphb's own timers, a RST on the next segment).
+    fn exact(t: Duration, slack: Duration, m: Mechanism, reason: String) -> Cand {
+        Cand {
+            t,
+            min: t,
+            max: t + slack,
+            m,
+            also: Vec::new(),
+            reason,
+        }
+    }
+}
+
+fn wheel(kernel: &KernelTimers) -> phase::Wheel {
+    phase::Wheel { hz: kernel.hz }
+}
+
+/// tcphb's heartbeat runs on tokio's millisecond timer; the event loop adds a little.
+const HEARTBEAT_SLACK: Duration = Duration::from_millis(30);
 
 /// Retransmission give-up time for `retries` from `rto_base` (tcp_model_timeout in the kernel).
 pub fn retransmission_budget(retries: u32, rto_base: Duration) -> Duration {
@@ -75,91 +158,130 @@ pub fn retransmission_budget(retries: u32, rto_base: Duration) -> Duration {
     }
 }
 
-/// Idle-connection keepalive death: (time after last packet heard, mechanism).
-fn keepalive_death(eff: &Effective) -> Option<(Duration, Mechanism, String)> {
+fn keepalive_timer(eff: &Effective) -> Option<phase::KeepaliveTimer> {
     let (idle, interval, count) = eff.keepalive()?;
+    Some(phase::KeepaliveTimer {
+        idle,
+        interval,
+        count,
+        user_timeout: eff.user_timeout(),
+    })
+}
+
+/// Idle-connection keepalive death, counted from the last packet heard: for the phase `at` when it is
+/// known, else for the steady state with the band over every phase.
+fn keepalive_death(
+    eff: &Effective,
+    kernel: &KernelTimers,
+    at: Option<phase::KeepalivePhase>,
+) -> Option<Cand> {
+    let k = keepalive_timer(eff)?;
+    let w = wheel(kernel);
+    let (t, late, by_uto) = k.give_up(at.unwrap_or_else(|| k.steady_phase()), w);
+    let (min, max) = match at {
+        Some(_) => (t, t + late),
+        None => k.phases(16).into_iter().fold((t, t + late), |(lo, hi), p| {
+            let (t, late, _) = k.give_up(p, w);
+            (lo.min(t), hi.max(t + late))
+        }),
+    };
     let f = crate::strategy::format_duration;
-    Some(match eff.user_timeout() {
-        Some(uto) => {
-            // Probe ticks are at idle + k·interval; the first with k ≥ 1 and elapsed ≥ uto kills.
-            let k = if uto > idle {
-                (uto - idle)
-                    .as_millis()
-                    .div_ceil(interval.as_millis().max(1))
-                    .max(1) as u32
-            } else {
-                1
-            };
-            let t = idle + interval * k;
-            let reason = format!(
-                "user timeout {} checked at keepalive ticks ({} idle + {k} × {}) replaces the count",
-                f(uto),
-                f(idle),
-                f(interval)
-            );
-            (t, Mechanism::UserTimeout, reason)
-        }
-        None => (
-            idle + interval * count,
-            Mechanism::Keepalive,
-            format!(
-                "keepalive: {} idle + {count} × {} unanswered probes",
-                f(idle),
-                f(interval)
-            ),
+    let mut reason = match (k.user_timeout, by_uto) {
+        (Some(uto), true) => format!(
+            "user timeout {} checked at keepalive ticks ({} idle, then every {}) with a probe out",
+            f(uto),
+            f(k.idle),
+            f(k.interval)
         ),
+        _ => format!(
+            "keepalive: {} idle + {} × {} unanswered probes",
+            f(k.idle),
+            k.count,
+            f(k.interval)
+        ),
+    };
+    if k.idle < k.interval {
+        reason.push_str(&format!(
+            "; an answered probe re-arms the timer {} later, not {}, so the phase of the cut moves this by up to one interval",
+            f(k.interval),
+            f(k.idle)
+        ));
+    }
+    let m = if by_uto {
+        Mechanism::UserTimeout
+    } else {
+        Mechanism::Keepalive
+    };
+    Some(Cand {
+        t,
+        min,
+        max,
+        m,
+        also: Vec::new(),
+        reason,
     })
 }
 
 /// Data-in-flight death by timers: user timeout if set, else the retransmission budget.
-fn busy_death(eff: &Effective, kernel: &KernelTimers) -> (Duration, Mechanism, String) {
+fn busy_death(eff: &Effective, kernel: &KernelTimers) -> Cand {
     busy_death_on(eff, kernel, None)
 }
 
+/// The wheel's slack summed over the retransmission timer's firings up to `until`, on `rto`.
+fn retransmission_slack(rto: Duration, until: Duration, kernel: &KernelTimers) -> Duration {
+    let w = wheel(kernel);
+    let mut prev = Duration::ZERO;
+    let mut late = Duration::ZERO;
+    for t in retransmission_firings(rto).take(64) {
+        late += w.max_late(t - prev);
+        prev = t;
+        if t >= until {
+            break;
+        }
+    }
+    late
+}
+
 /// [`busy_death`], with the retransmission give-up taken from the path's measured RTO when known.
-fn busy_death_on(
-    eff: &Effective,
-    kernel: &KernelTimers,
-    rto: Option<Duration>,
-) -> (Duration, Mechanism, String) {
+fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) -> Cand {
+    let rto_min = Duration::from_millis(kernel.rto_min_ms);
     if let (None, Some(rto)) = (eff.user_timeout(), rto) {
-        let rto_min = Duration::from_millis(kernel.rto_min_ms);
         let t = retransmission_giveup(kernel.tcp_retries2, rto_min, rto);
-        return (
-            t,
-            Mechanism::Retransmission,
-            format!(
-                "retransmissions give up at the first timer firing after the tcp_retries2={} budget of {:.1} s: \
-                 {:.1} s with the measured RTO of {} ms, doubling each time (keepalive stays silent while data is unacked)",
-                kernel.tcp_retries2,
-                retransmission_budget(kernel.tcp_retries2, rto_min).as_secs_f64(),
-                t.as_secs_f64(),
-                rto.as_millis()
-            ),
+        let reason = format!(
+            "retransmissions give up at the first timer firing after the tcp_retries2={} budget of {:.1} s: \
+             {:.1} s with the measured RTO of {} ms, doubling each time (keepalive stays silent while data is unacked)",
+            kernel.tcp_retries2,
+            retransmission_budget(kernel.tcp_retries2, rto_min).as_secs_f64(),
+            t.as_secs_f64(),
+            rto.as_millis()
         );
+        let slack = retransmission_slack(rto, t, kernel);
+        return Cand::exact(t, slack, Mechanism::Retransmission, reason);
     }
     match eff.user_timeout() {
-        Some(uto) => (
+        // The retransmission timer is clamped to end exactly at the user timeout after the first
+        // unacknowledged send (tcp_clamp_rto_to_user_timeout): one last firing's slack.
+        Some(uto) => Cand::timer(
             uto,
             Mechanism::UserTimeout,
             format!(
                 "user timeout {} on unacknowledged data",
                 crate::strategy::format_duration(uto)
             ),
+            kernel,
         ),
         None => {
-            let t = retransmission_budget(
+            let t = retransmission_budget(kernel.tcp_retries2, rto_min);
+            let reason = format!(
+                "retransmissions give up after tcp_retries2={} ≈ {:.1} s (a lower bound: keepalive stays silent while data is unacked)",
                 kernel.tcp_retries2,
-                Duration::from_millis(kernel.rto_min_ms),
+                t.as_secs_f64()
             );
-            (
+            Cand::exact(
                 t,
+                retransmission_slack(rto_min, t, kernel),
                 Mechanism::Retransmission,
-                format!(
-                    "retransmissions give up after tcp_retries2={} ≈ {:.1} s (a lower bound: keepalive stays silent while data is unacked)",
-                    kernel.tcp_retries2,
-                    t.as_secs_f64()
-                ),
+                reason,
             )
         }
     }
@@ -167,24 +289,25 @@ fn busy_death_on(
 
 /// The kernel timer that gives up on a silently dead peer: the user timeout or retransmissions when
 /// data is in flight, keepalive (possibly overridden by the user timeout) when idle; `None` when idle with
-/// no keepalive. Counted from the last packet heard.
+/// no keepalive. Counted from the last packet heard; the high end of the band over every phase.
 pub fn timer_death(
     eff: &Effective,
     data_in_flight: bool,
     kernel: &KernelTimers,
 ) -> Option<(Duration, Mechanism)> {
     if data_in_flight {
-        let (t, m, _) = busy_death(eff, kernel);
-        Some((t, m))
+        let c = busy_death(eff, kernel);
+        Some((c.max, c.m))
     } else {
-        keepalive_death(eff).map(|(t, m, _)| (t, m))
+        keepalive_death(eff, kernel, None).map(|c| (c.max, c.m))
     }
 }
 
-fn heartbeat_death(eff: &Effective) -> Option<(Duration, Mechanism, String)> {
+fn heartbeat_death(eff: &Effective) -> Option<Cand> {
     let (interval, misses) = eff.heartbeat()?;
-    Some((
+    Some(Cand::exact(
         interval * misses,
+        HEARTBEAT_SLACK,
         Mechanism::Heartbeat,
         format!(
             "heartbeat: {misses} × {} without an answer",
@@ -193,28 +316,57 @@ fn heartbeat_death(eff: &Effective) -> Option<(Duration, Mechanism, String)> {
     ))
 }
 
-fn first(basis: Basis, candidates: Vec<(Duration, Mechanism, String)>, never: &str) -> Prediction {
-    match candidates.into_iter().min_by_key(|c| c.0) {
-        Some((t, m, reason)) => Prediction {
-            expected: Some(t),
-            mechanism: Some(m),
-            basis,
-            reason,
-        },
-        None => Prediction::never(basis, never),
+fn first(basis: Basis, candidates: Vec<Cand>, never: &str) -> Prediction {
+    // The first to fire at its nominal time; the band spans every candidate that may fire first.
+    let Some(best) = candidates.iter().min_by_key(|c| c.t).cloned() else {
+        return Prediction::never(basis, never);
+    };
+    let earliest_max = candidates.iter().map(|c| c.max).min().unwrap_or(best.max);
+    let min = candidates.iter().map(|c| c.min).min().unwrap_or(best.min);
+    let max = earliest_max.max(best.t);
+    let mut may_be = Vec::new();
+    for c in candidates.iter().filter(|c| c.min <= max) {
+        for m in std::iter::once(c.m).chain(c.also.iter().copied()) {
+            if !may_be.contains(&m) {
+                may_be.push(m);
+            }
+        }
+    }
+    Prediction {
+        expected: Some(best.t),
+        min: Some(min),
+        max: Some(max),
+        mechanism: Some(best.m),
+        may_be,
+        basis,
+        reason: best.reason,
     }
 }
 
 /// The time after the fault at which a reboot heals the path and the peer starts answering RST.
 pub const REBOOT_HEAL: Duration = Duration::from_secs(1);
 
-/// Predict detection for settings `eff` under `fault` and `load`. `rtt` is the measured round trip.
+/// Predict detection for settings `eff` under `fault` and `load`, over every phase of the timers.
+/// `rtt` is the measured round trip.
 pub fn predict(
     eff: &Effective,
     fault: Fault,
     load: Load,
     kernel: &KernelTimers,
     rtt: Duration,
+) -> Prediction {
+    predict_at(eff, fault, load, kernel, rtt, None)
+}
+
+/// [`predict`] for a cut made when the keepalive timer was in phase `at` (read from the kernel at
+/// the cut); `None` predicts the steady state with the band over every phase.
+pub fn predict_at(
+    eff: &Effective,
+    fault: Fault,
+    load: Load,
+    kernel: &KernelTimers,
+    rtt: Duration,
+    at: Option<phase::KeepalivePhase>,
 ) -> Prediction {
     let hb = heartbeat_death(eff);
     match fault {
@@ -225,7 +377,7 @@ pub fn predict(
                 // Heartbeat pings are data: once one is unanswered, keepalive is silent and the
                 // retransmission / user-timeout timers run instead.
                 Load::Idle if eff.heartbeat().is_some() => c.push(busy_death(eff, kernel)),
-                Load::Idle => c.extend(keepalive_death(eff)),
+                Load::Idle => c.extend(keepalive_death(eff, kernel, at)),
             }
             first(
                 Basis::LastHeard,
@@ -240,13 +392,21 @@ pub fn predict(
             {
                 // The window closes once the frozen peer's receive buffer is full; the first zero-window
                 // probe goes one RTO later and the user timeout counts from there.
-                c.push((
-                    uto + Duration::from_millis(kernel.rto_min_ms),
+                let rto = Duration::from_millis(kernel.rto_min_ms);
+                let mut cand = Cand::timer(
+                    uto + rto,
                     Mechanism::UserTimeout,
-                    "user timeout on zero-window probes, from one RTO after the frozen peer's window closes".into(),
-                ));
+                    format!(
+                        "user timeout on zero-window probes, from one RTO after the frozen peer's window closes; \
+                         filling that window at the busy rate adds up to {} (not predicted: it depends on the peer's buffer)",
+                        crate::strategy::format_duration(FREEZE_WINDOW_FILL)
+                    ),
+                    kernel,
+                );
+                cand.max += FREEZE_WINDOW_FILL;
+                c.push(cand);
             }
-            let basis = if c.iter().any(|x| x.1 == Mechanism::UserTimeout) {
+            let basis = if c.iter().any(|x| x.m == Mechanism::UserTimeout) {
                 Basis::Fault
             } else {
                 Basis::LastHeard
@@ -257,69 +417,135 @@ pub fn predict(
                 "a frozen peer's kernel still ACKs keepalive and window probes: only heartbeats notice",
             )
         }
-        Fault::Crash => Prediction {
-            expected: Some(rtt),
-            mechanism: Some(match load {
-                Load::Idle => Mechanism::Eof,
-                Load::Busy => Mechanism::Reset,
-            }),
-            basis: Basis::Fault,
-            reason: match load {
-                Load::Idle => "the peer's kernel sends FIN when its process dies".into(),
-                Load::Busy => {
-                    "the peer's kernel answers RST: its socket died with unread data".into()
-                }
-            },
-        },
-        Fault::Reboot => predict_reboot(eff, load, kernel),
+        Fault::Crash => {
+            let (m, reason) = match load {
+                Load::Idle => (
+                    Mechanism::Eof,
+                    "the peer's kernel sends FIN when its process dies",
+                ),
+                Load::Busy => (
+                    Mechanism::Reset,
+                    "the peer's kernel answers RST: its socket died with unread data",
+                ),
+            };
+            first(
+                Basis::Fault,
+                vec![Cand::exact(rtt, CRASH_SLACK, m, reason.into())],
+                "",
+            )
+        }
+        Fault::Reboot => predict_reboot(eff, load, kernel, at),
         Fault::NatExpiry => {
             // Periodic traffic keeps the middlebox's entry fresh; the outcome depends on the expiry time,
             // which only the lab knows, so the generic prediction is for an entry that did expire.
-            predict(eff, Fault::Blackhole, load, kernel, rtt)
+            predict_at(eff, Fault::Blackhole, load, kernel, rtt, at)
         }
     }
 }
 
+/// Most the busy writer takes to fill a frozen peer's autotuned receive window (0.2–0.6 s measured
+/// in the lab at tcphb's busy rate).
+const FREEZE_WINDOW_FILL: Duration = Duration::from_millis(800);
+/// A dying process's FIN or RST arrives within a round trip; the peer's exit and our wake-up add this.
+const CRASH_SLACK: Duration = Duration::from_millis(100);
+
 /// Reboot: the path is cut, the peer forgets, the path heals after [`REBOOT_HEAL`]; the first segment
-/// the local side sends afterwards draws a RST. Counted from the fault.
-fn predict_reboot(eff: &Effective, load: Load, kernel: &KernelTimers) -> Prediction {
-    // Counted from the fault, the last pong came on average half an interval before it.
-    let mut c: Vec<_> = heartbeat_death(eff)
-        .into_iter()
-        .map(|(t, m, r)| {
-            (
-                t - eff.heartbeat().map_or(Duration::ZERO, |(i, _)| i / 2),
-                m,
-                r,
-            )
-        })
-        .collect();
-    let sends_data = load == Load::Busy || eff.heartbeat().is_some();
-    let next_segment = if sends_data {
-        // Retransmissions at RTO_min·(2^k − 1) after the cut: the first one after the heal draws the RST.
-        let base = Duration::from_millis(kernel.rto_min_ms);
-        (1..16u32)
-            .map(|k| base * ((1u32 << k) - 1))
+/// the local side sends afterwards draws a RST. Counted from the fault; `at` is the keepalive timer's
+/// phase at the cut when known.
+fn predict_reboot(
+    eff: &Effective,
+    load: Load,
+    kernel: &KernelTimers,
+    at: Option<phase::KeepalivePhase>,
+) -> Prediction {
+    let w = wheel(kernel);
+    let rto = Duration::from_millis(kernel.rto_min_ms);
+    // Retransmissions at RTO·(2^k − 1) after a send: the first one after the heal draws the RST.
+    let rst_after_send = |sent: Duration| {
+        retransmission_firings(rto)
+            .map(|t| sent + t)
             .find(|t| *t >= REBOOT_HEAL)
-    } else if let Some((idle, interval, _)) = eff.keepalive() {
-        // Probe ticks after the last packet heard (≈ the fault).
-        (0..10_000u32)
-            .map(|k| idle + interval * k)
-            .find(|t| *t >= REBOOT_HEAL)
-    } else {
-        None
+            .map(|t| (t, retransmission_slack(rto, t - sent, kernel)))
     };
-    if let Some(t) = next_segment {
-        c.push((
+    let rst = |t: Duration, slack: Duration| {
+        Cand::exact(
             t,
+            slack,
             Mechanism::Reset,
             "the first segment after the path heals draws a RST from the rebooted peer".into(),
-        ));
-    }
-    if sends_data {
+        )
+    };
+    let mut c = Vec::new();
+    if load == Load::Busy {
+        // The busy writer keeps a segment in flight: its retransmissions run from the cut.
+        c.extend(rst_after_send(Duration::ZERO).map(|(t, s)| rst(t, s)));
         c.push(busy_death(eff, kernel));
-    } else {
-        c.extend(keepalive_death(eff));
+    }
+    if let Some((interval, misses)) = eff.heartbeat() {
+        // The first ping after the cut goes at a phase p in (0, interval]; the last pong came
+        // interval − p before the cut. Over every phase: the RST on that ping's retransmission, or
+        // the heartbeat giving up, whichever comes first.
+        let outcome = |p: Duration| -> (Duration, Mechanism) {
+            let hb = (p + interval * misses).saturating_sub(interval);
+            match rst_after_send(p) {
+                Some((t, _)) if t < hb => (t, Mechanism::Reset),
+                _ => (hb, Mechanism::Heartbeat),
+            }
+        };
+        let (t, m) = outcome(interval / 2);
+        let (mut lo, mut hi, mut also) = (t, t, Vec::new());
+        for k in 1..=16u32 {
+            let (t, other) = outcome(interval * k / 16);
+            lo = lo.min(t);
+            hi = hi.max(t);
+            if other != m && !also.contains(&other) {
+                also.push(other);
+            }
+        }
+        c.push(Cand {
+            t,
+            min: lo,
+            max: hi + retransmission_slack(rto, REBOOT_HEAL, kernel) + HEARTBEAT_SLACK,
+            m,
+            also,
+            reason: format!(
+                "the first ping after the cut (at a phase of its {} interval) is retransmitted until the path heals and \
+                 draws a RST, unless {misses} unanswered pings come first",
+                crate::strategy::format_duration(interval)
+            ),
+        });
+        if load == Load::Idle {
+            c.push(busy_death(eff, kernel));
+        }
+    } else if load == Load::Idle
+        && let Some(k) = keepalive_timer(eff)
+    {
+        // The next keepalive probe after the heal, from the timer's phase at the cut.
+        let probe_from_cut = |p: phase::KeepalivePhase| {
+            k.first_probe_from(p, p.heard_ago + REBOOT_HEAL, w)
+                .map(|(t, late)| (t - p.heard_ago, late))
+        };
+        let steady = at.unwrap_or_else(|| k.steady_phase());
+        if let Some((t, late)) = probe_from_cut(steady) {
+            let mut cand = rst(t, late);
+            if at.is_none() {
+                for p in k.phases(16) {
+                    if let Some((t, late)) = probe_from_cut(p) {
+                        cand.min = cand.min.min(t);
+                        cand.max = cand.max.max(t + late);
+                    }
+                }
+            }
+            c.push(cand);
+        }
+        c.extend(keepalive_death(eff, kernel, at).map(|mut d| {
+            // Counted from the fault, not from the last packet heard.
+            let ago = at.map_or(Duration::ZERO, |p| p.heard_ago);
+            d.t = d.t.saturating_sub(ago);
+            d.min = d.min.saturating_sub(ago);
+            d.max = d.max.saturating_sub(ago);
+            d
+        }));
     }
     first(
         Basis::Fault,
@@ -416,7 +642,7 @@ pub fn predict_on_path(
         Load::Idle if eff.heartbeat().is_some() => {
             c.push(busy_death_on(eff, kernel, Some(path.rto)))
         }
-        Load::Idle => c.extend(keepalive_death(eff)),
+        Load::Idle => c.extend(keepalive_death(eff, kernel, None)),
     }
     first(
         Basis::LastHeard,
@@ -461,6 +687,62 @@ pub fn judge(pred: &Prediction, by: Option<Mechanism>, measured: Option<Duration
                 ))
             } else if m.abs_diff(e) > tolerance {
                 Some(format!("took {} where {} was expected", f(m), f(e)))
+            } else {
+                None
+            }
+        }
+    };
+    Judgement {
+        agrees: note.is_none(),
+        note,
+    }
+}
+
+/// How far outside its band a measurement may fall and still agree: the instrument's own timing (the
+/// event loop's wake-up, TCP_INFO read just after the error) on a shared, noisy machine.
+pub const BAND_MARGIN: Duration = Duration::from_millis(100);
+
+/// Compare one measurement (`by` after `measured` on the prediction's basis; `None` = nothing noticed
+/// before `deadline`) with its prediction's band.
+pub fn judge_band(
+    pred: &Prediction,
+    by: Option<Mechanism>,
+    measured: Option<Duration>,
+    deadline: Duration,
+) -> Judgement {
+    let f = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let note = match (pred.expected, measured) {
+        (None, None) => None,
+        // Nothing noticed yet, and the band reaches past the deadline: consistent.
+        (Some(_), None) if pred.max.is_some_and(|hi| hi + BAND_MARGIN > deadline) => None,
+        (Some(e), None) => Some(format!(
+            "expected {} after {}, nothing noticed",
+            name(pred.mechanism),
+            f(e)
+        )),
+        (None, Some(m)) => Some(format!(
+            "noticed after {} although nothing was expected to notice",
+            f(m)
+        )),
+        (Some(e), Some(m)) => {
+            let fits = |b: Option<Mechanism>| {
+                same_family(pred.mechanism, b) || b.is_some_and(|b| pred.may_be.contains(&b))
+            };
+            if !fits(by) {
+                Some(format!(
+                    "expected {} after {}, got {} after {}",
+                    name(pred.mechanism),
+                    f(e),
+                    name(by),
+                    f(m)
+                ))
+            } else if pred.outside_band(m).is_some_and(|o| o > BAND_MARGIN) {
+                Some(format!(
+                    "took {} where {}–{} was expected",
+                    f(m),
+                    f(pred.min.unwrap_or(e)),
+                    f(pred.max.unwrap_or(e))
+                ))
             } else {
                 None
             }

@@ -200,6 +200,12 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
                 count = ((total - idle) / interval).clamp(1, 127);
             }
         }
+        if idle < interval {
+            // An answered probe re-arms the timer one interval later, so a long-lived idle
+            // connection probes every `interval`, not `idle`: the deadline would hold only for a
+            // cut before the first probe (predict::phase).
+            continue;
+        }
         let uto = Duration::from_secs(idle + count * interval);
         let s = Strategy {
             label: None,

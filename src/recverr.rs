@@ -104,7 +104,17 @@ pub fn parse_icmp(
     local: SocketAddr,
     peer: SocketAddr,
 ) -> Option<IcmpReport> {
-    let ipv6 = local.is_ipv6();
+    let (report, src, dst) = parse_icmp_quote(packet, from, local.is_ipv6())?;
+    (src == local && dst == peer).then_some(report)
+}
+
+/// Parse an ICMP error quoting a TCP segment: the report, and the quoted segment's source and
+/// destination (the local and peer ends of the connection it was about).
+pub fn parse_icmp_quote(
+    packet: &[u8],
+    from: Option<IpAddr>,
+    ipv6: bool,
+) -> Option<(IcmpReport, SocketAddr, SocketAddr)> {
     let (icmp, from) = if ipv6 {
         (packet, from?)
     } else {
@@ -137,17 +147,93 @@ pub fn parse_icmp(
         )
     };
     let port = |at: usize| Some(u16::from_be_bytes(tcp.get(at..at + 2)?.try_into().ok()?));
-    let ours = proto == 6
-        && qsrc == local.ip()
-        && qdst == peer.ip()
-        && port(0)? == local.port()
-        && port(2)? == peer.port();
-    ours.then_some(IcmpReport {
-        from,
-        icmp_type,
-        icmp_code,
-        what,
-    })
+    if proto != 6 {
+        return None;
+    }
+    Some((
+        IcmpReport {
+            from,
+            icmp_type,
+            icmp_code,
+            what,
+        },
+        SocketAddr::new(qsrc, port(0)?),
+        SocketAddr::new(qdst, port(2)?),
+    ))
+}
+
+/// The ICMP errors one connection received: evidence of the cause, whatever errno the kernel ends
+/// with (it ignores those about keepalive probes, and keeps the others as soft errors).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IcmpSeen {
+    /// In words, of the first: `host unreachable`…
+    pub what: &'static str,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// The router that sent the first.
+    pub from: String,
+    /// How many arrived.
+    pub count: u32,
+    /// Measured: the first and the last, after the cut, ms.
+    pub first_ms: u64,
+    pub last_ms: u64,
+}
+
+impl IcmpSeen {
+    /// Start the evidence with one report, `at` after the cut.
+    pub fn new(r: &IcmpReport, at: Duration) -> IcmpSeen {
+        let ms = at.as_millis() as u64;
+        IcmpSeen {
+            what: r.what,
+            icmp_type: r.icmp_type,
+            icmp_code: r.icmp_code,
+            from: r.from.to_string(),
+            count: 1,
+            first_ms: ms,
+            last_ms: ms,
+        }
+    }
+
+    /// One more, `at` after the cut.
+    pub fn add(&mut self, at: Duration) {
+        self.count += 1;
+        self.last_ms = at.as_millis() as u64;
+    }
+
+    /// The cause in words: `host unreachable from 198.18.0.1, 12×`.
+    pub fn cause(&self) -> String {
+        format!("{} from {}, {}×", self.what, self.from, self.count)
+    }
+}
+
+/// Every ICMP error arriving in one network namespace, on a raw socket made there.
+pub struct IcmpTap {
+    inner: imp::Watch,
+}
+
+impl IcmpTap {
+    /// Watch on `sock`, a raw ICMPv4 socket (made in the namespace to watch). Call inside a tokio
+    /// runtime. Never fails: [`IcmpTap::unavailable`] says why nothing will come.
+    pub fn new(sock: io::Result<socket2::Socket>) -> IcmpTap {
+        IcmpTap {
+            inner: imp::Watch::from_socket(sock),
+        }
+    }
+
+    /// Why nothing will be seen, if so.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.inner.unavailable()
+    }
+
+    /// The next ICMP error quoting a TCP segment: the report and the segment's (source, destination).
+    pub async fn next(&mut self) -> (IcmpReport, SocketAddr, SocketAddr) {
+        loop {
+            let (packet, from) = self.inner.recv().await;
+            if let Some(r) = parse_icmp_quote(&packet, from, false) {
+                return r;
+            }
+        }
+    }
 }
 
 /// Listens for ICMP errors about one connection on a raw socket, on the current tokio runtime.
@@ -452,7 +538,11 @@ mod imp {
             } else {
                 (Domain::IPV4, Protocol::ICMPV4)
             };
-            let sock = match Socket::new(domain, Type::RAW, Some(proto)) {
+            Watch::from_socket(Socket::new(domain, Type::RAW, Some(proto)))
+        }
+
+        pub fn from_socket(sock: io::Result<Socket>) -> Watch {
+            let sock = match sock {
                 Ok(s) => s,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
                     return Watch::Unavailable(
@@ -522,6 +612,10 @@ mod imp {
 
     impl Watch {
         pub fn open(_ipv6: bool) -> Watch {
+            Watch
+        }
+
+        pub fn from_socket(_sock: std::io::Result<socket2::Socket>) -> Watch {
             Watch
         }
 

@@ -622,6 +622,37 @@ fn compare_table(
     t
 }
 
+/// One line per (fault, load) whose connections received ICMP errors: what, from whom, how many,
+/// and which strategies saw them — the cause, whatever errno the kernel ended with.
+fn icmp_causes(rep: &CompareReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut keys: Vec<(crate::scenario::Fault, Load)> = Vec::new();
+    for r in rep.results.iter().filter(|r| r.icmp.is_some()) {
+        if !keys.contains(&(r.fault, r.load)) {
+            keys.push((r.fault, r.load));
+        }
+    }
+    for (fault, load) in keys {
+        let cells: Vec<_> = rep
+            .results
+            .iter()
+            .filter(|r| r.fault == fault && r.load == load && r.icmp.is_some())
+            .collect();
+        let first = cells[0].icmp.as_ref().expect("filtered");
+        let who: Vec<String> = cells
+            .iter()
+            .map(|r| format!("{} {}×", r.strategy, r.icmp.as_ref().map_or(0, |i| i.count)))
+            .collect();
+        lines.push(format!(
+            "{fault} {load}: {} from {} ({})",
+            first.what,
+            first.from,
+            who.join(", ")
+        ));
+    }
+    lines
+}
+
 /// Render the compare report. `wide`: one table with fault × load columns; otherwise one table per
 /// load, fitted to 80 columns.
 pub fn render_compare(rep: &CompareReport, format: Format, wide: bool) -> String {
@@ -701,6 +732,13 @@ pub fn render_compare(rep: &CompareReport, format: Format, wide: bool) -> String
                 },
                 human_ms(Some(rep.lab.deadline_ms)),
             );
+            let causes = icmp_causes(rep);
+            if !causes.is_empty() {
+                out += "\nCause, from the ICMP errors the client received after the cut:\n";
+                for c in causes {
+                    out += &format!("  {c}\n");
+                }
+            }
             let differing: Vec<_> = rep.results.iter().filter(|r| !r.agrees).collect();
             if !differing.is_empty() {
                 out += "\n* differs from the prediction:\n";

@@ -201,6 +201,9 @@ pub struct KernelTimers {
     pub keepalive_time_ms: u64,
     pub keepalive_intvl_ms: u64,
     pub keepalive_probes: u32,
+    /// The kernel's tick rate (CONFIG_HZ): the timer wheel's granularity, hence how late TCP's timers
+    /// fire. 250 (Debian's) when the kernel does not say.
+    pub hz: u32,
 }
 
 impl Default for KernelTimers {
@@ -212,6 +215,7 @@ impl Default for KernelTimers {
             keepalive_time_ms: 7_200_000,
             keepalive_intvl_ms: 75_000,
             keepalive_probes: 9,
+            hz: 250,
         }
     }
 }
@@ -241,9 +245,34 @@ impl KernelTimers {
             if let Some(v) = get("tcp_keepalive_probes") {
                 k.keepalive_probes = v as u32;
             }
+            if let Some(hz) = kernel_hz() {
+                k.hz = hz;
+            }
         }
         k
     }
+}
+
+/// CONFIG_HZ from the running kernel's configuration (/proc/config.gz, else /boot/config-RELEASE).
+#[cfg(target_os = "linux")]
+fn kernel_hz() -> Option<u32> {
+    use std::io::Read;
+    let text = match std::fs::File::open("/proc/config.gz") {
+        Ok(f) => {
+            let mut s = String::new();
+            flate2::read::GzDecoder::new(f)
+                .read_to_string(&mut s)
+                .ok()?;
+            s
+        }
+        Err(_) => {
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+            std::fs::read_to_string(format!("/boot/config-{}", release.trim())).ok()?
+        }
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("CONFIG_HZ="))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The host's TCP settings that decide how soon a dead peer is noticed, as reported by `probe`.

@@ -17,8 +17,10 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
 use crate::detection::Detection;
 use crate::lab::Cell;
-use crate::matrix::{CellResult, Run, aggregate, verdicts};
-use crate::predict::{REBOOT_HEAL, predict};
+use crate::matrix::{CellResult, CutPhase, Run, aggregate, verdicts};
+use crate::predict::phase::KeepalivePhase;
+use crate::predict::{REBOOT_HEAL, predict, predict_at};
+use crate::recverr::{IcmpSeen, IcmpTap};
 use crate::report::{CompareReport, Format, LabFacts, SCHEMA, render_compare};
 use crate::scenario::{Fault, Load};
 use crate::sockopt::{self, Effective, KernelTimers};
@@ -35,8 +37,18 @@ struct CellSpec {
     load: Load,
 }
 
-/// A measured connection: (cell index, strategy index, detection, latency from the cut).
-type Measured = (usize, usize, Detection, Option<Duration>);
+/// A measured connection.
+struct Measured {
+    cell: usize,
+    strategy: usize,
+    detection: Detection,
+    /// From the cut to the detection.
+    latency: Option<Duration>,
+    /// Its keepalive timer at the cut, when armed.
+    phase: Option<KeepalivePhase>,
+    /// The ICMP errors it received after the cut.
+    icmp: Option<IcmpSeen>,
+}
 
 /// Run `tcphb compare`; exit 0 when the comparison ran.
 pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
@@ -69,7 +81,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
     let bar = progress_bar((specs.len() * strategies.len()) as u64);
     let rt = super::runtime()?;
     let started = Instant::now();
-    let mut measured: Vec<(CellSpec, usize, Detection, Option<Duration>)> = Vec::new();
+    let mut measured: Vec<(CellSpec, Measured)> = Vec::new();
     let mut facts = None;
     let mut effective: Vec<Option<Effective>> = vec![None; strategies.len()];
     let mut kernel = KernelTimers::default();
@@ -95,7 +107,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
             cells.push(cell);
         }
         let out = rt.block_on(measure(args, chunk, &mut cells, conns, kernel, &bar))?;
-        measured.extend(out.into_iter().map(|(i, j, d, l)| (chunk[i], j, d, l)));
+        measured.extend(out.into_iter().map(|m| (chunk[m.cell], m)));
         drop(cells);
     }
     bar.finish_and_clear();
@@ -105,15 +117,30 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
         let eff = effective[j].unwrap_or_default();
         for &fault in &faults {
             for &load in &loads {
-                let runs: Vec<Run> = measured
+                let runs: Vec<(Run, _)> = measured
                     .iter()
-                    .filter(|(c, sj, _, _)| *sj == j && c.fault == fault && c.load == load)
-                    .map(|(_, _, d, lat)| Run {
-                        latency_ms: lat.map(|l| l.as_millis() as u64),
-                        silence_ms: d.silence_ms,
-                        detected_by: d.detected_by,
-                        errno: d.errno.clone(),
-                        outcome: d.outcome,
+                    .filter(|(c, m)| m.strategy == j && c.fault == fault && c.load == load)
+                    .map(|(_, m)| {
+                        let d = &m.detection;
+                        let run = Run {
+                            latency_ms: m.latency.map(|l| l.as_millis() as u64),
+                            silence_ms: d.silence_ms,
+                            detected_by: d.detected_by,
+                            errno: d.errno.clone(),
+                            outcome: d.outcome,
+                            cut_phase: m.phase.map(|p| CutPhase {
+                                heard_ago_ms: p.heard_ago.as_millis() as u64,
+                                keepalive_due_ms: p.due_in.as_millis() as u64,
+                                probes_out: p.probes_out,
+                            }),
+                            expected_ms: None,
+                            expected_min_ms: None,
+                            expected_max_ms: None,
+                            agrees: false,
+                            icmp: m.icmp.clone(),
+                        };
+                        let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, m.phase);
+                        (run, own)
                     })
                     .collect();
                 let pred = predict(&eff, fault, load, &kernel, Duration::ZERO);
@@ -151,7 +178,9 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
-/// Watch every connection, cut every cell at one instant, heal reboots, stop at the deadline.
+/// Watch every connection, cut every cell at one instant, heal reboots, stop at the deadline. Each
+/// connection's keepalive timer is read from the kernel just before its cell is cut (its phase), and
+/// a raw ICMP socket per cell collects the router's errors for each connection (the evidence).
 async fn measure(
     args: &CompareArgs,
     chunk: &[CellSpec],
@@ -163,7 +192,10 @@ async fn measure(
     let (stop_tx, stop_rx) = stop_channel::channel(false);
     let (cut_tx, cut_rx) = stop_channel::channel::<Option<Vec<Instant>>>(None);
     let mut set = JoinSet::new();
+    // (cell, strategy, local address, a second handle for TCP_INFO at the cut)
+    let mut handles = Vec::with_capacity(conns.len());
     for (i, j, stream, effective) in conns {
+        handles.push((i, j, stream.local_addr()?, stream.try_clone()?));
         let stream = tokio::net::TcpStream::from_std(stream)?;
         let w = Watch {
             effective,
@@ -187,13 +219,56 @@ async fn measure(
             (i, j, d, latency)
         });
     }
+    let mut taps = JoinSet::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let mut tap = IcmpTap::new(cell.icmp_socket().map_err(std::io::Error::other));
+        if let Some(why) = tap.unavailable() {
+            anyhow::bail!("network lab: cannot watch the router's ICMP errors: {why}");
+        }
+        let mut stop = stop_rx.clone();
+        let mut cut_rx = cut_rx.clone();
+        taps.spawn(async move {
+            let mut seen: Vec<(std::net::SocketAddr, IcmpSeen)> = Vec::new();
+            let _ = cut_rx.wait_for(Option::is_some).await;
+            let cut = cut_rx.borrow().as_ref().map(|c| c[i]);
+            let Some(cut) = cut else { return (i, seen) };
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return (i, seen),
+                    (report, local, _peer) = tap.next() => {
+                        let at = cut.elapsed();
+                        match seen.iter_mut().find(|(a, _)| *a == local) {
+                            Some((_, e)) => e.add(at),
+                            None => seen.push((local, IcmpSeen::new(&report, at))),
+                        }
+                    }
+                }
+            }
+        });
+    }
     bar.set_message(format!(
         "warming up {}",
         crate::strategy::format_duration(args.warmup)
     ));
     tokio::time::sleep(args.warmup).await;
     let mut cut_at = Vec::with_capacity(cells.len());
-    for c in cells.iter_mut() {
+    let mut phases = std::collections::HashMap::new();
+    for (i, c) in cells.iter_mut().enumerate() {
+        let timers = c.keepalive_timers()?;
+        for (_, j, local, std) in handles.iter().filter(|h| h.0 == i) {
+            let heard = crate::tcpinfo::read(std).map(|t| t.silence_ms());
+            let timer = timers.iter().find(|(a, t)| a == local && t.kind == 2);
+            if let (Some(heard), Some((_, t))) = (heard, timer) {
+                phases.insert(
+                    (i, *j),
+                    KeepalivePhase {
+                        heard_ago: Duration::from_millis(heard),
+                        due_in: t.due_in,
+                        probes_out: t.probes_out,
+                    },
+                );
+            }
+        }
         c.cut()?;
         cut_at.push(Instant::now());
     }
@@ -220,5 +295,25 @@ async fn measure(
             }
         }
     }
-    Ok(out)
+    let _ = stop_tx.send(true);
+    let mut icmp = std::collections::HashMap::new();
+    while let Some(r) = taps.join_next().await {
+        let (i, seen) = r.context("an ICMP watcher task failed")?;
+        for (local, e) in seen {
+            if let Some(h) = handles.iter().find(|h| h.0 == i && h.2 == local) {
+                icmp.insert((i, h.1), e);
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(i, j, detection, latency)| Measured {
+            cell: i,
+            strategy: j,
+            detection,
+            latency,
+            phase: phases.get(&(i, j)).copied(),
+            icmp: icmp.remove(&(i, j)),
+        })
+        .collect())
 }

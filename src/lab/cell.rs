@@ -136,6 +136,32 @@ impl Cell {
         Ok((sock.into(), eff))
     }
 
+    /// A raw ICMP socket in the client's namespace: it sees every ICMP error the client receives,
+    /// so a cell's connections can be shown the router's errors whatever the kernel does with them.
+    pub fn icmp_socket(&self) -> Result<Socket, LabError> {
+        self.lab
+            .enter(Node::Client, || {
+                Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+            })?
+            .map_err(|e| setup("open a raw ICMP socket in the client namespace", e))
+    }
+
+    /// The keepalive timer of every client connection at this instant, by local address, read
+    /// from the client namespace's `/proc/net/tcp` (the kernel's own view: timer, expiry, probes).
+    pub fn keepalive_timers(&self) -> Result<Vec<(SocketAddr, KernelTimer)>, LabError> {
+        let text = self
+            .lab
+            .enter(Node::Client, || {
+                std::fs::read_to_string("/proc/thread-self/net/tcp")
+            })?
+            .map_err(|e| setup("read /proc/net/tcp in the client namespace", e))?;
+        Ok(text
+            .lines()
+            .skip(1)
+            .filter_map(parse_proc_net_tcp)
+            .collect())
+    }
+
     fn signal_peer(&self, sig: Signal) -> Result<(), LabError> {
         kill(Pid::from_raw(self.peer.id() as i32), sig)
             .map_err(|e| setup(&format!("send {sig} to the peer"), e.into()))
@@ -173,11 +199,60 @@ impl Cell {
     }
 }
 
+/// One socket's timer as `/proc/net/tcp` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelTimer {
+    /// 0 none, 1 retransmission, 2 keepalive (`sk_timer`), 3 TIME_WAIT, 4 zero-window probe.
+    pub kind: u8,
+    /// Until it fires (10 ms resolution: clock ticks).
+    pub due_in: Duration,
+    /// Keepalive or zero-window probes out (`icsk_probes_out`).
+    pub probes_out: u32,
+}
+
+/// Parse one line of `/proc/net/tcp`: local address and its timer.
+fn parse_proc_net_tcp(line: &str) -> Option<(SocketAddr, KernelTimer)> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let (ip, port) = f.get(1)?.split_once(':')?;
+    // The address is the __be32 printed as a native integer: its native bytes are the address.
+    let ip = std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes());
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let (kind, when) = f.get(5)?.split_once(':')?;
+    let ticks = u64::from_str_radix(when, 16).ok()?;
+    Some((
+        SocketAddr::from((ip, port)),
+        KernelTimer {
+            kind: u8::from_str_radix(kind, 16).ok()?,
+            // USER_HZ is 100 on every Linux ABI.
+            due_in: Duration::from_millis(ticks * 10),
+            probes_out: f.get(8)?.parse().ok()?,
+        },
+    ))
+}
+
 impl Drop for Cell {
     fn drop(&mut self) {
         let pid = Pid::from_raw(self.peer.id() as i32);
         let _ = kill(pid, Signal::SIGCONT);
         let _ = self.peer.kill();
         let _ = self.peer.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_keepalive_timer_line() {
+        let ip = u32::from_ne_bytes([198, 18, 0, 10]);
+        let line = format!(
+            "   3: {ip:08X}:A1B2 020112C6:1ECE 01 00000000:00000000 02:000000E3 00000000     0        2 12345 1 0000000000000000 20 4 30 10 -1"
+        );
+        let (addr, t) = parse_proc_net_tcp(&line).unwrap();
+        assert_eq!(addr, "198.18.0.10:41394".parse().unwrap());
+        assert_eq!(t.kind, 2);
+        assert_eq!(t.due_in, Duration::from_millis(2270));
+        assert_eq!(t.probes_out, 2);
     }
 }

@@ -19,7 +19,7 @@ mod netlink;
 mod netns;
 mod privilege;
 
-pub use cell::Cell;
+pub use cell::{Cell, KernelTimer};
 
 use std::io;
 use std::net::Ipv4Addr;
