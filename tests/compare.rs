@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, bin, code, json, lab_allowed};
+use common::{Proc, bin, code, json, lab_allowed, proc_state, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -290,19 +290,19 @@ fn sigkill_mid_run_leaves_nothing_behind() {
             .spawn()
             .unwrap();
         let p = Proc::new(child);
+        // The delay is the experiment: SIGKILL at a random moment of the run, whatever it is doing.
         std::thread::sleep(Duration::from_millis(delay_ms));
         let peers = children_of(p.pid().as_raw() as u32);
         p.signal(Signal::SIGKILL);
         let out = p.wait_output(Duration::from_secs(5));
         assert!(out.status.code().is_none(), "killed by SIGKILL");
-        // The lab's peer processes die with it (PR_SET_PDEATHSIG), and with them the namespaces.
-        std::thread::sleep(Duration::from_millis(300));
+        // The lab's peer processes die with it (PR_SET_PDEATHSIG), and with them the namespaces:
+        // wait for each to be gone (or a zombie awaiting its reaper), bounded.
         for pid in peers {
-            assert!(
-                !std::path::Path::new(&format!("/proc/{pid}")).exists()
-                    || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                        .map_or(true, |s| s.contains(") Z")),
-                "peer {pid} outlived compare (killed after {delay_ms} ms)"
+            wait_until(
+                &format!("peer {pid} dies with compare (killed after {delay_ms} ms)"),
+                Duration::from_secs(5),
+                || matches!(proc_state(pid as i32), None | Some('Z' | 'X')),
             );
         }
         assert_eq!(

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 
 use std::time::Duration;
 
-use common::{code, json, lab_allowed, tcphb_in};
+use common::{code, json, lab_allowed, listen_in, ss_in, tcphb_in, wait_until};
 use tcphb::lab::{Lab, Node, PathFault};
 
 fn assert_keepalive_timeout(v: &serde_json::Value) {
@@ -32,12 +32,11 @@ fn blackhole_is_noticed_by_keepalive_after_idle_plus_probes() {
     let lab = Lab::build().expect("build the lab");
     let server = lab.server_addr();
     // A tcphb listen and a plain listener that only accepts, both in B.
-    let _listen = tcphb_in(&lab, Node::Server, &["listen", &format!("{server}:7878")]);
+    let _listen = listen_in(&lab, Node::Server, &format!("{server}:7878"));
     let plain = lab
         .enter(Node::Server, || TcpListener::bind((server, 9000)))
         .unwrap()
         .expect("plain listener in B");
-    std::thread::sleep(Duration::from_millis(300));
 
     let args = |port: u16| {
         vec![
@@ -62,8 +61,23 @@ fn blackhole_is_noticed_by_keepalive_after_idle_plus_probes() {
         &a2.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     let (_held, _) = plain.accept().expect("plain server accepts");
-    // Let a few keepalive probes be answered, then pull the cable.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Let a few keepalive probes be answered, then pull the cable. The connections are idle, so
+    // every segment a client receives after the SYN-ACK is the answer to a keepalive probe: wait
+    // until each has had two (segs_in ≥ 3), as `ss` reads it from the client's TCP_INFO.
+    wait_until(
+        "two keepalive probes answered on both connections",
+        Duration::from_secs(10),
+        || {
+            let c: Vec<_> = ss_in(&lab, Node::Client)
+                .into_iter()
+                .filter(|s| s.state == "ESTAB")
+                .collect();
+            [7878, 9000].iter().all(|&port| {
+                c.iter()
+                    .any(|s| s.peer_port() == port && s.num("segs_in") >= 3)
+            })
+        },
+    );
     lab.cut(PathFault::Blackhole).expect("cut");
 
     for p in [to_tcphb, to_plain] {

@@ -1,5 +1,8 @@
 //! Detection on real loopback sockets: a peer frozen with SIGSTOP, killed with SIGKILL, or silent.
-#![cfg(unix)]
+//!
+//! Every step waits on an event, never on a guessed delay: a socket state or counter read with `ss`
+//! (sock_diag), a process state in /proc/PID/stat, a line tcphb printed. Linux only for that reason.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -7,8 +10,23 @@ use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{code, connect, json, listen};
+use common::{TcpSock, code, connect, json, listen, ss, wait_until};
 use nix::sys::signal::Signal;
+
+/// Client sockets (ours or tcphb connect's) established to `port` on loopback.
+fn clients_of(port: u16) -> Vec<TcpSock> {
+    ss().into_iter()
+        .filter(|s| s.state == "ESTAB" && s.peer_port() == port)
+        .collect()
+}
+
+/// Wait until `n` client connections to `port` are established and `ready` holds for them.
+fn wait_clients(port: u16, n: usize, what: &str, ready: impl Fn(&[TcpSock]) -> bool) {
+    wait_until(what, Duration::from_secs(10), || {
+        let c = clients_of(port);
+        c.len() == n && ready(&c)
+    });
+}
 
 #[test]
 fn frozen_peer_is_caught_by_heartbeat_while_keepalive_stays_up() {
@@ -24,8 +42,13 @@ fn frozen_peer_is_caught_by_heartbeat_while_keepalive_stays_up() {
         "--format",
         "json",
     ]);
-    std::thread::sleep(Duration::from_millis(800));
+    // Both connected, and the heartbeat has had an answer (the keepalive connection is idle: it
+    // never receives a byte), so the freeze silences a peer that was answering.
+    wait_clients(port, 2, "both connected, a PONG received", |c| {
+        c.iter().any(|s| s.num("bytes_received") > 0)
+    });
     server.signal(Signal::SIGSTOP);
+    server.wait_stopped(Duration::from_secs(5));
     let frozen = Instant::now();
 
     let out = hb.wait_output(Duration::from_secs(15));
@@ -64,7 +87,7 @@ fn killed_peer_gives_eof_or_reset() {
         "--format",
         "json",
     ]);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_clients(port, 1, "connected", |_| true);
     server.signal(Signal::SIGKILL);
     let out = c.wait_output(Duration::from_secs(10));
     let v = json(&out);
@@ -88,8 +111,12 @@ fn busy_connection_to_frozen_peer_is_caught_by_user_timeout() {
         "--format",
         "json",
     ]);
-    std::thread::sleep(Duration::from_millis(800));
+    // Connected and the busy writer's data is being ACKed.
+    wait_clients(port, 1, "connected, busy data ACKed", |c| {
+        c[0].num("bytes_acked") > 16 * 1024
+    });
     server.signal(Signal::SIGSTOP);
+    server.wait_stopped(Duration::from_secs(5));
     let frozen = Instant::now();
     let out = c.wait_output(Duration::from_secs(20));
     let took = frozen.elapsed();
@@ -136,7 +163,10 @@ fn listen_heartbeat_declares_a_silent_client_dead_and_exits_3_on_sigterm() {
     let (server, port) = listen(&["--heartbeat", "300ms,3", "--format", "json"]);
     // A client that connects and then neither reads nor answers: its kernel ACKs, its "app" is hung.
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // The event: listen prints the connection it declared dead.
+    server.wait_stdout("listen's dead event", Duration::from_secs(10), |t| {
+        t.lines().any(|l| l.contains(r#""outcome":"dead""#))
+    });
     server.signal(Signal::SIGTERM);
     let out = server.wait_output(Duration::from_secs(10));
     assert_eq!(code(&out), 3);

@@ -51,8 +51,13 @@ fn unprivileged_lab() -> Result<(), String> {
 
 /// Calling it after a thread started must give a Privilege error that says so.
 fn threaded_is_diagnosed() -> Result<(), String> {
-    let t = std::thread::spawn(|| std::thread::sleep(Duration::from_millis(200)));
+    // A second thread that lives exactly until the call has returned.
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let _ = wait.recv();
+    });
     let r = ensure_lab_privileges();
+    drop(done);
     t.join().unwrap();
     match r {
         Err(e @ LabError::Privilege { .. })

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{bin, code, json, lab_allowed, listen, tcphb_in};
+use common::{bin, code, json, lab_allowed, listen, listen_in, ss_in, tcphb_in, wait_until};
 use serde_json::Value;
 use tcphb::lab::{Lab, LabError, Node, PathFault};
 
@@ -271,8 +271,7 @@ fn idle_timeout_of_a_nat_is_found_against_tcphb_listen() {
         return;
     };
     let server = lab.server_addr();
-    let listen = tcphb_in(&lab, Node::Server, &["listen", &format!("{server}:7878")]);
-    thread::sleep(Duration::from_millis(300));
+    let listen = listen_in(&lab, Node::Server, &format!("{server}:7878"));
     find_nat_expiry(&lab, SocketAddr::from((server, 7878)));
     drop(listen);
 }
@@ -323,8 +322,7 @@ fn predictions_match_measured_detection_in_the_lab() {
     .unwrap()
     .expect("set tcp_retries2 in the client namespace");
     let server = lab.server_addr();
-    let _listen = tcphb_in(&lab, Node::Server, &["listen", &format!("{server}:7878")]);
-    thread::sleep(Duration::from_millis(300));
+    let _listen = listen_in(&lab, Node::Server, &format!("{server}:7878"));
     let peer = format!("{server}:7878");
 
     let out = tcphb_in(
@@ -363,7 +361,23 @@ fn predictions_match_measured_detection_in_the_lab() {
     let ka = connect(&["--keepalive", "2s,1s,3"]);
     let uto = connect(&["--user-timeout", "3s", "--load", "busy"]);
     let none = connect(&["--load", "busy"]);
-    thread::sleep(Duration::from_millis(1200));
+    // Cut once all three are connected and both busy writers' data is being ACKed (then data is
+    // in flight at the cut). The keepalive one stays idle: its silence counts from the handshake.
+    wait_until(
+        "three connections, two of them busy",
+        Duration::from_secs(10),
+        || {
+            let c: Vec<_> = ss_in(&lab, Node::Client)
+                .into_iter()
+                .filter(|s| s.state == "ESTAB" && s.peer_port() == 7878)
+                .collect();
+            c.len() == 3
+                && c.iter()
+                    .filter(|s| s.num("bytes_acked") > 64 * 1024)
+                    .count()
+                    == 2
+        },
+    );
     lab.cut(PathFault::Blackhole).expect("cut");
 
     for (p, what, predicted, by) in [
@@ -417,12 +431,21 @@ fn recverr_reports_the_routers_unreachable_at_once() {
     );
     let (mut conn, _) = l.accept().expect("probe connects");
     let opened = Instant::now();
+    let (streaming_tx, streaming) = std::sync::mpsc::channel();
     let sink = thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
         conn.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
-        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        let mut first = true;
+        while matches!(conn.read(&mut buf), Ok(n) if n > 0) {
+            if std::mem::take(&mut first) {
+                let _ = streaming_tx.send(());
+            }
+        }
     });
-    thread::sleep(Duration::from_millis(1500));
+    // Cut once the busy stream flows: probe watches for ICMP from then on.
+    streaming
+        .recv_timeout(Duration::from_secs(5))
+        .expect("probe --recverr streams data");
     lab.cut(PathFault::Unreachable).expect("cut");
     let cut_ms = opened.elapsed().as_millis() as u64;
     let out = p.wait_output(Duration::from_secs(15));

@@ -1,8 +1,9 @@
 //! Helpers shared by the CLI tests: spawn tcphb, find its port, end it by PID, parse its JSON.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -13,21 +14,58 @@ pub fn bin() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_tcphb"))
 }
 
+/// One output pipe of a child, read by a thread as it comes (as a terminal would: a process whose
+/// pipe nobody reads blocks once it is full), so a test can wait for a line while the child runs.
+struct Captured {
+    buf: Arc<Mutex<Vec<u8>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Captured {
+    fn start(mut pipe: impl Read + Send + 'static) -> Captured {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = Arc::clone(&buf);
+        let thread = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                b.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Captured { buf, thread }
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+    fn finish(self) -> Vec<u8> {
+        let _ = self.thread.join();
+        std::mem::take(&mut *self.buf.lock().unwrap())
+    }
+}
+
 /// A child process that is continued and killed when dropped, so a failing test leaves nothing behind.
 pub struct Proc {
     child: Option<Child>,
-    /// stdout and stderr collected by threads as they come, as a terminal would read them (a
-    /// process whose pipe nobody reads blocks once it is full).
-    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
-    stderr: Option<std::thread::JoinHandle<String>>,
+    stdout: Option<Captured>,
+    stderr: Option<Captured>,
 }
 
 impl Proc {
+    /// Wrap a spawned child; its piped stdout and stderr are read from now on.
     pub fn new(child: Child) -> Proc {
+        let mut p = Proc::undrained(child);
+        p.drain_stdout();
+        p
+    }
+    /// Like [`Proc::new`], but nobody reads stdout until [`Proc::drain_stdout`]: a stalled consumer.
+    pub fn undrained(mut child: Child) -> Proc {
+        let stderr = child.stderr.take().map(Captured::start);
         Proc {
             child: Some(child),
             stdout: None,
-            stderr: None,
+            stderr,
         }
     }
     pub fn pid(&self) -> Pid {
@@ -38,13 +76,51 @@ impl Proc {
     }
     /// Start reading stdout in a thread (its pipe no longer fills up).
     pub fn drain_stdout(&mut self) {
-        if let Some(mut out) = self.child.as_mut().and_then(|c| c.stdout.take()) {
-            self.stdout = Some(std::thread::spawn(move || {
-                let mut v = Vec::new();
-                let _ = std::io::Read::read_to_end(&mut out, &mut v);
-                v
-            }));
+        if let Some(out) = self.child.as_mut().and_then(|c| c.stdout.take()) {
+            self.stdout = Some(Captured::start(out));
         }
+    }
+    /// Wait until what the child wrote to stdout so far satisfies `done`; returns that text.
+    pub fn wait_stdout(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let out = self.stdout.as_ref().expect("stdout is drained");
+        self.wait_text(out, "stdout", what, limit, done)
+    }
+    /// Wait until what the child wrote to stderr so far satisfies `done`; returns that text.
+    pub fn wait_stderr(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+        let err = self.stderr.as_ref().expect("stderr is piped");
+        self.wait_text(err, "stderr", what, limit, done)
+    }
+    fn wait_text(
+        &self,
+        c: &Captured,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = Instant::now();
+        loop {
+            // Read "finished" first: if the reader was done before this read, no more will come.
+            let finished = c.thread.is_finished();
+            let text = c.text();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                !finished && start.elapsed() < limit,
+                "{what}: not seen on {name} within {limit:?} (pipe closed: {finished}); {name} so far: {text:?}; stderr: {:?}",
+                self.stderr.as_ref().map(Captured::text)
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+    /// Wait until the kernel reports the process stopped (`T` in /proc/PID/stat), e.g. after SIGSTOP.
+    #[cfg(target_os = "linux")]
+    pub fn wait_stopped(&self, limit: Duration) {
+        let pid = self.pid();
+        wait_until("process stopped", limit, || {
+            proc_state(pid.as_raw()) == Some('T')
+        });
     }
 
     /// Wait for exit with a bound; panics if it does not exit in time.
@@ -56,7 +132,7 @@ impl Proc {
                 start.elapsed() < limit,
                 "tcphb did not exit within {limit:?}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(POLL);
         }
         let mut out = self
             .child
@@ -64,11 +140,11 @@ impl Proc {
             .unwrap()
             .wait_with_output()
             .expect("collect output");
-        if let Some(t) = self.stdout.take() {
-            out.stdout = t.join().unwrap_or_default();
+        if let Some(c) = self.stdout.take() {
+            out.stdout = c.finish();
         }
-        if let Some(t) = self.stderr.take() {
-            out.stderr = t.join().unwrap_or_default().into_bytes();
+        if let Some(c) = self.stderr.take() {
+            out.stderr = c.finish();
         }
         out
     }
@@ -85,6 +161,112 @@ impl Drop for Proc {
     }
 }
 
+/// How often the wait helpers look again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Poll `cond` until it holds; panics naming `what` if it does not within `limit`. This waits on an
+/// event (the condition), never on a guess of how long the event takes.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The state letter of process `pid` from /proc/PID/stat (`R`, `S`, `T`, `Z`, …), `None` if gone.
+#[cfg(target_os = "linux")]
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// One TCP socket as `ss -tin` shows it: the addresses, the queues, and TCP_INFO as `key:value` words.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone)]
+pub struct TcpSock {
+    pub state: String,
+    pub recv_q: u64,
+    pub local: String,
+    pub peer: String,
+    pub info: String,
+}
+
+#[cfg(target_os = "linux")]
+impl TcpSock {
+    /// A numeric TCP_INFO field, e.g. `bytes_received`, `segs_in`, `bytes_acked`; 0 when ss omits it
+    /// (it leaves out counters that are still zero).
+    pub fn num(&self, key: &str) -> u64 {
+        let prefix = format!("{key}:");
+        self.info
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+    pub fn local_port(&self) -> u16 {
+        port_of(&self.local)
+    }
+    pub fn peer_port(&self) -> u16 {
+        port_of(&self.peer)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The TCP sockets of the network namespace `cmd` runs in (`ss -Htina`), read through sock_diag.
+#[cfg(target_os = "linux")]
+pub fn ss_with(mut cmd: Command) -> Vec<TcpSock> {
+    let out = cmd.args(["-Htina"]).output().expect("run ss (iproute2)");
+    assert!(
+        out.status.success(),
+        "ss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut socks: Vec<TcpSock> = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if line.starts_with(char::is_whitespace) {
+            if let Some(s) = socks.last_mut() {
+                s.info.push(' ');
+                s.info.push_str(line.trim());
+            }
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 {
+            continue;
+        }
+        socks.push(TcpSock {
+            state: f[0].to_string(),
+            recv_q: f[1].parse().unwrap_or(0),
+            local: f[3].to_string(),
+            peer: f[4].to_string(),
+            info: f[5..].join(" "),
+        });
+    }
+    socks
+}
+
+/// The host namespace's TCP sockets (loopback tests).
+#[cfg(target_os = "linux")]
+pub fn ss() -> Vec<TcpSock> {
+    ss_with(Command::new("ss"))
+}
+
+/// A lab node's TCP sockets.
+#[cfg(target_os = "linux")]
+pub fn ss_in(lab: &tcphb::lab::Lab, node: tcphb::lab::Node) -> Vec<TcpSock> {
+    let mut cmd = Command::new("ss");
+    lab.command_in(node, &mut cmd).expect("ss in lab namespace");
+    ss_with(cmd)
+}
+
 /// Start `tcphb listen 127.0.0.1:0 <args>` and return it with the port it bound (read from stderr).
 pub fn listen(args: &[&str]) -> (Proc, u16) {
     let (mut p, port) = listen_undrained(args);
@@ -94,38 +276,31 @@ pub fn listen(args: &[&str]) -> (Proc, u16) {
 
 /// Like [`listen`], but nobody reads its stdout until [`Proc::drain_stdout`]: a stalled consumer.
 pub fn listen_undrained(args: &[&str]) -> (Proc, u16) {
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tcphb listen");
-    let stderr = child.stderr.take().unwrap();
-    let mut reader = BufReader::new(stderr);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("read listen banner");
-    // Keep reading stderr, as a terminal would, and hand it back with the output.
-    let rest = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut reader, &mut s);
-        s
+    let p = Proc::undrained(child);
+    let port = listening_port(&p);
+    (p, port)
+}
+
+/// Wait for listen's banner ("listening on ADDR") and return the port it names: once it is printed,
+/// the socket is bound and listening.
+fn listening_port(p: &Proc) -> u16 {
+    let text = p.wait_stderr("tcphb listen banner", Duration::from_secs(10), |t| {
+        t.split_inclusive('\n')
+            .any(|l| l.ends_with('\n') && l.contains("listening on "))
     });
-    let port = line
-        .split("listening on ")
+    text.split("listening on ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|addr| addr.rsplit(':').next())
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in banner {line:?}"));
-    (
-        Proc {
-            stdout: None,
-            child: Some(child),
-            stderr: Some(rest),
-        },
-        port,
-    )
+        .unwrap_or_else(|| panic!("no port in banner {text:?}"))
 }
 
 /// Start `tcphb connect` with output captured.
@@ -182,4 +357,12 @@ pub fn tcphb_in(lab: &tcphb::lab::Lab, node: tcphb::lab::Node, args: &[&str]) ->
     lab.command_in(node, &mut cmd)
         .expect("command in lab namespace");
     Proc::new(cmd.spawn().expect("spawn tcphb"))
+}
+
+/// Start `tcphb listen ADDR` in a lab node and return once its banner says it is listening.
+#[cfg(target_os = "linux")]
+pub fn listen_in(lab: &tcphb::lab::Lab, node: tcphb::lab::Node, addr: &str) -> Proc {
+    let p = tcphb_in(lab, node, &["listen", addr]);
+    listening_port(&p);
+    p
 }
