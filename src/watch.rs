@@ -237,7 +237,9 @@ fn closed(
         silence_ms: 0,
         elapsed_ms: c.opened.elapsed().as_millis() as u64,
         tcp_info: tcpinfo::read(stream),
-        note,
+        note: note.or_else(|| {
+            (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines))
+        }),
         closed_by: Some(by),
         how: Some(how),
         idle_ms: c.last_io.elapsed().as_millis() as u64,
