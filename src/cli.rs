@@ -12,10 +12,13 @@ use crate::strategy::{Heartbeat, Keepalive, Strategy, parse_duration, parse_user
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  no dead connection seen (the peer stayed alive, or the comparison ran)
-  1  error (e.g. connection refused, I/O failure)
+  1  error (e.g. connection refused, I/O failure, a peer that never answered a heartbeat)
   2  usage error (bad flag, malformed spec, out-of-range value, unresolvable host, port in use)
-  3  a dead connection was detected (connect: this one; listen: at least one)
-  4  this environment cannot do what was asked (missing privilege, unsupported option)";
+  3  a dead connection was detected: silence or reset, only that (connect: this one; listen: at
+     least one)
+  4  this environment cannot do what was asked (missing privilege, unsupported option)
+  5  the peer closed the connection itself, not a death (connect: a FIN with nothing cut, e.g.
+     the server's own idle timeout; listen counts such closes but does not exit 5)";
 
 const ABOUT: &str = "How long until this side notices that the far end of a TCP connection died, which mechanism notices, and what would notice sooner";
 
@@ -48,7 +51,9 @@ pub enum Command {
     /// Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client.
     #[command(after_help = format!("\
 Prints one event per connection that ends (JSON lines with --format json) and a summary on
-Ctrl-C/SIGTERM. The bound address is printed on stderr (useful with port 0).
+Ctrl-C/SIGTERM. The bound address is printed on stderr (useful with port 0). A client that closes
+its connection is reported as closed by peer, not as dead; with --heartbeat, a client that never
+answers a ping is closed by tcphb (it does not speak the protocol), not counted as dead.
 
 Examples:
   tcphb listen 127.0.0.1:7878
@@ -60,6 +65,11 @@ Examples:
     /// Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when.
     #[command(after_help = format!("\
 The peer can be a tcphb listen, an echo server, or any TCP service (without --heartbeat).
+Only a dead peer (silence, or a reset) is a detection (exit 3). A peer that closes the connection
+itself (a FIN: its own idle timeout, a proxy limit) is reported as outcome closed, closed by peer,
+with how long the connection had been idle, never judged against the prediction (exit 5). With
+--heartbeat, a peer that never answers a single ping (no PONG, no echo) does not speak the protocol:
+an error (exit 1), not a death.
 
 Examples:
   tcphb connect 127.0.0.1:7878 --keepalive 5s,5s,3

@@ -20,7 +20,9 @@ pub enum Mechanism {
     Heartbeat,
     /// The peer answered RST.
     Reset,
-    /// The peer closed the connection (FIN).
+    /// The peer's kernel sent FIN. On a real path (`connect`, `listen`) that is the peer closing, not a
+    /// mechanism noticing a death, and is reported as `closed_by: peer`; only where tcphb made the fault
+    /// (`compare`'s crash) is a FIN credited as what noticed.
     Eof,
     /// An ICMP error was reported before any timer could have given up.
     Unreachable,
@@ -53,7 +55,9 @@ impl fmt::Display for Mechanism {
 pub enum Outcome {
     /// A mechanism declared the peer dead (timeout, heartbeat, reset, ICMP).
     Dead,
-    /// The peer closed the connection (FIN): its process exited or closed the socket.
+    /// The connection was closed, not found dead: by the peer (FIN: its own idle timeout, a proxy
+    /// limit, its process ending) or by tcphb (the peer broke or never spoke the heartbeat protocol).
+    /// `closed_by` says which.
     Closed,
     /// The peer was still alive when watching stopped (duration reached or interrupted).
     Alive,
@@ -69,9 +73,55 @@ impl Outcome {
         }
     }
 
-    /// Whether this outcome counts as "a dead connection was detected" (exit code 3).
+    /// Whether the watcher saw the connection end (dead or closed). `compare` counts both, since there
+    /// tcphb made the fault and a FIN is the crash it caused; `connect` and `listen`, where nothing was
+    /// cut, judge only [`Outcome::Dead`] as a detection (exit code 3).
     pub fn is_detection(self) -> bool {
         !matches!(self, Outcome::Alive)
+    }
+}
+
+/// Who closed a connection that ended `closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedBy {
+    /// The peer closed it: its own decision (idle timeout, proxy limit) or its process ended.
+    Peer,
+    /// tcphb closed it: the peer broke the heartbeat protocol, or never answered one (see `note`).
+    Tcphb,
+}
+
+impl ClosedBy {
+    /// snake_case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClosedBy::Peer => "peer",
+            ClosedBy::Tcphb => "tcphb",
+        }
+    }
+}
+
+/// How a `closed` connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseHow {
+    /// The peer sent FIN.
+    Fin,
+    /// tcphb closed it because the peer broke the heartbeat protocol (over-long line, only unknown
+    /// lines, pings whose answers it never reads).
+    Protocol,
+    /// tcphb closed it because the peer never answered a heartbeat in any form (no PONG, no echo).
+    NoHeartbeat,
+}
+
+impl CloseHow {
+    /// snake_case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseHow::Fin => "fin",
+            CloseHow::Protocol => "protocol",
+            CloseHow::NoHeartbeat => "no_heartbeat",
+        }
     }
 }
 
@@ -92,6 +142,67 @@ pub struct Detection {
     pub tcp_info: Option<TcpInfo>,
     /// Why the connection was closed by tcphb itself (protocol violation), if it was.
     pub note: Option<String>,
+    /// Who closed a `closed` connection (`null` otherwise).
+    pub closed_by: Option<ClosedBy>,
+    /// How it was closed (`null` unless `closed`).
+    pub how: Option<CloseHow>,
+    /// Time since the last byte exchanged in either direction (or since the connection opened) when
+    /// watching ended, ms: for a connection the peer closed, how long it had been idle — a peer's
+    /// own idle timeout shows here. Keepalive probes carry no bytes and do not count.
+    pub idle_ms: u64,
+    /// The peer sent at least one heartbeat-protocol line (PING, PONG, DATA). Not reported: it tells
+    /// a peer that fell silent (dead) from one that never spoke the protocol.
+    #[serde(skip)]
+    pub spoke_heartbeat: bool,
+}
+
+impl Detection {
+    /// The ending as `connect` and `listen` report it, where tcphb cut nothing: only a silence or a
+    /// reset is a death. A FIN is the peer's own close and credits no mechanism; a heartbeat
+    /// "death" of a peer that never once answered is a peer that does not speak the protocol, which
+    /// tcphb closed.
+    pub fn on_a_live_path(mut self) -> Detection {
+        match (self.outcome, self.detected_by) {
+            (Outcome::Closed, Some(Mechanism::Eof)) => self.detected_by = None,
+            (Outcome::Dead, Some(Mechanism::Heartbeat)) if !self.spoke_heartbeat => {
+                self.outcome = Outcome::Closed;
+                self.detected_by = None;
+                self.closed_by = Some(ClosedBy::Tcphb);
+                self.how = Some(CloseHow::NoHeartbeat);
+                let why = format!(
+                    "never answered a heartbeat (no PONG or echo in {}): does not speak tcphb's PING protocol",
+                    human_secs(self.silence_ms)
+                );
+                self.note = Some(match self.note.take() {
+                    Some(n) => format!("{why}; {n}"),
+                    None => why,
+                });
+            }
+            _ => {}
+        }
+        self
+    }
+
+    /// Whether this is a death (`connect`/`listen` exit code 3), once seen [on a live
+    /// path](Detection::on_a_live_path).
+    pub fn is_death(&self) -> bool {
+        self.outcome == Outcome::Dead
+    }
+
+    /// The peer closed the connection itself (`connect` exit code 5).
+    pub fn closed_by_peer(&self) -> bool {
+        self.outcome == Outcome::Closed && self.closed_by == Some(ClosedBy::Peer)
+    }
+
+    /// tcphb closed the connection because the peer broke or never spoke the protocol.
+    pub fn closed_by_tcphb(&self) -> bool {
+        self.outcome == Outcome::Closed && self.closed_by == Some(ClosedBy::Tcphb)
+    }
+}
+
+/// Seconds with one decimal (`1.5 s`), for sentences.
+fn human_secs(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
 }
 
 /// The symbolic name of an errno (`ETIMEDOUT`), or `E<n>` when unknown.
@@ -104,6 +215,46 @@ pub fn errno_name(code: i32) -> String {
         }
     }
     format!("E{code}")
+}
+
+#[cfg(test)]
+mod live_path_tests {
+    use super::*;
+
+    fn det(outcome: Outcome, by: Option<Mechanism>, spoke: bool) -> Detection {
+        Detection {
+            outcome,
+            detected_by: by,
+            errno: None,
+            silence_ms: 900,
+            elapsed_ms: 950,
+            tcp_info: None,
+            note: None,
+            closed_by: (outcome == Outcome::Closed).then_some(ClosedBy::Peer),
+            how: (outcome == Outcome::Closed).then_some(CloseHow::Fin),
+            idle_ms: 950,
+            spoke_heartbeat: spoke,
+        }
+    }
+
+    #[test]
+    fn a_fin_is_the_peer_closing_not_a_detection() {
+        let d = det(Outcome::Closed, Some(Mechanism::Eof), false).on_a_live_path();
+        assert_eq!(d.detected_by, None);
+        assert!(d.closed_by_peer() && !d.is_death());
+    }
+
+    #[test]
+    fn a_heartbeat_never_answered_is_not_a_death_but_one_that_stopped_is() {
+        let d = det(Outcome::Dead, Some(Mechanism::Heartbeat), false).on_a_live_path();
+        assert!(d.closed_by_tcphb() && !d.is_death());
+        assert_eq!(d.how, Some(CloseHow::NoHeartbeat));
+        assert!(d.note.unwrap().contains("never answered a heartbeat"));
+        let d = det(Outcome::Dead, Some(Mechanism::Heartbeat), true).on_a_live_path();
+        assert!(d.is_death() && d.closed_by.is_none());
+        let d = det(Outcome::Dead, Some(Mechanism::Reset), false).on_a_live_path();
+        assert!(d.is_death());
+    }
 }
 
 #[cfg(all(test, unix))]

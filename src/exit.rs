@@ -9,10 +9,12 @@ pub const OK: u8 = 0;
 pub const ERROR: u8 = 1;
 /// 2: usage error.
 pub const USAGE: u8 = 2;
-/// 3: a dead connection was detected.
+/// 3: a dead peer was detected (silence or reset) — only that.
 pub const DETECTED: u8 = 3;
 /// 4: this environment cannot do what was asked.
 pub const ENVIRONMENT: u8 = 4;
+/// 5: the peer closed the connection itself (FIN: its own idle timeout, a proxy limit): not a death.
+pub const CLOSED: u8 = 5;
 
 /// An error whose exit code is not 1.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
-use crate::detection::{Detection, Mechanism, Outcome};
+use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
 use crate::predict::{Basis, Prediction, judge_silent_death};
 use crate::scenario::Load;
 use crate::sockopt::Effective;
@@ -44,16 +44,20 @@ pub struct Expected {
     pub expected_basis: Basis,
     /// Why, in one sentence.
     pub expected_reason: String,
-    /// Whether the measurement agrees with the prediction (`null` while the peer is alive).
+    /// Whether the measurement agrees with the prediction: `null` unless a silent death was detected
+    /// (alive, closed, and a reset are not what the prediction is for).
     pub agrees: Option<bool>,
     /// How they differ, when they do.
     pub disagreement: Option<String>,
 }
 
 impl Expected {
-    /// Put a detection beside its prediction. Measured time is the silence before detection.
+    /// Put a detection beside its prediction. Measured time is the silence before detection. Only a
+    /// death found by a timer, a heartbeat or an ICMP error is judged: a connection the peer (or
+    /// tcphb) closed is not a death, and a reset is the peer's kernel answering, not the silent death
+    /// the prediction is for.
     pub fn new(pred: &Prediction, det: &Detection) -> Expected {
-        let j = (det.outcome != Outcome::Alive)
+        let j = (det.outcome == Outcome::Dead && det.detected_by != Some(Mechanism::Reset))
             .then(|| judge_silent_death(pred, det.detected_by, det.silence_ms));
         Expected {
             expected_ms: pred.expected_ms(),
@@ -107,7 +111,10 @@ pub struct ListenSummary {
     /// Events not written because stdout was not read fast enough (see `EventWriter`).
     pub events_dropped: u64,
     pub dead: u64,
+    /// Connections the peer closed itself (FIN): not deaths.
     pub closed: u64,
+    /// Connections tcphb closed: the client broke or never spoke the heartbeat protocol.
+    pub closed_by_tcphb: u64,
     /// Dead connections by mechanism, with the silence before detection (min/median/max ms).
     pub by_mechanism: Vec<MechanismStats>,
 }
@@ -134,7 +141,10 @@ pub struct ConnectManyReport {
     pub connections: u64,
     pub alive: u64,
     pub dead: u64,
+    /// Connections the peer closed itself (FIN): not deaths.
     pub closed: u64,
+    /// Connections tcphb closed: the peer broke or never spoke the heartbeat protocol.
+    pub closed_by_tcphb: u64,
     pub by_mechanism: Vec<MechanismStats>,
     pub expected_ms: Option<u64>,
     pub expected_by: Option<Mechanism>,
@@ -147,7 +157,7 @@ pub fn render_connect_many(r: &ConnectManyReport, format: Format) -> String {
         Format::Json => to_json(r) + "\n",
         _ => {
             let head = format!(
-                "{} connections to {} ({}, {} load): {} alive, {} dead, {} closed by peer; expected {} by {}\n",
+                "{} connections to {} ({}, {} load): {} alive, {} dead, {} closed by peer, {} closed by tcphb; a silent death expected after {} by {}\n",
                 r.connections,
                 r.peer,
                 r.strategy,
@@ -155,6 +165,7 @@ pub fn render_connect_many(r: &ConnectManyReport, format: Format) -> String {
                 r.alive,
                 r.dead,
                 r.closed,
+                r.closed_by_tcphb,
                 human_ms(r.expected_ms),
                 opt(&r.expected_by)
             );
@@ -294,26 +305,45 @@ fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
         ("effective (read back)", effective_text(&r.effective)),
         ("load", r.load.to_string()),
         ("outcome", d.outcome.name().into()),
-        ("detected by", opt(&d.detected_by)),
-        ("errno", opt(&d.errno)),
-        (
-            "silence before detection (measured)",
-            human_ms(Some(d.silence_ms)),
-        ),
-        (
-            "connection lifetime (measured)",
-            human_ms(Some(d.elapsed_ms)),
-        ),
-        (
-            "expected (predicted)",
-            format!(
-                "{} by {}",
-                human_ms(r.expected.expected_ms),
-                opt(&r.expected.expected_by)
-            ),
-        ),
-        ("why", r.expected.expected_reason.clone()),
     ];
+    let expected = format!(
+        "{} by {}",
+        human_ms(r.expected.expected_ms),
+        opt(&r.expected.expected_by)
+    );
+    if d.outcome == Outcome::Closed {
+        rows.extend([
+            ("closed by", closer_text(d)),
+            (
+                "idle before the close (measured)",
+                human_ms(Some(d.idle_ms)),
+            ),
+            (
+                "connection lifetime (measured)",
+                human_ms(Some(d.elapsed_ms)),
+            ),
+            // Beside a close, the prediction is context, not a yardstick.
+            (
+                "a silent death would be noticed after (predicted)",
+                expected,
+            ),
+        ]);
+    } else {
+        rows.extend([
+            ("detected by", opt(&d.detected_by)),
+            ("errno", opt(&d.errno)),
+            (
+                "silence before detection (measured)",
+                human_ms(Some(d.silence_ms)),
+            ),
+            (
+                "connection lifetime (measured)",
+                human_ms(Some(d.elapsed_ms)),
+            ),
+            ("expected (predicted)", expected),
+        ]);
+    }
+    rows.push(("why", r.expected.expected_reason.clone()));
     if let Some(i) = &d.tcp_info {
         rows.push((
             "kernel counters",
@@ -362,6 +392,9 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
                     "expected_by",
                     "agrees",
                     "note",
+                    "closed_by",
+                    "how",
+                    "idle_ms",
                 ],
                 &[vec![
                     r.peer.clone(),
@@ -383,6 +416,9 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
                     cell(&r.expected.expected_by),
                     cell(&r.expected.agrees),
                     cell(&d.note),
+                    cell(&d.closed_by.map(ClosedBy::name)),
+                    cell(&d.how.map(CloseHow::name)),
+                    d.idle_ms.to_string(),
                 ]],
             )
         }
@@ -398,15 +434,59 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
                     out += &format!("Differs from the prediction: {why}.\n")
                 }
                 (Some(true), _) => out += "Matches the prediction.\n",
-                _ => {}
+                _ => {
+                    if let Some(s) = ending_sentence(&r.detection, "server") {
+                        out += &format!("{s}\n");
+                    }
+                }
             }
             out
         }
     }
 }
 
+/// "peer (FIN)", "tcphb (protocol)": who closed a `closed` connection, and how.
+fn closer_text(d: &Detection) -> String {
+    format!(
+        "{} ({})",
+        d.closed_by.map_or("?", ClosedBy::name),
+        match d.how {
+            Some(CloseHow::Fin) => "FIN",
+            Some(h) => h.name(),
+            None => "?",
+        }
+    )
+}
+
+/// A sentence for an ending the prediction does not judge: a close (by the peer — `who`, "server" or
+/// "client" — or by tcphb) or a reset. `None` for the endings that are judged or still alive.
+pub fn ending_sentence(d: &Detection, who: &str) -> Option<String> {
+    let not_judged = "a FIN with nothing cut: not a death, so not judged against the prediction";
+    match (d.outcome, d.closed_by, d.detected_by) {
+        (Outcome::Closed, Some(ClosedBy::Peer), _) if d.idle_ms >= 1000 => Some(format!(
+            "The {who} closed this idle connection after {}: its own idle timeout ({not_judged}).",
+            human_ms(Some(d.idle_ms))
+        )),
+        (Outcome::Closed, Some(ClosedBy::Peer), _) => Some(format!(
+            "The {who} closed this connection itself, {} after the last byte exchanged ({not_judged}).",
+            human_ms(Some(d.idle_ms))
+        )),
+        (Outcome::Closed, _, _) => Some(format!(
+            "tcphb closed this connection: {}.",
+            d.note
+                .as_deref()
+                .unwrap_or("the peer broke the heartbeat protocol")
+        )),
+        (Outcome::Dead, _, Some(Mechanism::Reset)) => Some(format!(
+            "The {who} answered RST ({}): it no longer knows this connection (a rebooted host, or its application aborted it). Counted as a dead peer; a reset is not the silent death the prediction is for.",
+            d.errno.as_deref().unwrap_or("reset")
+        )),
+        _ => None,
+    }
+}
+
 /// Columns of `listen --format csv`: the header comes first, then one row per event.
-pub const EVENT_CSV_HEADER: [&str; 9] = [
+pub const EVENT_CSV_HEADER: [&str; 12] = [
     "at",
     "peer",
     "outcome",
@@ -416,6 +496,9 @@ pub const EVENT_CSV_HEADER: [&str; 9] = [
     "elapsed_ms",
     "expected_ms",
     "note",
+    "closed_by",
+    "how",
+    "idle_ms",
 ];
 
 /// The header line of `listen`'s event stream, if its format has one.
@@ -439,8 +522,28 @@ pub fn render_event(e: &ListenEvent, format: Format) -> String {
                 d.elapsed_ms.to_string(),
                 cell(&e.expected.expected_ms),
                 cell(&d.note),
+                cell(&d.closed_by.map(ClosedBy::name)),
+                cell(&d.how.map(CloseHow::name)),
+                d.idle_ms.to_string(),
             ];
             to_csv(&[], &[row])
+        }
+        Format::Markdown | Format::Table if d.outcome == Outcome::Closed => {
+            let what = match d.closed_by {
+                Some(ClosedBy::Peer) => format!(
+                    "closed by the client after {} idle (FIN){}",
+                    human_ms(Some(d.idle_ms)),
+                    d.note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                ),
+                _ => format!(
+                    "closed by tcphb: {}",
+                    d.note.as_deref().unwrap_or("protocol")
+                ),
+            };
+            format!("{} {} {what}\n", e.at, e.peer)
         }
         Format::Markdown | Format::Table => {
             let errno = d
@@ -474,8 +577,15 @@ pub fn render_listen_summary(s: &ListenSummary, format: Format) -> String {
         Format::Csv => render_listen_summary(s, Format::Table),
         _ => {
             let head = format!(
-                "{} ({}): {} accepted, {} refused over --max-conns, {} dead, {} closed by peer, {} still open\n",
-                s.local, s.strategy, s.accepted, s.refused, s.dead, s.closed, s.open_at_exit
+                "{} ({}): {} accepted, {} refused over --max-conns, {} dead, {} closed by peer, {} closed by tcphb, {} still open\n",
+                s.local,
+                s.strategy,
+                s.accepted,
+                s.refused,
+                s.dead,
+                s.closed,
+                s.closed_by_tcphb,
+                s.open_at_exit
             );
             head + &stats_table(&s.by_mechanism, format)
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 
-use crate::detection::{Detection, Mechanism, Outcome, errno_name};
+use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome, errno_name};
 use crate::heartbeat::{self, Decoder, Message};
 use crate::predict::timer_death;
 use crate::scenario::Load;
@@ -51,6 +51,8 @@ pub struct Watch {
 struct Conn {
     opened: Instant,
     last_heard: Instant,
+    /// The last byte read or written: a peer's idle timeout counts from here.
+    last_io: Instant,
     decoder: Decoder,
     pending: Vec<u8>,
     next_seq: u64,
@@ -78,6 +80,7 @@ pub async fn watch(
     let mut c = Conn {
         opened,
         last_heard: now,
+        last_io: opened,
         decoder: Decoder::new(),
         pending: Vec::new(),
         next_seq: 1,
@@ -158,18 +161,14 @@ fn read_some(stream: &TcpStream, c: &mut Conn) -> io::Result<Event> {
         loop {
             match stream.try_read(&mut buf) {
                 Ok(0) => {
-                    let d = Detection {
-                        outcome: Outcome::Closed,
-                        detected_by: Some(Mechanism::Eof),
-                        errno: None,
-                        silence_ms: 0,
-                        elapsed_ms: c.opened.elapsed().as_millis() as u64,
-                        tcp_info: tcpinfo::read(stream),
-                        note: None,
-                    };
+                    // The peer's kernel sent FIN. Credited to `eof` here; `connect` and `listen`, where
+                    // nothing was cut, report it as the peer closing (Detection::on_a_live_path).
+                    let mut d = closed(stream, c, ClosedBy::Peer, CloseHow::Fin, None);
+                    d.detected_by = Some(Mechanism::Eof);
                     return Ok(Event::Closed(d));
                 }
                 Ok(n) => {
+                    c.last_io = Instant::now();
                     let mut answers = Vec::new();
                     let mut heard = false;
                     let mut unknown = 0;
@@ -220,6 +219,17 @@ fn read_some(stream: &TcpStream, c: &mut Conn) -> io::Result<Event> {
 
 /// tcphb closes a connection whose peer breaks the protocol: reported as closed with the reason.
 fn protocol_close(stream: &TcpStream, c: &Conn, why: String) -> Detection {
+    closed(stream, c, ClosedBy::Tcphb, CloseHow::Protocol, Some(why))
+}
+
+/// A connection that ended `closed`, by whom and how.
+fn closed(
+    stream: &TcpStream,
+    c: &Conn,
+    by: ClosedBy,
+    how: CloseHow,
+    note: Option<String>,
+) -> Detection {
     Detection {
         outcome: Outcome::Closed,
         detected_by: None,
@@ -227,7 +237,13 @@ fn protocol_close(stream: &TcpStream, c: &Conn, why: String) -> Detection {
         silence_ms: 0,
         elapsed_ms: c.opened.elapsed().as_millis() as u64,
         tcp_info: tcpinfo::read(stream),
-        note: Some(why),
+        note: note.or_else(|| {
+            (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines))
+        }),
+        closed_by: Some(by),
+        how: Some(how),
+        idle_ms: c.last_io.elapsed().as_millis() as u64,
+        spoke_heartbeat: c.spoke_protocol,
     }
 }
 
@@ -237,6 +253,9 @@ fn flush(stream: &TcpStream, c: &mut Conn, w: &Watch) -> Option<Detection> {
         match stream.try_write(&c.pending) {
             Ok(n) => {
                 c.pending.drain(..n);
+                if n > 0 {
+                    c.last_io = Instant::now();
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -320,5 +339,9 @@ fn finish(
         elapsed_ms: c.opened.elapsed().as_millis() as u64,
         tcp_info: info,
         note,
+        closed_by: None,
+        how: None,
+        idle_ms: c.last_io.elapsed().as_millis() as u64,
+        spoke_heartbeat: c.spoke_protocol,
     }
 }

@@ -161,12 +161,15 @@ fn hostile_clients_are_cut_off_with_a_reason_while_others_keep_their_deadlines()
     assert!(note(&long_line).contains("longer than 1024 bytes"));
     assert!(note(&garbage).contains("longer than 1024 bytes"));
     assert!(note(&junk_lines).contains("not a heartbeat peer"));
-    // Silent or dripping clients are just dead peers to the heartbeat.
-    assert_eq!(
-        by[&never_reads.local_addr().unwrap().to_string()]["detected_by"],
-        "heartbeat"
-    );
-    assert_eq!(by[&drip_addr]["detected_by"], "heartbeat");
+    // Silent or dripping clients never answered a heartbeat (only complete lines count): tcphb closes
+    // them as non-speakers of the protocol, not as dead peers.
+    for addr in [never_reads.local_addr().unwrap().to_string(), drip_addr] {
+        let e = &by[&addr];
+        assert_eq!(e["outcome"], "closed", "{e}");
+        assert_eq!(e["closed_by"], "tcphb", "{e}");
+        assert_eq!(e["how"], "no_heartbeat", "{e}");
+        assert!(e["detected_by"].is_null(), "{e}");
+    }
     // Every connect-and-vanish client is accounted for.
     let flooded = flood.iter().filter(|a| by.contains_key(*a)).count();
     assert_eq!(flooded, 200, "{summary}");

@@ -9,7 +9,7 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::ConnectArgs;
-use crate::detection::{Outcome, errno_name};
+use crate::detection::{CloseHow, Detection, Outcome, errno_name};
 use crate::exit::{self, CliError};
 use crate::predict::predict;
 use crate::report::{
@@ -22,7 +22,8 @@ use crate::strategy::Strategy;
 use crate::watch::{Watch, watch};
 use crate::{signals, tcpinfo};
 
-/// Run `tcphb connect`; returns the exit code (0 alive, 3 detected).
+/// Run `tcphb connect`; returns the exit code (0 alive, 3 a dead peer detected, 5 the peer closed the
+/// connection itself). A peer that never answered a heartbeat, or broke the protocol, is an error.
 pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
     let strategy = args.strategy.strategy();
     sockopt::validate(&strategy)?;
@@ -58,6 +59,11 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
         let stream = tokio::net::TcpStream::from_std(std_stream)?;
         anyhow::Ok(watch(stream, &w, opened, stop_after(args.duration)).await)
     })?;
+    // Nothing was cut here: a FIN is the peer's own close, not a death.
+    let detection = detection.on_a_live_path();
+    if detection.closed_by_tcphb() {
+        return Err(not_a_heartbeat_peer(peer, &detection));
+    }
     let report = ConnectReport {
         schema: SCHEMA,
         peer: peer.to_string(),
@@ -69,11 +75,37 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
         detection,
     };
     super::print(&render_connect(&report, format))?;
-    Ok(if report.detection.outcome.is_detection() {
+    Ok(exit_code(&[&report.detection]))
+}
+
+/// 3 if any connection died, else 5 if the peer closed any itself, else 0.
+fn exit_code(detections: &[&Detection]) -> u8 {
+    if detections.iter().any(|d| d.is_death()) {
         exit::DETECTED
+    } else if detections.iter().any(|d| d.closed_by_peer()) {
+        exit::CLOSED
     } else {
         exit::OK
-    })
+    }
+}
+
+/// The one-line error for a peer tcphb closed: it never answered a heartbeat, or broke the protocol.
+fn not_a_heartbeat_peer(peer: SocketAddr, d: &Detection) -> anyhow::Error {
+    let advice = "use --keepalive/--user-timeout, or point at `tcphb listen` or an echo server";
+    if d.how == Some(CloseHow::NoHeartbeat) {
+        anyhow::anyhow!(
+            "the peer at {peer} never answered a heartbeat (no PONG or echo in {}): it does not speak tcphb's PING protocol; {advice}",
+            human_ms(Some(d.silence_ms))
+        )
+    } else {
+        anyhow::anyhow!(
+            "closed the connection to {peer} after {}: {}; {advice}",
+            human_ms(Some(d.elapsed_ms)),
+            d.note
+                .as_deref()
+                .unwrap_or("the peer broke the heartbeat protocol")
+        )
+    }
 }
 
 /// Completes after `duration` (if any) or when the process is asked to stop.
@@ -162,7 +194,18 @@ fn run_many(
         }
         anyhow::Ok(out)
     })?;
+    let detections: Vec<Detection> = detections
+        .into_iter()
+        .map(Detection::on_a_live_path)
+        .collect();
+    // A peer that does not speak the protocol fails every connection alike: an error, said once.
+    if !detections.iter().any(Detection::is_death)
+        && let Some(d) = detections.iter().find(|d| d.closed_by_tcphb())
+    {
+        return Err(not_a_heartbeat_peer(peer, d));
+    }
     let count = |o: Outcome| detections.iter().filter(|d| d.outcome == o).count() as u64;
+    let by = |f: fn(&Detection) -> bool| detections.iter().filter(|d| f(d)).count() as u64;
     let samples = detections
         .iter()
         .filter_map(|d| d.detected_by.map(|m| (m.name().to_string(), d.silence_ms)))
@@ -176,18 +219,15 @@ fn run_many(
         connections: wanted,
         alive: count(Outcome::Alive),
         dead: count(Outcome::Dead),
-        closed: count(Outcome::Closed),
+        closed: by(Detection::closed_by_peer),
+        closed_by_tcphb: by(Detection::closed_by_tcphb),
         by_mechanism: mechanism_stats(samples),
         expected_ms: prediction.expected_ms(),
         expected_by: prediction.mechanism,
         expected_reason: prediction.reason,
     };
     super::print(&render_connect_many(&report, format))?;
-    Ok(if report.dead + report.closed > 0 {
-        exit::DETECTED
-    } else {
-        exit::OK
-    })
+    Ok(exit_code(&detections.iter().collect::<Vec<_>>()))
 }
 
 /// Connect to the first address that accepts, with the strategy applied before the handshake, and read

@@ -22,7 +22,8 @@ use crate::signals;
 use crate::sockopt::{self, Effective, KernelTimers};
 use crate::watch::{Watch, watch};
 
-/// Run `tcphb listen`; returns the exit code (0, or 3 if any connection was declared dead).
+/// Run `tcphb listen`; returns the exit code (0, or 3 if any connection was declared dead). Clients
+/// that close their connections are what clients do: counted and reported, not an exit code.
 pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
     let strategy = args.strategy.strategy();
     sockopt::validate(&strategy)?;
@@ -115,8 +116,11 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
             _ = &mut shutdown => break,
             Some((peer, det, effective)) = ev_rx.recv() => {
                 open -= 1;
+                // Nothing was cut here: a client's FIN is its own close, not a death.
+                let det = det.on_a_live_path();
                 match det.outcome {
                     Outcome::Dead => summary.dead += 1,
+                    Outcome::Closed if det.closed_by_tcphb() => summary.closed_by_tcphb += 1,
                     Outcome::Closed => summary.closed += 1,
                     Outcome::Alive => continue,
                 }
