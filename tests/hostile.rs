@@ -138,8 +138,10 @@ fn hostile_clients_are_cut_off_with_a_reason_while_others_keep_their_deadlines()
     let ev = &by[&victim_addr];
     assert_eq!(ev["detected_by"], "heartbeat", "{ev}");
     let silence = ev["silence_ms"].as_u64().unwrap();
+    // 300 ms × 3 after its last PONG, a floor (the timer never fires early); 250 ms of slack for
+    // the abuse, short of a fourth miss (1200).
     assert!(
-        (850..=1600).contains(&silence),
+        (900..=1150).contains(&silence),
         "victim silence {silence} ms: {ev}"
     );
     // It answered pings while alive, and the server closed it interval × misses (900 ms) after its
@@ -149,7 +151,7 @@ fn hostile_clients_are_cut_off_with_a_reason_while_others_keep_their_deadlines()
     let caught = victim_closed.duration_since(victim_stopped);
     eprintln!("victim: answered {answered} pings, closed {caught:?} after it stopped answering");
     assert!(
-        caught >= Duration::from_millis(500) && caught <= Duration::from_millis(1600),
+        caught >= Duration::from_millis(500) && caught <= Duration::from_millis(1150),
         "victim closed {caught:?} after it stopped answering: {ev}"
     );
 
