@@ -85,8 +85,11 @@ fn every_fault_is_noticed_by_the_mechanism_that_should_notice_it() {
         "blackhole,unreachable,freeze,reboot,crash",
         "--load",
         "idle,busy",
+        // uto=2s/freeze/busy needs the frozen peer's receive window to fill before its 2 s of
+        // zero-window probing start; at the busy writer's ≤ 1.6 MB/s into an autotuned buffer of
+        // up to 6 MB that took more than 7 s in all under a CPU hog ("nothing noticed").
         "--deadline",
-        "7s",
+        "10s",
     ]);
     assert_eq!(v["schema"], 1);
     assert!(v["lab"]["facts"]["kernel"].is_string());
@@ -161,11 +164,13 @@ fn every_fault_is_noticed_by_the_mechanism_that_should_notice_it() {
     }
 
     // Heartbeats notice everything but a crash within interval × misses (1500 ms) of the last pong:
-    // a floor, as the timer never fires early; 400 ms of slack, short of a fourth miss (2000).
+    // a floor, as the timer never fires early. The ceiling is looser than in tests/detect.rs: here
+    // one event loop (a debug build) also drives the busy cells' writers, and on a shared 2-core
+    // machine it was seen 445 ms late (1945 ms). detect.rs, one connection, guards the count.
     for f in ["blackhole", "unreachable", "freeze"] {
         let c = cell(&by, "hb=500ms,3", f, "idle");
         let silence = c["silence_ms"].as_u64().unwrap();
-        assert!((1500..=1900).contains(&silence), "{f}: {c}");
+        assert!((1500..=2200).contains(&silence), "{f}: {c}");
     }
 }
 
