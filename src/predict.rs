@@ -678,13 +678,7 @@ pub fn judge(pred: &Prediction, by: Option<Mechanism>, measured: Option<Duration
         (Some(e), Some(m)) => {
             let tolerance = (e / 4).max(Duration::from_millis(500));
             if !same_family(pred.mechanism, by) {
-                Some(format!(
-                    "expected {} after {}, got {} after {}",
-                    name(pred.mechanism),
-                    f(e),
-                    name(by),
-                    f(m)
-                ))
+                Some(mismatch(pred, e, by, m))
             } else if m.abs_diff(e) > tolerance {
                 Some(format!("took {} where {} was expected", f(m), f(e)))
             } else {
@@ -729,13 +723,7 @@ pub fn judge_band(
                 same_family(pred.mechanism, b) || b.is_some_and(|b| pred.may_be.contains(&b))
             };
             if !fits(by) {
-                Some(format!(
-                    "expected {} after {}, got {} after {}",
-                    name(pred.mechanism),
-                    f(e),
-                    name(by),
-                    f(m)
-                ))
+                Some(mismatch(pred, e, by, m))
             } else if pred.outside_band(m).is_some_and(|o| o > BAND_MARGIN) {
                 Some(format!(
                     "took {} where {}–{} was expected",
@@ -789,6 +777,17 @@ pub fn judge_silent_death(pred: &Prediction, by: Option<Mechanism>, silence_ms: 
         }
         _ => judge(pred, by, Some(Duration::from_millis(silence_ms))),
     }
+}
+
+/// "expected keepalive after 4.0 s, got heartbeat after 1.5 s"
+fn mismatch(pred: &Prediction, e: Duration, by: Option<Mechanism>, m: Duration) -> String {
+    format!(
+        "expected {} after {:.1} s, got {} after {:.1} s",
+        name(pred.mechanism),
+        e.as_secs_f64(),
+        name(by),
+        m.as_secs_f64()
+    )
 }
 
 fn name(m: Option<Mechanism>) -> &'static str {

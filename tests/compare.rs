@@ -8,25 +8,13 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, bin, code, json, lab_allowed, proc_state, wait_until};
+use common::{Proc, bin, code, compare_json, json, lab_allowed, proc_state, wait_until};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
 /// Run compare with JSON output and index its results by (strategy, fault, load).
 fn compare(args: &[&str]) -> (Value, HashMap<(String, String, String), Value>) {
-    let out = Command::new(bin())
-        .arg("compare")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("run tcphb compare");
-    assert_eq!(
-        code(&out),
-        0,
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = compare_json(args);
     let mut by = HashMap::new();
     for r in v["results"].as_array().unwrap() {
         let key = (

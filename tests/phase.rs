@@ -8,27 +8,11 @@ mod common;
 
 use std::process::Command;
 
-use common::{bin, code, json, lab_allowed};
+use common::{bin, compare_json as compare, lab_allowed};
 use serde_json::Value;
 
 /// Margin allowed outside a run's own band: tcphb's event loop and TCP_INFO read on a shared machine.
 const MARGIN_MS: u64 = 100;
-
-fn compare(args: &[&str]) -> Value {
-    let out = Command::new(bin())
-        .arg("compare")
-        .args(args)
-        .args(["--format", "json"])
-        .output()
-        .expect("run tcphb compare");
-    assert_eq!(
-        code(&out),
-        0,
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json(&out)
-}
 
 /// Every run of every cell inside its own band, and the cell says it agrees.
 fn assert_in_own_band(v: &Value) -> Vec<u64> {

@@ -366,3 +366,20 @@ pub fn listen_in(lab: &tcphb::lab::Lab, node: tcphb::lab::Node, addr: &str) -> P
     listening_port(&p);
     p
 }
+
+/// Run `tcphb compare ARGS --format json`, insist it exits 0, and return its JSON.
+pub fn compare_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin())
+        .arg("compare")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run tcphb compare");
+    assert_eq!(
+        code(&out),
+        0,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&out)
+}
