@@ -42,6 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
             [CompletionResult]::new('--heartbeat', '--heartbeat', [CompletionResultType]::ParameterName, 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence')
             [CompletionResult]::new('--max-conns', '--max-conns', [CompletionResultType]::ParameterName, 'Hold at most this many connections; further ones are accepted and closed at once, and counted')
+            [CompletionResult]::new('--rcvbuf', '--rcvbuf', [CompletionResultType]::ParameterName, 'Fix each connection''s receive buffer at SIZE bytes (SO_RCVBUF; the kernel doubles it for its own overhead) instead of letting it grow: when this process is frozen (SIGSTOP), a busy client''s window then closes within a fraction of a second. The lab''s peer uses 256 KiB')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--rst-on-exit', '--rst-on-exit', [CompletionResultType]::ParameterName, 'Close connections with RST (SO_LINGER 0) when this process ends, even by SIGKILL — as a rebooting host forgets them — instead of the usual FIN')

@@ -295,7 +295,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__listen)
-            opts="-k -u -H -f -h --keepalive --user-timeout --heartbeat --max-conns --rst-on-exit --format --help"
+            opts="-k -u -H -f -h --keepalive --user-timeout --heartbeat --max-conns --rst-on-exit --rcvbuf --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -326,6 +326,10 @@ _tcphb() {
                     return 0
                     ;;
                 --max-conns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rcvbuf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -38,6 +38,7 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand -H 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
             cand --heartbeat 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
             cand --max-conns 'Hold at most this many connections; further ones are accepted and closed at once, and counted'
+            cand --rcvbuf 'Fix each connection''s receive buffer at SIZE bytes (SO_RCVBUF; the kernel doubles it for its own overhead) instead of letting it grow: when this process is frozen (SIGSTOP), a busy client''s window then closes within a fraction of a second. The lab''s peer uses 256 KiB'
             cand -f 'Output format'
             cand --format 'Output format'
             cand --rst-on-exit 'Close connections with RST (SO_LINGER 0) when this process ends, even by SIGKILL — as a rebooting host forgets them — instead of the usual FIN'

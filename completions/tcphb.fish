@@ -39,6 +39,7 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s k -l keepalive -d
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -l max-conns -d 'Hold at most this many connections; further ones are accepted and closed at once, and counted' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -l rcvbuf -d 'Fix each connection\'s receive buffer at SIZE bytes (SO_RCVBUF; the kernel doubles it for its own overhead) instead of letting it grow: when this process is frozen (SIGSTOP), a busy client\'s window then closes within a fraction of a second. The lab\'s peer uses 256 KiB' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'

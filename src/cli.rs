@@ -223,6 +223,11 @@ pub struct ListenArgs {
     /// rebooting host forgets them — instead of the usual FIN.
     #[arg(long)]
     pub rst_on_exit: bool,
+    /// Fix each connection's receive buffer at SIZE bytes (SO_RCVBUF; the kernel doubles it for
+    /// its own overhead) instead of letting it grow: when this process is frozen (SIGSTOP), a
+    /// busy client's window then closes within a fraction of a second. The lab's peer uses 256 KiB.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(4096..=(64 << 20)))]
+    pub rcvbuf: Option<u32>,
 }
 
 /// `tcphb connect`.

@@ -48,7 +48,8 @@ impl Decoder {
         mut bytes: &[u8],
         mut on_msg: impl FnMut(Message),
     ) -> Result<(), CodecError> {
-        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+        // memchr, not a byte loop: a busy peer's lab pushes megabytes a second through here.
+        while let Some(nl) = memchr::memchr(b'\n', bytes) {
             let (line, rest) = bytes.split_at(nl);
             bytes = &rest[1..];
             if self.partial.is_empty() {
@@ -101,15 +102,23 @@ pub fn pong(seq: u64) -> Vec<u8> {
     format!("PONG {seq}\n").into_bytes()
 }
 
-/// A block of `DATA` filler lines of about `size` bytes, used as busy load.
-pub fn data_block(size: usize) -> Vec<u8> {
-    const LINE: &[u8] =
-        b"DATA tcphb busy load: discard me ..........................................\n";
-    LINE.iter()
-        .copied()
-        .cycle()
-        .take(size.div_ceil(LINE.len()) * LINE.len())
-        .collect()
+/// Bytes of busy load per [`data_block`]: 16 lines just under [`MAX_LINE`].
+pub const DATA_BLOCK: usize = 16 * DATA_LINE;
+/// One `DATA` filler line, newline included: long lines keep the receiver's per-line work (and so
+/// the CPU a busy lab burns) small beside the bytes it moves.
+const DATA_LINE: usize = MAX_LINE - 24;
+
+/// A block of [`DATA_BLOCK`] bytes of `DATA` filler lines, used as busy load. Built once: a busy
+/// writer copies it out every few milliseconds, and building it each time cost a debug build more
+/// CPU than the writing.
+pub fn data_block() -> &'static [u8] {
+    static BLOCK: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        let mut line = b"DATA tcphb busy load: discard me ".to_vec();
+        line.resize(DATA_LINE - 1, b'.');
+        line.push(b'\n');
+        line.repeat(DATA_BLOCK / DATA_LINE)
+    });
+    &BLOCK
 }
 
 #[cfg(test)]
@@ -161,10 +170,11 @@ mod tests {
     fn encoders_round_trip() {
         let mut bytes = ping(1);
         bytes.extend(pong(2));
-        bytes.extend(data_block(300));
+        bytes.extend(data_block());
         let got = decode_all(&[&bytes]).unwrap();
         assert_eq!(&got[..2], &[Message::Ping(1), Message::Pong(2)]);
+        assert_eq!(got.len(), 2 + DATA_BLOCK / DATA_LINE);
         assert!(got[2..].iter().all(|m| *m == Message::Data));
-        assert!(data_block(300).len() >= 300);
+        assert_eq!(data_block().len(), DATA_BLOCK);
     }
 }

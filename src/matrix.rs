@@ -21,8 +21,11 @@ pub struct Run {
     pub detected_by: Option<Mechanism>,
     pub errno: Option<String>,
     pub outcome: Outcome,
-    /// The keepalive timer as the kernel held it at the cut, when it was armed.
+    /// Its timers as the kernel held them at the cut, when they could be read.
     pub cut_phase: Option<CutPhase>,
+    /// It ended during the warm-up, before anything was cut: the run measured no fault (the lab's
+    /// peer stopped answering, or the machine was too loaded to run it), and disagrees.
+    pub ended_before_cut: bool,
     /// Predicted for this run's own phase, on the cell's basis, with the timer-wheel band.
     pub expected_ms: Option<u64>,
     pub expected_min_ms: Option<u64>,
@@ -33,15 +36,19 @@ pub struct Run {
     pub icmp: Option<IcmpSeen>,
 }
 
-/// Measured: the keepalive timer of one connection at the instant of the cut.
+/// Measured: one connection's timers at the instant of the cut, which its prediction is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CutPhase {
     /// Since the last packet heard from the peer, ms.
     pub heard_ago_ms: u64,
-    /// Until the keepalive timer fired next, ms.
-    pub keepalive_due_ms: u64,
-    /// Keepalive probes out and unanswered.
-    pub probes_out: u32,
+    /// Its retransmission timeout (TCP_INFO), ms.
+    pub rto_ms: u64,
+    /// Until the keepalive timer fired next, ms; null when keepalive was off.
+    pub keepalive_due_ms: Option<u64>,
+    /// Keepalive probes out and unanswered; null when keepalive was off.
+    pub probes_out: Option<u32>,
+    /// reboot: when the path was healed, from this cell's cut, ms.
+    pub heal_ms: Option<u64>,
 }
 
 impl Run {
@@ -130,7 +137,17 @@ pub fn aggregate(
                 Basis::Fault => r.latency_ms,
             }
             .map(Duration::from_millis);
-            let j = judge_band(&p, r.detected_by, measured, deadline);
+            let j = if r.ended_before_cut {
+                crate::predict::Judgement {
+                    agrees: false,
+                    note: Some(
+                        "ended before the cut, during the warm-up: the lab's peer stopped answering (is the machine overloaded?), so this run measured no fault"
+                            .into(),
+                    ),
+                }
+            } else {
+                judge_band(&p, r.detected_by, measured, deadline)
+            };
             r.expected_ms = p.expected_ms();
             r.expected_min_ms = p.expected_min_ms();
             r.expected_max_ms = p.expected_max_ms();
@@ -287,6 +304,7 @@ mod tests {
                 Outcome::Alive
             },
             cut_phase: None,
+            ended_before_cut: false,
             expected_ms: None,
             expected_min_ms: None,
             expected_max_ms: None,
@@ -358,6 +376,26 @@ mod tests {
             vec![run(None, None)],
         );
         assert!(!r.agrees);
+    }
+
+    #[test]
+    fn a_run_that_ended_before_the_cut_never_agrees() {
+        let s = "ka=1s,1s,3".parse().unwrap();
+        let k = Some(Mechanism::Keepalive);
+        let (mut early, p) = run(Some(4000), k);
+        early.latency_ms = None;
+        early.ended_before_cut = true;
+        let r = aggregate(
+            &s,
+            Fault::Blackhole,
+            Load::Idle,
+            &ka_pred(),
+            Duration::from_secs(8),
+            vec![run(Some(3500), k), (early, p)],
+        );
+        assert!(!r.agrees);
+        assert!(!r.runs[1].agrees && r.runs[0].agrees);
+        assert!(r.disagreement.unwrap().contains("before the cut"));
     }
 
     #[test]

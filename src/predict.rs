@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::detection::Mechanism;
-use crate::scenario::{Fault, Load};
+use crate::scenario::{BUSY_TICK, Fault, Load};
 use crate::sockopt::{Effective, KernelTimers};
 
 /// TCP_RTO_MAX on Linux.
@@ -259,17 +259,27 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
         return Cand::exact(t, slack, Mechanism::Retransmission, reason);
     }
     match eff.user_timeout() {
-        // The retransmission timer is clamped to end exactly at the user timeout after the first
-        // unacknowledged send (tcp_clamp_rto_to_user_timeout): one last firing's slack.
-        Some(uto) => Cand::timer(
-            uto,
-            Mechanism::UserTimeout,
-            format!(
-                "user timeout {} on unacknowledged data",
-                crate::strategy::format_duration(uto)
-            ),
-            kernel,
-        ),
+        // The user timeout counts from the first retransmission (`retrans_stamp`), one RTO after
+        // the first unacknowledged send, and the retransmission timer is clamped to end exactly
+        // there (tcp_clamp_rto_to_user_timeout). That send leaves up to one busy tick after the
+        // cut; the first firing and the clamped last one each add their slack.
+        Some(uto) => {
+            let first_rto = rto.unwrap_or(rto_min).max(rto_min);
+            let w = wheel(kernel);
+            let t = first_rto + uto;
+            Cand {
+                t,
+                min: t,
+                max: t + BUSY_TICK + w.max_late(first_rto) + w.max_late(uto.min(RTO_MAX)),
+                m: Mechanism::UserTimeout,
+                also: Vec::new(),
+                reason: format!(
+                    "user timeout {} on unacknowledged data, counted from the first retransmission, one RTO ({} ms) after the first unacknowledged send",
+                    crate::strategy::format_duration(uto),
+                    first_rto.as_millis()
+                ),
+            }
+        }
         None => {
             let t = retransmission_budget(kernel.tcp_retries2, rto_min);
             let reason = format!(
@@ -285,6 +295,43 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
             )
         }
     }
+}
+
+/// [`busy_death_on`] under a path fault. Where a router answers with ICMP unreachable, RFC 6069
+/// applies: each ICMP about a retransmitted segment undoes one RTO back-off and re-arms the
+/// retransmission timer without the user-timeout clamp (tcp_ld_RTO_revert), so the user timeout can
+/// be checked late by up to that reverted interval.
+fn busy_death_at(
+    eff: &Effective,
+    fault: Fault,
+    kernel: &KernelTimers,
+    rto: Option<Duration>,
+) -> Cand {
+    let mut c = busy_death_on(eff, kernel, rto);
+    if let (Fault::Unreachable | Fault::Prohibit, Some(uto)) = (fault, eff.user_timeout()) {
+        let rto = rto
+            .unwrap_or_default()
+            .max(Duration::from_millis(kernel.rto_min_ms));
+        c.max += rto_revert_overshoot(rto, uto);
+        c.reason.push_str(
+            "; the router's ICMP errors revert the RTO back-off (RFC 6069) and re-arm the timer past the user timeout, \
+             which widens the band",
+        );
+    }
+    c
+}
+
+/// The most an RFC 6069 revert delays a user timeout of `uto` on a path whose RTO is `rto`: half the
+/// longest back-off interval begun before it (the revert re-arms one back-off step down).
+fn rto_revert_overshoot(rto: Duration, uto: Duration) -> Duration {
+    // Back-off intervals from the first retransmission: 2·rto, 4·rto, … each capped at TCP_RTO_MAX.
+    let (mut start, mut interval, mut longest) = (Duration::ZERO, rto * 2, rto * 2);
+    while start < uto {
+        longest = interval;
+        start += interval;
+        interval = (interval * 2).min(RTO_MAX);
+    }
+    longest / 2
 }
 
 /// The kernel timer that gives up on a silently dead peer: the user timeout or retransmissions when
@@ -355,29 +402,32 @@ pub fn predict(
     kernel: &KernelTimers,
     rtt: Duration,
 ) -> Prediction {
-    predict_at(eff, fault, load, kernel, rtt, None)
+    predict_at(eff, fault, load, kernel, rtt, phase::AtCut::default())
 }
 
-/// [`predict`] for a cut made when the keepalive timer was in phase `at` (read from the kernel at
-/// the cut); `None` predicts the steady state with the band over every phase.
+/// [`predict`] for a connection whose state at the cut is known (the lab reads its keepalive
+/// timer and RTO just before cutting, and times the heal); what `at` leaves unknown is predicted
+/// over every phase.
 pub fn predict_at(
     eff: &Effective,
     fault: Fault,
     load: Load,
     kernel: &KernelTimers,
     rtt: Duration,
-    at: Option<phase::KeepalivePhase>,
+    at: phase::AtCut,
 ) -> Prediction {
     let hb = heartbeat_death(eff);
     match fault {
         Fault::Blackhole | Fault::Unreachable | Fault::Prohibit | Fault::Linkdown => {
             let mut c: Vec<_> = hb.into_iter().collect();
             match load {
-                Load::Busy => c.push(busy_death(eff, kernel)),
+                Load::Busy => c.push(busy_death_at(eff, fault, kernel, at.rto)),
                 // Heartbeat pings are data: once one is unanswered, keepalive is silent and the
                 // retransmission / user-timeout timers run instead.
-                Load::Idle if eff.heartbeat().is_some() => c.push(busy_death(eff, kernel)),
-                Load::Idle => c.extend(keepalive_death(eff, kernel, at)),
+                Load::Idle if eff.heartbeat().is_some() => {
+                    c.push(busy_death_at(eff, fault, kernel, at.rto))
+                }
+                Load::Idle => c.extend(keepalive_death(eff, kernel, at.keepalive)),
             }
             first(
                 Basis::LastHeard,
@@ -392,7 +442,10 @@ pub fn predict_at(
             {
                 // The window closes once the frozen peer's receive buffer is full; the first zero-window
                 // probe goes one RTO later and the user timeout counts from there.
-                let rto = Duration::from_millis(kernel.rto_min_ms);
+                let rto = at
+                    .rto
+                    .unwrap_or_default()
+                    .max(Duration::from_millis(kernel.rto_min_ms));
                 let mut cand = Cand::timer(
                     uto + rto,
                     Mechanism::UserTimeout,
@@ -443,8 +496,8 @@ pub fn predict_at(
     }
 }
 
-/// Most the busy writer takes to fill a frozen peer's autotuned receive window (0.2–0.6 s measured
-/// in the lab at tcphb's busy rate).
+/// Most the busy writer takes to fill a frozen peer's receive window: 0.33–0.39 s measured with the
+/// lab peer's fixed 256 KiB buffer at tcphb's busy rate; the rest is room for a loaded machine.
 const FREEZE_WINDOW_FILL: Duration = Duration::from_millis(800);
 /// A dying process's FIN or RST arrives within a round trip; the peer's exit and our wake-up add this.
 const CRASH_SLACK: Duration = Duration::from_millis(100);
@@ -456,48 +509,64 @@ fn predict_reboot(
     eff: &Effective,
     load: Load,
     kernel: &KernelTimers,
-    at: Option<phase::KeepalivePhase>,
+    at: phase::AtCut,
 ) -> Prediction {
     let w = wheel(kernel);
-    let rto = Duration::from_millis(kernel.rto_min_ms);
-    // Retransmissions at RTO·(2^k − 1) after a send: the first one after the heal draws the RST.
-    let rst_after_send = |sent: Duration| {
-        retransmission_firings(rto)
-            .map(|t| sent + t)
-            .find(|t| *t >= REBOOT_HEAL)
-            .map(|t| (t, retransmission_slack(rto, t - sent, kernel)))
+    let rto_min = Duration::from_millis(kernel.rto_min_ms);
+    let rto = at.rto.unwrap_or(rto_min).max(rto_min);
+    let heal = at.heal.unwrap_or(REBOOT_HEAL);
+    // Retransmissions at RTO·(2^k − 1) after a send made somewhere in `sent`: (earliest, nominal,
+    // latest) of the first one that meets the healed path. A firing whose slack reaches past the
+    // heal may meet it or be lost just before, so the band runs from it to the first firing
+    // surely after the heal.
+    let rst_after_send = |sent: std::ops::RangeInclusive<Duration>| {
+        let mut earliest = None;
+        let mut prev = Duration::ZERO;
+        let mut late = Duration::ZERO;
+        for f in retransmission_firings(rto).take(64) {
+            late += w.max_late(f - prev);
+            prev = f;
+            if *sent.end() + f + late >= heal {
+                let lo = *earliest.get_or_insert(*sent.start() + f);
+                if *sent.start() + f >= heal {
+                    return Some((lo, *sent.start() + f, *sent.end() + f + late));
+                }
+            }
+        }
+        None
     };
-    let rst = |t: Duration, slack: Duration| {
-        Cand::exact(
-            t,
-            slack,
-            Mechanism::Reset,
-            "the first segment after the path heals draws a RST from the rebooted peer".into(),
-        )
+    let rst = |(min, t, max): (Duration, Duration, Duration)| Cand {
+        t,
+        min,
+        max,
+        m: Mechanism::Reset,
+        also: Vec::new(),
+        reason: "the first segment after the path heals draws a RST from the rebooted peer".into(),
     };
     let mut c = Vec::new();
     if load == Load::Busy {
-        // The busy writer keeps a segment in flight: its retransmissions run from the cut.
-        c.extend(rst_after_send(Duration::ZERO).map(|(t, s)| rst(t, s)));
-        c.push(busy_death(eff, kernel));
+        // The busy writer keeps a segment in flight: its retransmissions run from its first write
+        // after the cut, within one busy tick.
+        c.extend(rst_after_send(Duration::ZERO..=BUSY_TICK).map(rst));
+        c.push(busy_death_on(eff, kernel, at.rto));
     }
     if let Some((interval, misses)) = eff.heartbeat() {
         // The first ping after the cut goes at a phase p in (0, interval]; the last pong came
         // interval − p before the cut. Over every phase: the RST on that ping's retransmission, or
         // the heartbeat giving up, whichever comes first.
-        let outcome = |p: Duration| -> (Duration, Mechanism) {
+        let outcome = |p: Duration| -> (Duration, Duration, Mechanism) {
             let hb = (p + interval * misses).saturating_sub(interval);
-            match rst_after_send(p) {
-                Some((t, _)) if t < hb => (t, Mechanism::Reset),
-                _ => (hb, Mechanism::Heartbeat),
+            match rst_after_send(p..=p) {
+                Some((lo, t, hi)) if t < hb => (lo.min(t), hi, Mechanism::Reset),
+                _ => (hb, hb, Mechanism::Heartbeat),
             }
         };
-        let (t, m) = outcome(interval / 2);
+        let (t, _, m) = outcome(interval / 2);
         let (mut lo, mut hi, mut also) = (t, t, Vec::new());
         for k in 1..=16u32 {
-            let (t, other) = outcome(interval * k / 16);
+            let (t, t_hi, other) = outcome(interval * k / 16);
             lo = lo.min(t);
-            hi = hi.max(t);
+            hi = hi.max(t_hi);
             if other != m && !also.contains(&other) {
                 also.push(other);
             }
@@ -505,7 +574,7 @@ fn predict_reboot(
         c.push(Cand {
             t,
             min: lo,
-            max: hi + retransmission_slack(rto, REBOOT_HEAL, kernel) + HEARTBEAT_SLACK,
+            max: hi + HEARTBEAT_SLACK,
             m,
             also,
             reason: format!(
@@ -515,32 +584,32 @@ fn predict_reboot(
             ),
         });
         if load == Load::Idle {
-            c.push(busy_death(eff, kernel));
+            c.push(busy_death_on(eff, kernel, at.rto));
         }
     } else if load == Load::Idle
         && let Some(k) = keepalive_timer(eff)
     {
         // The next keepalive probe after the heal, from the timer's phase at the cut.
         let probe_from_cut = |p: phase::KeepalivePhase| {
-            k.first_probe_from(p, p.heard_ago + REBOOT_HEAL, w)
-                .map(|(t, late)| (t - p.heard_ago, late))
+            k.first_probe_from(p, p.heard_ago + heal, w)
+                .map(|(lo, t, hi)| (lo - p.heard_ago, t - p.heard_ago, hi - p.heard_ago))
         };
-        let steady = at.unwrap_or_else(|| k.steady_phase());
-        if let Some((t, late)) = probe_from_cut(steady) {
-            let mut cand = rst(t, late);
-            if at.is_none() {
+        let steady = at.keepalive.unwrap_or_else(|| k.steady_phase());
+        if let Some(band) = probe_from_cut(steady) {
+            let mut cand = rst(band);
+            if at.keepalive.is_none() {
                 for p in k.phases(16) {
-                    if let Some((t, late)) = probe_from_cut(p) {
-                        cand.min = cand.min.min(t);
-                        cand.max = cand.max.max(t + late);
+                    if let Some((lo, _, hi)) = probe_from_cut(p) {
+                        cand.min = cand.min.min(lo);
+                        cand.max = cand.max.max(hi);
                     }
                 }
             }
             c.push(cand);
         }
-        c.extend(keepalive_death(eff, kernel, at).map(|mut d| {
+        c.extend(keepalive_death(eff, kernel, at.keepalive).map(|mut d| {
             // Counted from the fault, not from the last packet heard.
-            let ago = at.map_or(Duration::ZERO, |p| p.heard_ago);
+            let ago = at.keepalive.map_or(Duration::ZERO, |p| p.heard_ago);
             d.t = d.t.saturating_sub(ago);
             d.min = d.min.saturating_sub(ago);
             d.max = d.max.saturating_sub(ago);
@@ -882,10 +951,9 @@ mod tests {
             ms(&predict_on_path(&eff("none"), Load::Idle, &k, &path)),
             None
         );
-        // Keepalive, user timeout and heartbeat do not depend on the RTO.
+        // Keepalive and heartbeat do not depend on the RTO; a busy user timeout starts one RTO in.
         for (spec, load, want) in [
             ("ka=2s,1s,3", Load::Idle, 5000),
-            ("uto=3s", Load::Busy, 3000),
             ("ka=1s,1s,3+uto=2s", Load::Idle, 2000),
             ("hb=500ms,3", Load::Idle, 1500),
             ("hb=500ms,3", Load::Busy, 1500),
@@ -902,6 +970,9 @@ mod tests {
                 "{spec}: same as the generic prediction"
             );
         }
+        // A busy user timeout starts at the first retransmission: one measured RTO (1 s) in.
+        let e = eff("uto=3s");
+        assert_eq!(ms(&predict_on_path(&e, Load::Busy, &k, &path)), Some(4000));
     }
 
     #[test]
@@ -957,16 +1028,31 @@ mod tests {
     }
 
     #[test]
+    fn icmp_unreachable_widens_a_busy_user_timeout_by_the_rto_revert() {
+        // Back-off from the first retransmission (rto 200 ms): 400 @0, 800 @400, 1600 @1200,
+        // 3200 @2800 — the last begun before 3 s; the revert re-arms one step down: 1.6 s.
+        assert_eq!(
+            rto_revert_overshoot(Duration::from_millis(200), Duration::from_secs(3)),
+            Duration::from_millis(1600)
+        );
+        let b = p("uto=3s", Fault::Blackhole, Load::Busy);
+        let u = p("uto=3s", Fault::Unreachable, Load::Busy);
+        assert_eq!(u.expected, b.expected);
+        assert_eq!(u.max.unwrap() - b.max.unwrap(), Duration::from_millis(1600));
+    }
+
+    #[test]
     fn busy_ignores_keepalive() {
         let r = p("ka=1s,1s,3", Fault::Blackhole, Load::Busy);
         assert_eq!(
             (ms(&r), r.mechanism),
             (Some(924_600), Some(Mechanism::Retransmission))
         );
+        // The user timeout counts from the first retransmission, one RTO (200 ms here) in.
         let r = p("ka=1s,1s,3+uto=3s", Fault::Blackhole, Load::Busy);
         assert_eq!(
             (ms(&r), r.mechanism),
-            (Some(3000), Some(Mechanism::UserTimeout))
+            (Some(3200), Some(Mechanism::UserTimeout))
         );
     }
 

@@ -206,7 +206,18 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
             // cut before the first probe (predict::phase).
             continue;
         }
-        let uto = Duration::from_secs(idle + count * interval);
+        // A busy connection's user timeout counts from its first retransmission, one RTO after
+        // the first unacknowledged send (predict::busy_death_on): leave that RTO room. An idle
+        // one gives up at the first probe tick at or after the user timeout: the last one.
+        let first_rto = ask
+            .path
+            .rto
+            .max(Duration::from_millis(ask.kernel.rto_min_ms));
+        let last_tick = Duration::from_secs(idle + count * interval);
+        let Some(room) = ask.within.checked_sub(first_rto).filter(|r| !r.is_zero()) else {
+            continue;
+        };
+        let uto = Duration::from_millis(room.min(last_tick).as_millis() as u64);
         let s = Strategy {
             label: None,
             keepalive: Keepalive::Custom {
@@ -329,8 +340,9 @@ mod tests {
     #[test]
     fn thirty_seconds_on_a_lan_is_kernel_only() {
         let r = recommend(&ask(Duration::from_secs(30), ms(1), None, true)).unwrap();
-        assert_eq!(r.strategy.spec(), "ka=15s,5s,3+uto=30s");
-        assert_eq!(r.flags, "--keepalive 15s,5s,3 --user-timeout 30s");
+        // The user timeout leaves room for the first RTO (200 ms) a busy connection waits.
+        assert_eq!(r.strategy.spec(), "ka=15s,5s,3+uto=29s800ms");
+        assert_eq!(r.flags, "--keepalive 15s,5s,3 --user-timeout 29s800ms");
         assert_eq!(r.idle.expected, Some(Duration::from_secs(30)));
         assert_eq!(r.busy.expected, Some(Duration::from_secs(30)));
     }
@@ -383,7 +395,7 @@ mod tests {
             (idle, interval, count),
             (Duration::from_secs(2), Duration::from_secs(2), 14)
         );
-        assert_eq!(r.strategy.user_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(r.strategy.user_timeout, Some(Duration::from_millis(29_800)));
         // An idle timeout under 1.25 s is beyond keepalive: heartbeat under it.
         let r = recommend(&ask(Duration::from_secs(30), ms(1), Some(ms(1000)), true)).unwrap();
         let h = r.strategy.heartbeat.unwrap();

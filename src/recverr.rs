@@ -327,8 +327,6 @@ pub struct EarlyWarnings {
 const MAX_WARNINGS: usize = 1000;
 /// An ICMP report and the socket error it raised are one warning when this close together.
 const SAME_EVENT: Duration = Duration::from_millis(200);
-const BUSY_BLOCK: usize = 16 * 1024;
-const BUSY_TICK: Duration = Duration::from_millis(10);
 
 fn errno_words(e: &io::Error) -> String {
     match e.kind() {
@@ -367,7 +365,7 @@ pub async fn watch_busy(
         ended_errno: None,
     };
     let end = TokioInstant::now() + duration;
-    let mut tick = tokio::time::interval(BUSY_TICK);
+    let mut tick = tokio::time::interval(crate::scenario::BUSY_TICK);
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     let at = || opened.elapsed();
@@ -474,7 +472,7 @@ pub async fn watch_busy(
             }
             _ = tick.tick() => {
                 if pending.is_empty() {
-                    pending = crate::heartbeat::data_block(BUSY_BLOCK);
+                    pending.extend_from_slice(crate::heartbeat::data_block());
                 }
                 match stream.try_write(&pending) {
                     Ok(n) => { pending.drain(..n); }

@@ -17,6 +17,10 @@ pub enum Load {
     Busy,
 }
 
+/// How often a busy connection writes (a block of `DATA` lines each time): the first unacknowledged
+/// segment after a cut leaves at most this long after it.
+pub const BUSY_TICK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// How the link or the peer dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

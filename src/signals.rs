@@ -1,24 +1,35 @@
 //! Waiting for the signals that end a run: Ctrl-C everywhere, SIGTERM on Unix.
 
-/// Completes when the process is asked to stop (SIGINT or SIGTERM).
-pub async fn shutdown() {
+use std::future::Future;
+
+/// Completes when the process is asked to stop (SIGINT or SIGTERM). On Unix the handlers are
+/// installed by this call, not at the first poll, so a signal sent right after the caller says it
+/// is ready (`listen`'s banner) ends the run cleanly instead of killing the process. Call it
+/// inside the runtime.
+pub fn shutdown() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

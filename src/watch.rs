@@ -16,14 +16,13 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome, errno_name};
 use crate::heartbeat::{self, Decoder, Message};
 use crate::predict::timer_death;
-use crate::scenario::Load;
+use crate::scenario::{BUSY_TICK, Load};
 use crate::sockopt::{Effective, KernelTimers};
 use crate::tcpinfo;
 
 /// Bytes written per busy tick: enough to fill a frozen peer's receive window in well under a second,
 /// little enough not to burn a core against a healthy peer on loopback (≈ 1.6 MB/s).
-const BUSY_BLOCK: usize = 16 * 1024;
-const BUSY_TICK: Duration = Duration::from_millis(10);
+const BUSY_BLOCK: usize = heartbeat::DATA_BLOCK;
 /// Most bytes queued for a peer that does not read (beyond what its kernel buffers took) before it is
 /// dropped: room for one busy block and the heartbeat replies behind it.
 const MAX_PENDING: usize = BUSY_BLOCK + 16 * 1024;
@@ -145,7 +144,7 @@ pub async fn watch(
                 if w.load == Load::Busy && now >= next_busy {
                     next_busy += BUSY_TICK;
                     if c.pending.is_empty() {
-                        c.pending = heartbeat::data_block(BUSY_BLOCK);
+                        c.pending.extend_from_slice(heartbeat::data_block());
                     }
                 }
                 if let Some(d) = flush(&stream, &mut c, w) { return d; }

@@ -101,16 +101,26 @@ fn probe_reports_facts_effective_and_predictions_as_json() {
     assert_eq!(row(&v, "keepalive")["idle_ms"], 20_000);
     assert_eq!(row(&v, "keepalive")["busy_by"], "retransmission");
     assert_eq!(row(&v, "user_timeout")["idle_ms"], Value::Null);
-    assert_eq!(row(&v, "user_timeout")["busy_ms"], 20_000);
+    // A busy user timeout counts from the first retransmission, one RTO in.
+    let rto = v["facts"]["rto_ms"].as_u64().unwrap().max(200);
+    assert_eq!(row(&v, "user_timeout")["busy_ms"], 20_000 + rto);
     // Together: user timeout 20 s rounded to the keepalive tick at 5 + 3×5 = 20 s.
     assert_eq!(row(&v, "strategy")["idle_ms"], 20_000);
     assert_eq!(row(&v, "strategy")["busy_by"], "user_timeout");
     let rec = &v["recommendation"];
     assert_eq!(rec["possible"], true);
-    assert_eq!(rec["flags"], "--keepalive 15s,5s,3 --user-timeout 30s");
+    // The user timeout leaves room for that first RTO.
+    let uto = tcphb::strategy::format_duration(Duration::from_millis(30_000 - rto));
+    assert_eq!(
+        rec["flags"],
+        format!("--keepalive 15s,5s,3 --user-timeout {uto}")
+    );
     assert!(rec["idle_ms"].as_u64().unwrap() <= 30_000);
     assert!(rec["busy_ms"].as_u64().unwrap() <= 30_000);
-    assert_eq!(row(&v, "recommended")["settings"], "ka=15s,5s,3+uto=30s");
+    assert_eq!(
+        row(&v, "recommended")["settings"],
+        format!("ka=15s,5s,3+uto={uto}")
+    );
     assert!(
         v["summary"][1].as_str().unwrap().contains("keepalive"),
         "{v}"
@@ -349,7 +359,8 @@ fn predictions_match_measured_detection_in_the_lab() {
     let ka_idle = row(&v, "keepalive")["idle_ms"].as_u64().unwrap();
     let uto_busy = row(&v, "user_timeout")["busy_ms"].as_u64().unwrap();
     let none_busy = row(&v, "none")["busy_ms"].as_u64().unwrap();
-    assert_eq!((ka_idle, uto_busy), (5000, 3000));
+    let rto = v["facts"]["rto_ms"].as_u64().unwrap().max(200);
+    assert_eq!((ka_idle, uto_busy), (5000, 3000 + rto));
     // 63 × the measured RTO (≥ 200 ms): at or just above the 12.6 s budget.
     assert!((12_600..=13_500).contains(&none_busy), "{none_busy}");
 

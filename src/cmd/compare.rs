@@ -18,7 +18,7 @@ use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
 use crate::detection::Detection;
 use crate::lab::Cell;
 use crate::matrix::{CellResult, CutPhase, Run, aggregate, verdicts};
-use crate::predict::phase::KeepalivePhase;
+use crate::predict::phase::{AtCut, KeepalivePhase};
 use crate::predict::{REBOOT_HEAL, predict, predict_at};
 use crate::recverr::{IcmpSeen, IcmpTap};
 use crate::report::{CompareReport, Format, LabFacts, SCHEMA, render_compare};
@@ -44,8 +44,10 @@ struct Measured {
     detection: Detection,
     /// From the cut to the detection.
     latency: Option<Duration>,
-    /// Its keepalive timer at the cut, when armed.
-    phase: Option<KeepalivePhase>,
+    /// It ended before the cut.
+    before_cut: bool,
+    /// Its timers at the cut, when they could be read.
+    at: Option<(AtCut, Duration)>,
     /// The ICMP errors it received after the cut.
     icmp: Option<IcmpSeen>,
 }
@@ -128,18 +130,22 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
                             detected_by: d.detected_by,
                             errno: d.errno.clone(),
                             outcome: d.outcome,
-                            cut_phase: m.phase.map(|p| CutPhase {
-                                heard_ago_ms: p.heard_ago.as_millis() as u64,
-                                keepalive_due_ms: p.due_in.as_millis() as u64,
-                                probes_out: p.probes_out,
+                            cut_phase: m.at.map(|(a, heard_ago)| CutPhase {
+                                heard_ago_ms: heard_ago.as_millis() as u64,
+                                rto_ms: a.rto.unwrap_or_default().as_millis() as u64,
+                                keepalive_due_ms: a.keepalive.map(|k| k.due_in.as_millis() as u64),
+                                probes_out: a.keepalive.map(|k| k.probes_out),
+                                heal_ms: a.heal.map(|h| h.as_millis() as u64),
                             }),
+                            ended_before_cut: m.before_cut,
                             expected_ms: None,
                             expected_min_ms: None,
                             expected_max_ms: None,
                             agrees: false,
                             icmp: m.icmp.clone(),
                         };
-                        let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, m.phase);
+                        let at = m.at.map(|(a, _)| a).unwrap_or_default();
+                        let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, at);
                         (run, own)
                     })
                     .collect();
@@ -190,7 +196,8 @@ async fn measure(
     bar: &ProgressBar,
 ) -> anyhow::Result<Vec<Measured>> {
     let (stop_tx, stop_rx) = stop_channel::channel(false);
-    let (cut_tx, cut_rx) = stop_channel::channel::<Option<Vec<Instant>>>(None);
+    // Each cell's cut instant, published as it is made.
+    let (cut_tx, cut_rx) = stop_channel::channel::<Vec<Option<Instant>>>(vec![None; cells.len()]);
     let mut set = JoinSet::new();
     // (cell, strategy, local address, a second handle for TCP_INFO at the cut)
     let mut handles = Vec::with_capacity(conns.len());
@@ -211,12 +218,12 @@ async fn measure(
             let opened = Instant::now();
             let d = watch(stream, &w, opened, stopped).await;
             let ended = opened + Duration::from_millis(d.elapsed_ms);
-            let cut = cut_rx.borrow().as_ref().map(|c| c[i]);
+            let cut = cut_rx.borrow()[i];
             let latency = match (cut, d.outcome.is_detection()) {
                 (Some(cut), true) => Some(ended.saturating_duration_since(cut)),
                 _ => None,
             };
-            (i, j, d, latency)
+            (i, j, d, latency, cut.is_none())
         });
     }
     let mut taps = JoinSet::new();
@@ -229,8 +236,9 @@ async fn measure(
         let mut cut_rx = cut_rx.clone();
         taps.spawn(async move {
             let mut seen: Vec<(std::net::SocketAddr, IcmpSeen)> = Vec::new();
-            let _ = cut_rx.wait_for(Option::is_some).await;
-            let cut = cut_rx.borrow().as_ref().map(|c| c[i]);
+            let Ok(cut) = cut_rx.wait_for(|c| c[i].is_some()).await.map(|c| c[i]) else {
+                return (i, seen);
+            };
             let Some(cut) = cut else { return (i, seen) };
             loop {
                 tokio::select! {
@@ -252,42 +260,67 @@ async fn measure(
     ));
     tokio::time::sleep(args.warmup).await;
     let mut cut_at = Vec::with_capacity(cells.len());
+    // (cell, strategy) → its timers at the cut and the time since it last heard the peer.
     let mut phases = std::collections::HashMap::new();
+    // Reboot cells heal, each REBOOT_HEAL after its own cut, in the order they were cut.
+    let mut heals = std::collections::VecDeque::new();
     for (i, c) in cells.iter_mut().enumerate() {
+        // Read just before this cell's cut: the phase its predictions are made for.
         let timers = c.keepalive_timers()?;
         for (_, j, local, std) in handles.iter().filter(|h| h.0 == i) {
-            let heard = crate::tcpinfo::read(std).map(|t| t.silence_ms());
-            let timer = timers.iter().find(|(a, t)| a == local && t.kind == 2);
-            if let (Some(heard), Some((_, t))) = (heard, timer) {
-                phases.insert(
-                    (i, *j),
-                    KeepalivePhase {
-                        heard_ago: Duration::from_millis(heard),
-                        due_in: t.due_in,
-                        probes_out: t.probes_out,
-                    },
-                );
-            }
+            let Some(info) = crate::tcpinfo::read(std) else {
+                continue;
+            };
+            let heard_ago = Duration::from_millis(info.silence_ms());
+            let keepalive = timers
+                .iter()
+                .find(|(a, t)| a == local && t.kind == 2)
+                .map(|(_, t)| KeepalivePhase {
+                    heard_ago,
+                    due_in: t.due_in,
+                    probes_out: t.probes_out,
+                });
+            let at = AtCut {
+                keepalive,
+                rto: Some(Duration::from_micros(u64::from(info.rto_us))),
+                heal: None,
+            };
+            phases.insert((i, *j), (at, heard_ago));
         }
         c.cut()?;
-        cut_at.push(Instant::now());
+        let now = Instant::now();
+        cut_at.push(now);
+        cut_tx.send_modify(|c| c[i] = Some(now));
+        if chunk[i].fault == Fault::Reboot {
+            heals.push_back((TokioInstant::from_std(now) + REBOOT_HEAL, i));
+        }
+        // Let the cells already cut be watched while the next ones are prepared: a detection is
+        // timed when its watcher runs, so a blocked loop would add to it.
+        tokio::task::yield_now().await;
     }
     let cut = TokioInstant::now();
-    let _ = cut_tx.send(Some(cut_at));
     bar.set_message("cut: waiting for detections");
-    let heal_at = cut + REBOOT_HEAL;
     let deadline_at = cut + args.deadline;
-    let (mut healed, mut stopped) = (false, false);
+    let far = deadline_at + Duration::from_secs(86_400);
+    let mut stopped = false;
     let mut out = Vec::new();
     while !set.is_empty() {
+        let next_heal = heals.front().map_or(far, |h| h.0);
         tokio::select! {
             Some(r) = set.join_next() => {
                 out.push(r.context("a watcher task failed")?);
                 bar.inc(1);
             }
-            _ = sleep_until(heal_at), if !healed => {
-                healed = true;
-                for c in cells.iter() { c.heal()?; }
+            _ = sleep_until(next_heal), if !heals.is_empty() => {
+                let (_, i) = heals.pop_front().expect("a heal is due");
+                cells[i].heal()?;
+                // Its own heal, from its own cut: what its reboot runs are predicted for.
+                let heal = cut_at[i].elapsed();
+                for ((cell, _), (at, _)) in phases.iter_mut() {
+                    if *cell == i {
+                        at.heal = Some(heal);
+                    }
+                }
             }
             _ = sleep_until(deadline_at), if !stopped => {
                 stopped = true;
@@ -307,12 +340,13 @@ async fn measure(
     }
     Ok(out
         .into_iter()
-        .map(|(i, j, detection, latency)| Measured {
+        .map(|(i, j, detection, latency, before_cut)| Measured {
             cell: i,
             strategy: j,
             detection,
             latency,
-            phase: phases.get(&(i, j)).copied(),
+            before_cut,
+            at: phases.get(&(i, j)).copied(),
             icmp: icmp.remove(&(i, j)),
         })
         .collect())

@@ -31,10 +31,8 @@ pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
         .first()
         .expect("at least one address");
     let max_conns = crate::limits::ensure_room_for(u64::from(args.max_conns));
-    let listener = bind(addr)?;
+    let listener = bind(addr, args.rcvbuf)?;
     let local = listener.local_addr()?;
-    // Always said, even in pipes: scripts and tests read the port chosen for port 0 from here.
-    super::say(&format!("tcphb: listening on {local} ({strategy})"));
     let kernel = KernelTimers::read();
     let rt = super::runtime()?;
     let opts = Serve {
@@ -48,9 +46,15 @@ pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
     rt.block_on(serve(listener, opts))
 }
 
-fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+fn bind(addr: SocketAddr, rcvbuf: Option<u32>) -> anyhow::Result<std::net::TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .context("cannot create a TCP socket")?;
+    if let Some(size) = rcvbuf {
+        // On the listener, before listen(): accepted sockets inherit it, and the window scale
+        // offered in the SYN-ACK is chosen for it.
+        sock.set_recv_buffer_size(size as usize)
+            .with_context(|| format!("cannot set the receive buffer to {size} bytes"))?;
+    }
     // Let a restarted listen reuse a port whose old connections linger in TIME_WAIT.
     #[cfg(unix)]
     sock.set_reuse_address(true)?;
@@ -111,6 +115,10 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     let mut last_refusal_log: Option<Instant> = None;
     let shutdown = signals::shutdown();
     tokio::pin!(shutdown);
+    // Always said, even in pipes: scripts and tests read the port chosen for port 0 from here. Said
+    // only once the loop below is about to run and SIGTERM is handled, so whoever waits for it (the
+    // lab's peer, a test) knows that pings are answered from now on.
+    super::say(&format!("tcphb: listening on {} ({})", o.local, o.strategy));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,

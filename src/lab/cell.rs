@@ -20,6 +20,9 @@ use crate::scenario::Fault;
 use crate::sockopt::{self, Effective};
 use crate::strategy::Strategy;
 
+/// The peer's receive buffer (SO_RCVBUF; see `tcphb listen --rcvbuf`).
+pub const PEER_RCVBUF: u32 = 256 * 1024;
+
 /// Port the peer listens on in the server namespace.
 const PEER_PORT: u16 = 7878;
 
@@ -48,6 +51,9 @@ impl Cell {
         let exe = std::env::current_exe().map_err(|e| setup("find the tcphb executable", e))?;
         let mut cmd = Command::new(exe);
         cmd.args(["listen", &format!("{}:{PEER_PORT}", lab.server_addr())]);
+        // A fixed receive buffer: when the peer is frozen, a busy client fills its window within
+        // about 0.2 s at the busy rate, however far autotuning would have grown it.
+        cmd.args(["--rcvbuf", &PEER_RCVBUF.to_string()]);
         if fault == Fault::Reboot {
             // A rebooting host forgets its connections without a word: no orphaned FIN_WAIT
             // sockets that would still answer after the path heals.

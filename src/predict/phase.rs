@@ -50,6 +50,20 @@ pub struct KeepalivePhase {
     pub probes_out: u32,
 }
 
+/// What the lab knows of one connection at the instant of its cut; `Default` where nothing is known
+/// (a real path: the band then spans every phase).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AtCut {
+    /// Its keepalive timer, when armed.
+    pub keepalive: Option<KeepalivePhase>,
+    /// Its retransmission timeout (TCP_INFO `rto`): the first retransmission of data sent after the
+    /// cut goes this long after it.
+    pub rto: Option<Duration>,
+    /// For `reboot`: when the path was healed, from the cut ([`crate::predict::REBOOT_HEAL`] when
+    /// not measured).
+    pub heal: Option<Duration>,
+}
+
 /// What one firing of the keepalive timer did, in time since the last packet heard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tick {
@@ -113,19 +127,28 @@ impl KeepaliveTimer {
         }
     }
 
-    /// The first probe sent at or after `heal` (time since the last packet heard), with the wheel's
-    /// slack up to it; `None` when the connection is given up first.
+    /// The keepalive probe that meets a path healed at `heal` (time since the last packet heard):
+    /// `(earliest, nominal, latest)`. Earliest is the nominal time of the first probe whose slack
+    /// reaches past the heal (it may fire after it, or be lost just before); nominal and latest are
+    /// those of the first probe surely sent after the heal. `None` when the connection is given up
+    /// first.
     pub fn first_probe_from(
         &self,
         at_cut: KeepalivePhase,
         heal: Duration,
         wheel: Wheel,
-    ) -> Option<(Duration, Duration)> {
+    ) -> Option<(Duration, Duration, Duration)> {
         let mut late = Duration::ZERO;
+        let mut earliest = None;
         for (tick, armed) in self.ticks(at_cut) {
             late += wheel.max_late(armed);
             match tick {
-                Tick::Probe(t) if t >= heal => return Some((t, late)),
+                Tick::Probe(t) if t + late >= heal => {
+                    let lo = *earliest.get_or_insert(t);
+                    if t >= heal {
+                        return Some((lo, t, t + late));
+                    }
+                }
                 Tick::GiveUp(..) => return None,
                 _ => {}
             }
@@ -275,5 +298,15 @@ mod tests {
         );
         // Given up (at 4 s) before a heal at 5 s.
         assert_eq!(k.first_probe_from(at, s(5.0), WHEEL), None);
+        // A probe due 10 ms before the heal may fire after it (the wheel fires it up to 36 ms
+        // late): the RST then comes one interval sooner than from the first probe surely after it.
+        let at = KeepalivePhase {
+            heard_ago: s(0.01),
+            due_in: s(0.99),
+            probes_out: 0,
+        };
+        let (lo, t, hi) = k.first_probe_from(at, s(1.01), WHEEL).unwrap();
+        assert_eq!((lo, t), (s(1.0), s(2.0)));
+        assert!(hi > s(2.0) && hi < s(2.1), "{hi:?}");
     }
 }
