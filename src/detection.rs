@@ -1,6 +1,7 @@
 //! Detection: what ended a connection, when, and the kernel's counters at that moment.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -150,6 +151,9 @@ pub struct Detection {
     /// watching ended, ms: for a connection the peer closed, how long it had been idle — a peer's
     /// own idle timeout shows here. Keepalive probes carry no bytes and do not count.
     pub idle_ms: u64,
+    /// The ICMP errors this connection received (a raw ICMP observer, as root): evidence of the cause
+    /// whatever errno the kernel ends with; `null` when none came or none could be watched.
+    pub icmp: Option<IcmpSeen>,
     /// The peer sent at least one heartbeat-protocol line (PING, PONG, DATA). Not reported: it tells
     /// a peer that fell silent (dead) from one that never spoke the protocol.
     #[serde(skip)]
@@ -217,6 +221,51 @@ pub fn errno_name(code: i32) -> String {
     format!("E{code}")
 }
 
+/// The ICMP errors one connection received: evidence of the cause, whatever errno the kernel ends
+/// with (it ignores those about keepalive probes, and keeps the others as soft errors).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IcmpSeen {
+    /// In words, of the first: `host unreachable`…
+    pub what: &'static str,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// The router that sent the first.
+    pub from: String,
+    /// How many arrived.
+    pub count: u32,
+    /// Measured: the first and the last, ms after the cut (`compare`) or after the last packet
+    /// heard from the peer (`connect`, which cuts nothing).
+    pub first_ms: u64,
+    pub last_ms: u64,
+}
+
+impl IcmpSeen {
+    /// Start the evidence with one report, `at` after the cut (or the last packet heard).
+    pub fn new(r: &crate::recverr::IcmpReport, at: Duration) -> IcmpSeen {
+        let ms = at.as_millis() as u64;
+        IcmpSeen {
+            what: r.what,
+            icmp_type: r.icmp_type,
+            icmp_code: r.icmp_code,
+            from: r.from.to_string(),
+            count: 1,
+            first_ms: ms,
+            last_ms: ms,
+        }
+    }
+
+    /// One more, `at` after the same instant.
+    pub fn add(&mut self, at: Duration) {
+        self.count += 1;
+        self.last_ms = at.as_millis() as u64;
+    }
+
+    /// The cause in words: `host unreachable from 198.18.0.1, 12×`.
+    pub fn cause(&self) -> String {
+        format!("{} from {}, {}×", self.what, self.from, self.count)
+    }
+}
+
 #[cfg(test)]
 mod live_path_tests {
     use super::*;
@@ -233,6 +282,7 @@ mod live_path_tests {
             closed_by: (outcome == Outcome::Closed).then_some(ClosedBy::Peer),
             how: (outcome == Outcome::Closed).then_some(CloseHow::Fin),
             idle_ms: 950,
+            icmp: None,
             spoke_heartbeat: spoke,
         }
     }

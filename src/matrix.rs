@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::detection::IcmpSeen;
 use crate::detection::{Mechanism, Outcome};
 use crate::predict::{Basis, Prediction, judge_band};
-use crate::recverr::IcmpSeen;
 use crate::scenario::{Fault, Load};
 
 /// One measured run of one strategy in one lab.

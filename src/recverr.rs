@@ -162,50 +162,6 @@ pub fn parse_icmp_quote(
     ))
 }
 
-/// The ICMP errors one connection received: evidence of the cause, whatever errno the kernel ends
-/// with (it ignores those about keepalive probes, and keeps the others as soft errors).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IcmpSeen {
-    /// In words, of the first: `host unreachable`…
-    pub what: &'static str,
-    pub icmp_type: u8,
-    pub icmp_code: u8,
-    /// The router that sent the first.
-    pub from: String,
-    /// How many arrived.
-    pub count: u32,
-    /// Measured: the first and the last, after the cut, ms.
-    pub first_ms: u64,
-    pub last_ms: u64,
-}
-
-impl IcmpSeen {
-    /// Start the evidence with one report, `at` after the cut.
-    pub fn new(r: &IcmpReport, at: Duration) -> IcmpSeen {
-        let ms = at.as_millis() as u64;
-        IcmpSeen {
-            what: r.what,
-            icmp_type: r.icmp_type,
-            icmp_code: r.icmp_code,
-            from: r.from.to_string(),
-            count: 1,
-            first_ms: ms,
-            last_ms: ms,
-        }
-    }
-
-    /// One more, `at` after the cut.
-    pub fn add(&mut self, at: Duration) {
-        self.count += 1;
-        self.last_ms = at.as_millis() as u64;
-    }
-
-    /// The cause in words: `host unreachable from 198.18.0.1, 12×`.
-    pub fn cause(&self) -> String {
-        format!("{} from {}, {}×", self.what, self.from, self.count)
-    }
-}
-
 /// Every ICMP error arriving in one network namespace, on a raw socket made there.
 pub struct IcmpTap {
     inner: imp::Watch,

@@ -342,6 +342,16 @@ fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
             ),
             ("expected (predicted)", expected),
         ]);
+        if let Some(i) = &d.icmp {
+            rows.push((
+                "cause, from the ICMP errors (measured)",
+                format!(
+                    "{}, the first {} after the last packet heard",
+                    i.cause(),
+                    human_ms(Some(i.first_ms))
+                ),
+            ));
+        }
     }
     rows.push(("why", r.expected.expected_reason.clone()));
     if let Some(i) = &d.tcp_info {
@@ -395,6 +405,7 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
                     "closed_by",
                     "how",
                     "idle_ms",
+                    "icmp",
                 ],
                 &[vec![
                     r.peer.clone(),
@@ -419,6 +430,7 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
                     cell(&d.closed_by.map(ClosedBy::name)),
                     cell(&d.how.map(CloseHow::name)),
                     d.idle_ms.to_string(),
+                    cell(&d.icmp.as_ref().map(|i| i.cause())),
                 ]],
             )
         }

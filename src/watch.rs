@@ -242,6 +242,7 @@ fn closed(
         closed_by: Some(by),
         how: Some(how),
         idle_ms: c.last_io.elapsed().as_millis() as u64,
+        icmp: None,
         spoke_heartbeat: c.spoke_protocol,
     }
 }
@@ -341,6 +342,7 @@ fn finish(
         closed_by: None,
         how: None,
         idle_ms: c.last_io.elapsed().as_millis() as u64,
+        icmp: None,
         spoke_heartbeat: c.spoke_protocol,
     }
 }

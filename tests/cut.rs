@@ -86,3 +86,54 @@ fn blackhole_is_noticed_by_keepalive_after_idle_plus_probes() {
         assert_keepalive_timeout(&json(&out));
     }
 }
+
+#[test]
+fn connect_shows_the_routers_icmp_errors_as_the_cause() {
+    if !lab_allowed("connect_shows_the_routers_icmp_errors_as_the_cause") {
+        return;
+    }
+    let lab = Lab::build().expect("build the lab");
+    let server = lab.server_addr();
+    let listen = listen_in(&lab, Node::Server, &format!("{server}:7878"));
+    let peer = format!("{server}:7878");
+    let busy = tcphb_in(
+        &lab,
+        Node::Client,
+        &[
+            "connect",
+            &peer,
+            "--user-timeout",
+            "2s",
+            "--load",
+            "busy",
+            "--format",
+            "json",
+        ],
+    );
+    // The busy writer has been heard: data flows both ways (its segments are ACKed).
+    wait_until(
+        "the busy connection to be ACKed",
+        Duration::from_secs(10),
+        || {
+            ss_in(&lab, Node::Client).iter().any(|s| {
+                s.state == "ESTAB" && s.peer_port() == 7878 && s.num("bytes_acked") > 100_000
+            })
+        },
+    );
+    lab.cut(PathFault::Unreachable).expect("cut");
+    let out = busy.wait_output(Duration::from_secs(10));
+    assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["detected_by"], "user_timeout", "{v}");
+    let icmp = &v["icmp"];
+    assert_eq!(icmp["what"], "host unreachable", "{v}");
+    assert_eq!(
+        (icmp["icmp_type"].as_u64(), icmp["icmp_code"].as_u64()),
+        (Some(3), Some(1))
+    );
+    assert_eq!(icmp["from"], lab.router_addr().to_string(), "{v}");
+    assert!(icmp["count"].as_u64().unwrap() >= 1, "{v}");
+    // The first error answers the first segment sent after the silence began.
+    assert!(icmp["first_ms"].as_u64().unwrap() < 1000, "{v}");
+    drop(listen);
+}

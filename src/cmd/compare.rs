@@ -16,11 +16,12 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 
 use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
 use crate::detection::Detection;
+use crate::detection::IcmpSeen;
 use crate::lab::Cell;
 use crate::matrix::{CellResult, CutPhase, Run, aggregate, verdicts};
 use crate::predict::phase::{AtCut, KeepalivePhase};
 use crate::predict::{REBOOT_HEAL, predict, predict_at};
-use crate::recverr::{IcmpSeen, IcmpTap};
+use crate::recverr::IcmpTap;
 use crate::report::{CompareReport, Format, LabFacts, SCHEMA, render_compare};
 use crate::scenario::{Fault, Load};
 use crate::sockopt::{self, Effective, KernelTimers};

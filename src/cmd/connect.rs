@@ -9,9 +9,10 @@ use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::ConnectArgs;
-use crate::detection::{CloseHow, Detection, Outcome, errno_name};
+use crate::detection::{CloseHow, Detection, IcmpSeen, Outcome, errno_name};
 use crate::exit::{self, CliError};
 use crate::predict::predict;
+use crate::recverr::{IcmpReport, IcmpWatch};
 use crate::report::{
     ConnectManyReport, ConnectReport, Expected, Format, SCHEMA, human_ms, mechanism_stats,
     render_connect, render_connect_many,
@@ -54,10 +55,11 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
         prediction.mechanism.map_or("nothing", |m| m.name()),
     ));
     let opened = Instant::now();
+    let ends = (std_stream.local_addr()?, std_stream.peer_addr()?);
     let rt = super::runtime()?;
     let detection = rt.block_on(async {
         let stream = tokio::net::TcpStream::from_std(std_stream)?;
-        anyhow::Ok(watch(stream, &w, opened, stop_after(args.duration)).await)
+        anyhow::Ok(watch_with_icmp(stream, &w, opened, ends, stop_after(args.duration)).await)
     })?;
     // Nothing was cut here: a FIN is the peer's own close, not a death.
     let detection = detection.on_a_live_path();
@@ -76,6 +78,46 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
     };
     super::print(&render_connect(&report, format))?;
     Ok(exit_code(&[&report.detection]))
+}
+
+/// [`watch`], and beside it a raw ICMP observer (it needs root or CAP_NET_RAW; without, nothing is
+/// recorded) that keeps the errors routers sent about this connection: the detection's evidence,
+/// counted from the last packet heard.
+async fn watch_with_icmp(
+    stream: tokio::net::TcpStream,
+    w: &Watch,
+    opened: Instant,
+    (local, peer): (SocketAddr, SocketAddr),
+    stop: impl std::future::Future<Output = ()>,
+) -> Detection {
+    let mut icmp = IcmpWatch::open(local, peer);
+    let mut seen: Option<(IcmpReport, Instant, Instant, u32)> = None;
+    let watching = watch(stream, w, opened, stop);
+    tokio::pin!(watching);
+    let mut d = loop {
+        tokio::select! {
+            d = &mut watching => break d,
+            report = icmp.next() => {
+                let now = Instant::now();
+                match &mut seen {
+                    Some((_, _, last, count)) => {
+                        *last = now;
+                        *count += 1;
+                    }
+                    None => seen = Some((report, now, now, 1)),
+                }
+            }
+        }
+    };
+    if let Some((report, first, last, count)) = seen {
+        // The silence began `silence_ms` before the ending, which is now.
+        let heard = Instant::now() - Duration::from_millis(d.silence_ms);
+        let mut e = IcmpSeen::new(&report, first.saturating_duration_since(heard));
+        e.count = count;
+        e.last_ms = last.saturating_duration_since(heard).as_millis() as u64;
+        d.icmp = Some(e);
+    }
+    d
 }
 
 /// 3 if any connection died, else 5 if the peer closed any itself, else 0.
