@@ -122,28 +122,9 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some((peer, det, effective)) = ev_rx.recv() => {
+            Some(ev) = ev_rx.recv() => {
                 open -= 1;
-                // Nothing was cut here: a client's FIN is its own close, not a death.
-                let det = det.on_a_live_path();
-                match det.outcome {
-                    Outcome::Dead => summary.dead += 1,
-                    Outcome::Closed if det.closed_by_tcphb() => summary.closed_by_tcphb += 1,
-                    Outcome::Closed => summary.closed += 1,
-                    Outcome::Alive => continue,
-                }
-                if let Some(m) = det.detected_by {
-                    samples.push((m.name().to_string(), det.silence_ms));
-                }
-                let prediction = predict(&effective, Fault::Blackhole, Load::Idle, &o.kernel, Duration::ZERO);
-                let event = ListenEvent {
-                    schema: SCHEMA,
-                    at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-                    peer: peer.to_string(),
-                    expected: Expected::new(&prediction, &det),
-                    detection: det,
-                };
-                out.send(render_event(&event, o.format));
+                record(ev, &o, &mut summary, &mut samples, &mut out);
             }
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -195,6 +176,11 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
             }
         }
     }
+    // Connections that ended as the signal came: their events are in the channel, not lost.
+    while let Ok(ev) = ev_rx.try_recv() {
+        open -= 1;
+        record(ev, &o, &mut summary, &mut samples, &mut out);
+    }
     summary.open_at_exit = open;
     if refused_unlogged > 0 {
         super::say(&format!(
@@ -216,4 +202,41 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     } else {
         exit::OK
     })
+}
+
+/// Count one ended connection in the summary and print its event (alive ones, ended by shutdown,
+/// are neither).
+fn record(
+    (peer, det, effective): (SocketAddr, Detection, Effective),
+    o: &Serve,
+    summary: &mut ListenSummary,
+    samples: &mut Vec<(String, u64)>,
+    out: &mut super::EventWriter,
+) {
+    // Nothing was cut here: a client's FIN is its own close, not a death.
+    let det = det.on_a_live_path();
+    match det.outcome {
+        Outcome::Dead => summary.dead += 1,
+        Outcome::Closed if det.closed_by_tcphb() => summary.closed_by_tcphb += 1,
+        Outcome::Closed => summary.closed += 1,
+        Outcome::Alive => return,
+    }
+    if let Some(m) = det.detected_by {
+        samples.push((m.name().to_string(), det.silence_ms));
+    }
+    let prediction = predict(
+        &effective,
+        Fault::Blackhole,
+        Load::Idle,
+        &o.kernel,
+        Duration::ZERO,
+    );
+    let event = ListenEvent {
+        schema: SCHEMA,
+        at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        peer: peer.to_string(),
+        expected: Expected::new(&prediction, &det),
+        detection: det,
+    };
+    out.send(render_event(&event, o.format));
 }
