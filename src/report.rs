@@ -38,6 +38,9 @@ pub enum Format {
 pub struct Expected {
     /// Expected detection time, ms (`null` = never).
     pub expected_ms: Option<u64>,
+    /// The band over every timer phase and the timer slack, ms (`null` = never).
+    pub expected_min_ms: Option<u64>,
+    pub expected_max_ms: Option<u64>,
     /// The mechanism expected to notice first.
     pub expected_by: Option<Mechanism>,
     /// What `expected_ms` is counted from: `last_heard` or `fault`.
@@ -61,6 +64,8 @@ impl Expected {
             .then(|| judge_silent_death(pred, det.detected_by, det.silence_ms));
         Expected {
             expected_ms: pred.expected_ms(),
+            expected_min_ms: pred.expected_min_ms(),
+            expected_max_ms: pred.expected_max_ms(),
             expected_by: pred.mechanism,
             expected_basis: pred.basis,
             expected_reason: pred.reason.clone(),
@@ -147,6 +152,9 @@ pub struct ConnectManyReport {
     pub closed_by_tcphb: u64,
     pub by_mechanism: Vec<MechanismStats>,
     pub expected_ms: Option<u64>,
+    /// The band over every timer phase and the timer slack, ms.
+    pub expected_min_ms: Option<u64>,
+    pub expected_max_ms: Option<u64>,
     pub expected_by: Option<Mechanism>,
     pub expected_reason: String,
 }

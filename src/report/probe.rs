@@ -33,11 +33,16 @@ pub struct PredictionRow {
     pub mechanism: &'static str,
     /// The settings, as a spec (`ka=5s,5s,3`).
     pub settings: String,
-    /// Predicted, from the last packet heard, ms (`null` = never).
+    /// Predicted, from the last packet heard, ms (`null` = never), with the band over every timer
+    /// phase and the timer slack.
     pub idle_ms: Option<u64>,
+    pub idle_min_ms: Option<u64>,
+    pub idle_max_ms: Option<u64>,
     pub idle_by: Option<Mechanism>,
     pub idle_reason: String,
     pub busy_ms: Option<u64>,
+    pub busy_min_ms: Option<u64>,
+    pub busy_max_ms: Option<u64>,
     pub busy_by: Option<Mechanism>,
     pub busy_reason: String,
 }
@@ -54,9 +59,13 @@ impl PredictionRow {
             mechanism,
             settings,
             idle_ms: idle.expected_ms(),
+            idle_min_ms: idle.expected_min_ms(),
+            idle_max_ms: idle.expected_max_ms(),
             idle_by: idle.mechanism,
             idle_reason: idle.reason.clone(),
             busy_ms: busy.expected_ms(),
+            busy_min_ms: busy.expected_min_ms(),
+            busy_max_ms: busy.expected_max_ms(),
             busy_by: busy.mechanism,
             busy_reason: busy.reason.clone(),
         }
