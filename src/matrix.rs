@@ -314,6 +314,12 @@ mod tests {
         (r, ka_pred())
     }
 
+    /// A ka=1s,1s,3 blackhole/idle cell from `runs`, judged against `deadline`.
+    fn ka_cell(runs: Vec<(Run, Prediction)>, deadline: Duration) -> CellResult {
+        let s = "ka=1s,1s,3".parse().unwrap();
+        aggregate(&s, Fault::Blackhole, Load::Idle, &ka_pred(), deadline, runs)
+    }
+
     fn ka_pred() -> Prediction {
         let eff = Effective {
             keepalive_idle_ms: Some(1000),
@@ -332,17 +338,9 @@ mod tests {
 
     #[test]
     fn aggregates_median_spread_and_mode() {
-        let s = "ka=1s,1s,3".parse().unwrap();
         let k = Some(Mechanism::Keepalive);
         let runs = vec![run(Some(3500), k), run(Some(3400), k), run(Some(3550), k)];
-        let r = aggregate(
-            &s,
-            Fault::Blackhole,
-            Load::Idle,
-            &ka_pred(),
-            Duration::from_secs(8),
-            runs,
-        );
+        let r = ka_cell(runs, Duration::from_secs(8));
         assert_eq!(
             (r.latency_ms, r.latency_min_ms, r.latency_max_ms),
             (Some(3500), Some(3400), Some(3550))
@@ -356,43 +354,20 @@ mod tests {
 
     #[test]
     fn never_agrees_with_a_prediction_past_the_deadline_only() {
-        let s = "ka=1s,1s,3".parse().unwrap();
-        let r = aggregate(
-            &s,
-            Fault::Blackhole,
-            Load::Idle,
-            &ka_pred(),
-            Duration::from_secs(2),
-            vec![run(None, None)],
-        );
+        let r = ka_cell(vec![run(None, None)], Duration::from_secs(2));
         assert!(r.agrees);
         assert_eq!(r.latency_ms, None);
-        let r = aggregate(
-            &s,
-            Fault::Blackhole,
-            Load::Idle,
-            &ka_pred(),
-            Duration::from_secs(8),
-            vec![run(None, None)],
-        );
+        let r = ka_cell(vec![run(None, None)], Duration::from_secs(8));
         assert!(!r.agrees);
     }
 
     #[test]
     fn a_run_that_ended_before_the_cut_never_agrees() {
-        let s = "ka=1s,1s,3".parse().unwrap();
         let k = Some(Mechanism::Keepalive);
         let (mut early, p) = run(Some(4000), k);
         early.latency_ms = None;
         early.ended_before_cut = true;
-        let r = aggregate(
-            &s,
-            Fault::Blackhole,
-            Load::Idle,
-            &ka_pred(),
-            Duration::from_secs(8),
-            vec![run(Some(3500), k), (early, p)],
-        );
+        let r = ka_cell(vec![run(Some(3500), k), (early, p)], Duration::from_secs(8));
         assert!(!r.agrees);
         assert!(!r.runs[1].agrees && r.runs[0].agrees);
         assert!(r.disagreement.unwrap().contains("before the cut"));
