@@ -17,7 +17,7 @@ use crate::sockopt::Effective;
 pub mod probe;
 
 /// Version of the JSON output; bumped when a key changes meaning or disappears.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// Output formats shared by all commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -63,14 +63,47 @@ impl Expected {
         let j = (det.outcome == Outcome::Dead && det.detected_by != Some(Mechanism::Reset))
             .then(|| judge_silent_death(pred, det.detected_by, det.silence_ms));
         Expected {
+            agrees: j.as_ref().map(|j| j.agrees),
+            disagreement: j.and_then(|j| j.note),
+            ..Expected::unjudged(pred)
+        }
+    }
+
+    /// One prediction beside many connections' ends (`connect --connections`): `agrees` is `null`
+    /// unless some connection died a silent death (the only ending that is judged), else whether
+    /// every judged connection agrees; `disagreement` says how many did not, and how the first of
+    /// them differs.
+    pub fn many(pred: &Prediction, dets: &[Detection]) -> Expected {
+        let judged: Vec<Expected> = dets
+            .iter()
+            .map(|d| Expected::new(pred, d))
+            .filter(|e| e.agrees.is_some())
+            .collect();
+        let differing: Vec<&Expected> = judged.iter().filter(|e| e.agrees == Some(false)).collect();
+        Expected {
+            agrees: (!judged.is_empty()).then_some(differing.is_empty()),
+            disagreement: differing.first().map(|d| {
+                format!(
+                    "{} of {} connections differ; the first: {}",
+                    differing.len(),
+                    judged.len(),
+                    d.disagreement.as_deref().unwrap_or("mechanism or time")
+                )
+            }),
+            ..Expected::unjudged(pred)
+        }
+    }
+
+    fn unjudged(pred: &Prediction) -> Expected {
+        Expected {
             expected_ms: pred.expected_ms(),
             expected_min_ms: pred.expected_min_ms(),
             expected_max_ms: pred.expected_max_ms(),
             expected_by: pred.mechanism,
             expected_basis: pred.basis,
             expected_reason: pred.reason.clone(),
-            agrees: j.as_ref().map(|j| j.agrees),
-            disagreement: j.and_then(|j| j.note),
+            agrees: None,
+            disagreement: None,
         }
     }
 }
@@ -151,12 +184,9 @@ pub struct ConnectManyReport {
     /// Connections tcphb closed: the peer broke or never spoke the heartbeat protocol.
     pub closed_by_tcphb: u64,
     pub by_mechanism: Vec<MechanismStats>,
-    pub expected_ms: Option<u64>,
-    /// The band over every timer phase and the timer slack, ms.
-    pub expected_min_ms: Option<u64>,
-    pub expected_max_ms: Option<u64>,
-    pub expected_by: Option<Mechanism>,
-    pub expected_reason: String,
+    /// The prediction for one connection, judged against every connection that ended.
+    #[serde(flatten)]
+    pub expected: Expected,
 }
 
 /// Render the many-connections connect report.
@@ -174,10 +204,10 @@ pub fn render_connect_many(r: &ConnectManyReport, format: Format) -> String {
                 r.dead,
                 r.closed,
                 r.closed_by_tcphb,
-                human_ms(r.expected_ms),
-                opt(&r.expected_by)
+                human_ms(r.expected.expected_ms),
+                opt(&r.expected.expected_by)
             );
-            head + &stats_table(&r.by_mechanism, format)
+            head + &stats_table(&r.by_mechanism, format) + &agreement_text(&r.expected)
         }
     }
 }
@@ -448,20 +478,24 @@ pub fn render_connect(r: &ConnectReport, format: Format) -> String {
             for (k, v) in connect_rows(r) {
                 t.add_row(vec![k.to_string(), v]);
             }
-            let mut out = format!("{t}\n");
-            match (&r.expected.agrees, &r.expected.disagreement) {
-                (Some(false), Some(why)) => {
-                    out += &format!("Differs from the prediction: {why}.\n")
-                }
-                (Some(true), _) => out += "Matches the prediction.\n",
-                _ => {
-                    if let Some(s) = ending_sentence(&r.detection, "server") {
-                        out += &format!("{s}\n");
-                    }
-                }
+            let agreement = agreement_text(&r.expected);
+            if !agreement.is_empty() {
+                return format!("{t}\n{agreement}");
             }
-            out
+            match ending_sentence(&r.detection, "server") {
+                Some(s) => format!("{t}\n{s}\n"),
+                None => format!("{t}\n"),
+            }
         }
+    }
+}
+
+/// The closing sentence on agreement with the prediction (nothing when the ending is not judged).
+fn agreement_text(e: &Expected) -> String {
+    match (&e.agrees, &e.disagreement) {
+        (Some(false), Some(why)) => format!("Differs from the prediction: {why}.\n"),
+        (Some(true), _) => "Matches the prediction.\n".into(),
+        _ => String::new(),
     }
 }
 
@@ -633,8 +667,9 @@ pub fn mechanism_stats(mut samples: Vec<(String, u64)>) -> Vec<MechanismStats> {
 /// Facts about the lab a comparison ran in.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabFacts {
-    /// Kernel release and the TCP sysctls in force in the client namespace.
-    pub facts: std::collections::BTreeMap<String, String>,
+    /// Kernel release and the TCP sysctls in force in the client namespace: the same keys and
+    /// number types as `probe`'s facts.
+    pub facts: crate::sockopt::HostFacts,
     pub deadline_ms: u64,
     pub warmup_ms: u64,
     pub reboot_heal_ms: u64,
@@ -886,12 +921,8 @@ pub fn render_compare(rep: &CompareReport, format: Format, wide: bool) -> String
             for v in &rep.verdicts {
                 out += &format!("  {}\n", v.text);
             }
-            let kernel = rep.lab.facts.get("kernel").map_or("?", String::as_str);
-            let retries = rep
-                .lab
-                .facts
-                .get("net.ipv4.tcp_retries2")
-                .map_or("?", String::as_str);
+            let kernel = rep.lab.facts.kernel.as_deref().unwrap_or("?");
+            let retries = opt(&rep.lab.facts.tcp_retries2);
             out += &format!(
                 "\nLab: kernel {kernel}, tcp_retries2 {retries}, warm-up {}, reboot heals after {}, nat-expiry after {}; ran in {}.\n",
                 human_ms(Some(rep.lab.warmup_ms)),

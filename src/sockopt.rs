@@ -299,6 +299,14 @@ pub struct HostFacts {
     pub tcp_rto_min_ms: Option<u64>,
     /// net.ipv4.tcp_rto_max_ms (Linux ≥ 6.15): the ceiling of the back-off.
     pub tcp_rto_max_ms: Option<u64>,
+    /// net.ipv4.tcp_frto: forward RTO-recovery mode (0 off, 1 basic, 2 SACK-enhanced).
+    pub tcp_frto: Option<u64>,
+    /// net.ipv4.tcp_thin_linear_timeouts: 1 = thin streams back off linearly for their first 6 RTOs.
+    pub tcp_thin_linear_timeouts: Option<u64>,
+    /// net.ipv4.tcp_orphan_retries: retransmissions of a closed (orphaned) socket (0 means 8).
+    pub tcp_orphan_retries: Option<u64>,
+    /// net.ipv4.tcp_fin_timeout, as ms: how long an orphaned connection stays in FIN-WAIT-2.
+    pub tcp_fin_timeout_ms: Option<u64>,
 }
 
 impl HostFacts {
@@ -328,6 +336,10 @@ impl HostFacts {
             f.tcp_syn_retries = num("tcp_syn_retries");
             f.tcp_rto_min_ms = num("tcp_rto_min_us").map(|us| us / 1000);
             f.tcp_rto_max_ms = num("tcp_rto_max_ms");
+            f.tcp_frto = num("tcp_frto");
+            f.tcp_thin_linear_timeouts = num("tcp_thin_linear_timeouts");
+            f.tcp_orphan_retries = num("tcp_orphan_retries");
+            f.tcp_fin_timeout_ms = num("tcp_fin_timeout").map(|s| s * 1000);
         }
         f
     }

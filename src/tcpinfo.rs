@@ -7,9 +7,11 @@ use serde::Serialize;
 /// The fields of TCP_INFO tcphb uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TcpInfo {
-    /// Smoothed round-trip time, µs.
+    /// Smoothed round-trip time, µs. JSON: `rtt_ms`, fractional ms, like `probe`'s `facts.rtt_ms`.
+    #[serde(rename = "rtt_ms", serialize_with = "us_as_ms")]
     pub rtt_us: u32,
-    /// Current retransmission timeout, µs.
+    /// Current retransmission timeout, µs. JSON: `rto_ms`, whole ms, like `probe`'s `facts.rto_ms`.
+    #[serde(rename = "rto_ms", serialize_with = "us_as_whole_ms")]
     pub rto_us: u32,
     /// Milliseconds since the last ACK was received from the peer.
     pub last_ack_recv_ms: u32,
@@ -25,6 +27,16 @@ pub struct TcpInfo {
     pub total_retrans: u32,
     /// Segments sent and not yet acknowledged.
     pub unacked: u32,
+}
+
+/// JSON durations are milliseconds: µs as fractional ms.
+fn us_as_ms<S: serde::Serializer>(us: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(f64::from(*us) / 1000.0)
+}
+
+/// µs as whole ms (the kernel's RTO has jiffy resolution, never below 1 ms).
+fn us_as_whole_ms<S: serde::Serializer>(us: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::from(*us) / 1000)
 }
 
 impl TcpInfo {

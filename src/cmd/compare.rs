@@ -99,7 +99,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
         for (i, spec) in chunk.iter().enumerate() {
             let cell = Cell::new(spec.fault, args.nat_idle)?;
             if facts.is_none() {
-                facts = Some(cell.facts());
+                facts = Some(cell.facts()?);
                 kernel = cell.kernel_timers()?;
             }
             for (j, s) in strategies.iter().enumerate() {
@@ -158,7 +158,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
     let report = CompareReport {
         schema: SCHEMA,
         lab: LabFacts {
-            facts: facts.unwrap_or_default().into_iter().collect(),
+            facts: facts.unwrap_or_default(),
             deadline_ms: args.deadline.as_millis() as u64,
             warmup_ms: args.warmup.as_millis() as u64,
             reboot_heal_ms: REBOOT_HEAL.as_millis() as u64,

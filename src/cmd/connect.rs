@@ -264,11 +264,7 @@ fn run_many(
         closed: by(Detection::closed_by_peer),
         closed_by_tcphb: by(Detection::closed_by_tcphb),
         by_mechanism: mechanism_stats(samples),
-        expected_ms: prediction.expected_ms(),
-        expected_min_ms: prediction.expected_min_ms(),
-        expected_max_ms: prediction.expected_max_ms(),
-        expected_by: prediction.mechanism,
-        expected_reason: prediction.reason,
+        expected: Expected::many(&prediction, &detections),
     };
     super::print(&render_connect_many(&report, format))?;
     Ok(exit_code(&detections.iter().collect::<Vec<_>>()))

@@ -94,9 +94,10 @@ impl Cell {
         SocketAddr::from((self.lab.server_addr(), PEER_PORT))
     }
 
-    /// The lab's kernel and sysctl facts (client namespace).
-    pub fn facts(&self) -> Vec<(String, String)> {
-        self.lab.facts()
+    /// The kernel facts in force in the lab's client namespace, the same facts `probe` reports for
+    /// the host (a fresh namespace has the kernel's defaults, not the host's tuning).
+    pub fn facts(&self) -> Result<sockopt::HostFacts, LabError> {
+        self.lab.enter(Node::Client, sockopt::HostFacts::read)
     }
 
     /// The kernel timers in force in the lab's client namespace (a fresh namespace has the kernel's
