@@ -54,6 +54,7 @@ fn frozen_peer_is_caught_by_heartbeat_while_keepalive_stays_up() {
     let out = hb.wait_output(Duration::from_secs(15));
     let after_freeze = frozen.elapsed();
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(code(&out), 3, "{v}");
     assert_eq!(v["outcome"], "dead");
     assert_eq!(v["detected_by"], "heartbeat");
@@ -72,6 +73,7 @@ fn frozen_peer_is_caught_by_heartbeat_while_keepalive_stays_up() {
     // The frozen peer's kernel still answers keepalive probes: that connection is alive.
     let out = ka.wait_output(Duration::from_secs(15));
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(code(&out), 0, "{v}");
     assert_eq!(v["outcome"], "alive");
     assert_eq!(v["detected_by"], serde_json::Value::Null);
@@ -92,6 +94,7 @@ fn killed_peer_gives_eof_or_reset() {
     server.signal(Signal::SIGKILL);
     let out = c.wait_output(Duration::from_secs(10));
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     // On a real path a FIN is the peer closing (exit 5, no mechanism credited); an RST is a reset.
     match code(&out) {
         5 => {
@@ -129,6 +132,7 @@ fn busy_connection_to_frozen_peer_is_caught_by_user_timeout() {
     let out = c.wait_output(Duration::from_secs(20));
     let took = frozen.elapsed();
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(code(&out), 3, "{v}");
     assert_eq!(v["detected_by"], "user_timeout", "{v}");
     assert_eq!(v["errno"], "ETIMEDOUT");
@@ -161,6 +165,7 @@ fn heartbeat_counts_a_plain_echo_server_as_alive() {
     ]);
     let out = c.wait_output(Duration::from_secs(10));
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(code(&out), 0, "{v}");
     assert_eq!(v["outcome"], "alive");
     echo.join().unwrap();
@@ -189,6 +194,9 @@ fn listen_heartbeat_declares_a_silent_client_dead_and_exits_3_on_sigterm() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2, "one event and the summary: {text}");
+    for l in &lines {
+        common::assert_schema("listen-event.schema.json", l);
+    }
     let ev = &lines[0];
     assert_eq!(ev["outcome"], "dead");
     assert_eq!(ev["detected_by"], "heartbeat");

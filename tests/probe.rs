@@ -239,6 +239,7 @@ fn find_nat_expiry(lab: &Lab, peer: SocketAddr) {
     let took = start.elapsed();
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
     let i = &v["idle_timeout"];
     let low = i["low_ms"].as_u64().unwrap();
     let high = i["high_ms"].as_u64().expect("an expiry within 10 s");
@@ -352,6 +353,7 @@ fn predictions_match_measured_detection_in_the_lab() {
     .wait_output(Duration::from_secs(10));
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
     assert_eq!(
         v["facts"]["tcp_retries2"], 5,
         "probe reads the client namespace"
@@ -409,6 +411,7 @@ fn predictions_match_measured_detection_in_the_lab() {
             String::from_utf8_lossy(&out.stderr)
         );
         let d = json(&out);
+        common::assert_schema("connect.schema.json", &d);
         assert_eq!(d["detected_by"], by, "{what}: {d}");
         within_15_percent(what, d["silence_ms"].as_u64().unwrap(), predicted);
     }
@@ -463,6 +466,7 @@ fn recverr_reports_the_routers_unreachable_at_once() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(code(&out), 0, "still alive at the end: {stderr}");
     let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
     let w = &v["early_warnings"];
     let first = &w["warnings"][0];
     let at = first["at_ms"]

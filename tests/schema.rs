@@ -6,18 +6,16 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{bin, code, json, lab_allowed, listen};
-use jsonschema::{Registry, Validator};
+use common::{
+    SCHEMA_BASE, assert_valid, bin, code, json, lab_allowed, listen, load_schema, schema_validator,
+    schema_validator_for,
+};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-/// Where the schemas live, and the base URI their `$id`s and relative `$ref`s share.
-const DIR: &str = "src/report/schema";
-const BASE: &str = "https://tcphb.invalid/schema/";
 const FILES: [&str; 5] = [
     "common.schema.json",
     "connect.schema.json",
@@ -25,52 +23,6 @@ const FILES: [&str; 5] = [
     "probe.schema.json",
     "compare.schema.json",
 ];
-
-fn load(file: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(DIR)
-        .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?} is not JSON: {e}"))
-}
-
-/// A validator for `schema`, with common.schema.json registered (offline: nothing is fetched) and
-/// formats (`date-time`) checked, not only annotated.
-fn validator_for(schema: &Value) -> Validator {
-    let registry = Registry::new()
-        .add(
-            format!("{BASE}common.schema.json"),
-            load("common.schema.json"),
-        )
-        .expect("common schema registers")
-        .prepare()
-        .expect("registry prepares");
-    jsonschema::options()
-        .with_registry(&registry)
-        .should_validate_formats(true)
-        .build(schema)
-        .unwrap_or_else(|e| panic!("schema does not compile: {e}"))
-}
-
-fn validator(file: &str) -> Validator {
-    validator_for(&load(file))
-}
-
-/// Every error, with where in the document and where in the schema, so a failure says what to fix.
-fn errors(v: &Validator, doc: &Value) -> Vec<String> {
-    v.iter_errors(doc)
-        .map(|e| format!("at {} ({}): {e}", e.instance_path(), e.schema_path()))
-        .collect()
-}
-
-fn assert_valid(file: &str, v: &Validator, doc: &Value) {
-    let errs = errors(v, doc);
-    assert!(
-        errs.is_empty(),
-        "{file} rejects real output:\n  {}\ndocument: {doc}",
-        errs.join("\n  ")
-    );
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(bin())
@@ -92,16 +44,16 @@ fn stdout_json(out: &Output, codes: &[i32]) -> Value {
 #[test]
 fn schemas_are_draft_2020_12_and_strict() {
     for file in FILES {
-        let s = load(file);
+        let s = load_schema(file);
         assert_eq!(
             s["$schema"], "https://json-schema.org/draft/2020-12/schema",
             "{file}"
         );
-        assert_eq!(s["$id"], format!("{BASE}{file}"), "{file}");
+        assert_eq!(s["$id"], format!("{SCHEMA_BASE}{file}"), "{file}");
         if let Err(e) = jsonschema::meta::validate(&s) {
             panic!("{file} is not a valid JSON Schema: {e}");
         }
-        validator_for(&s);
+        schema_validator_for(&s);
         strict(file, "", &s);
     }
 }
@@ -146,9 +98,9 @@ fn strict(file: &str, at: &str, s: &Value) {
 
 #[test]
 fn listen_connect_and_probe_output_match_their_schemas() {
-    let connect_schema = validator("connect.schema.json");
-    let probe_schema = validator("probe.schema.json");
-    let listen_schema = validator("listen-event.schema.json");
+    let connect_schema = schema_validator("connect.schema.json");
+    let probe_schema = schema_validator("probe.schema.json");
+    let listen_schema = schema_validator("listen-event.schema.json");
     let (server, port) = listen(&["--format", "json"]);
     let peer = format!("127.0.0.1:{port}");
 
@@ -268,7 +220,7 @@ fn the_validator_rejects_documents_that_break_the_contract() {
         "json",
     ]);
     let good = stdout_json(&out, &[0]);
-    let v = validator("connect.schema.json");
+    let v = schema_validator("connect.schema.json");
     assert_valid("connect.schema.json", &v, &good);
 
     let mutations: [(&str, Mutation); 9] = [
@@ -302,14 +254,14 @@ fn the_validator_rejects_documents_that_break_the_contract() {
     }
 
     // compare's facts as they were before schema 2 (sysctl names, numbers as strings) are rejected.
-    let facts = validator_for(&json!({
+    let facts = schema_validator_for(&json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$ref": format!("{BASE}common.schema.json#/$defs/kernel_facts"),
+        "$ref": format!("{SCHEMA_BASE}common.schema.json#/$defs/kernel_facts"),
     }));
     let old = json!({"kernel": "6.18.0", "net.ipv4.tcp_retries2": "15"});
     assert!(!facts.is_valid(&old));
     // And a listen event's wall clock must be a date-time.
-    let listen_schema = validator("listen-event.schema.json");
+    let listen_schema = schema_validator("listen-event.schema.json");
     let mut event = good.clone();
     let m = event.as_object_mut().unwrap();
     for k in ["local", "strategy", "load", "effective"] {
@@ -345,7 +297,7 @@ fn compare_output_matches_its_schema() {
     let doc = stdout_json(&out, &[0]);
     assert_valid(
         "compare.schema.json",
-        &validator("compare.schema.json"),
+        &schema_validator("compare.schema.json"),
         &doc,
     );
     // The kernel facts are probe's keys and numbers.

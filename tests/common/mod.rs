@@ -381,5 +381,61 @@ pub fn compare_json(args: &[&str]) -> serde_json::Value {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    json(&out)
+    let v = json(&out);
+    assert_schema("compare.schema.json", &v);
+    v
+}
+
+/// Where the committed JSON Schemas live, and the base URI their `$id`s and relative `$ref`s share.
+pub const SCHEMA_DIR: &str = "src/report/schema";
+pub const SCHEMA_BASE: &str = "https://tcphb.invalid/schema/";
+
+/// One committed schema (`connect.schema.json`…), parsed.
+pub fn load_schema(file: &str) -> serde_json::Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(SCHEMA_DIR)
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path:?} is not JSON: {e}"))
+}
+
+/// A validator for `schema`, with common.schema.json registered (offline: nothing is fetched) and
+/// formats (`date-time`) checked, not only annotated.
+pub fn schema_validator_for(schema: &serde_json::Value) -> jsonschema::Validator {
+    let registry = jsonschema::Registry::new()
+        .add(
+            format!("{SCHEMA_BASE}common.schema.json"),
+            load_schema("common.schema.json"),
+        )
+        .expect("common schema registers")
+        .prepare()
+        .expect("registry prepares");
+    jsonschema::options()
+        .with_registry(&registry)
+        .should_validate_formats(true)
+        .build(schema)
+        .unwrap_or_else(|e| panic!("schema does not compile: {e}"))
+}
+
+/// The validator of one committed schema file.
+pub fn schema_validator(file: &str) -> jsonschema::Validator {
+    schema_validator_for(&load_schema(file))
+}
+
+/// Panic with every violation (where in the document, where in the schema) unless `doc` is valid.
+pub fn assert_valid(file: &str, v: &jsonschema::Validator, doc: &serde_json::Value) {
+    let errs: Vec<String> = v
+        .iter_errors(doc)
+        .map(|e| format!("at {} ({}): {e}", e.instance_path(), e.schema_path()))
+        .collect();
+    assert!(
+        errs.is_empty(),
+        "{file} rejects real output:\n  {}\ndocument: {doc}",
+        errs.join("\n  ")
+    );
+}
+
+/// Check a document tcphb printed against the committed schema of its output (`connect.schema.json`…).
+pub fn assert_schema(file: &str, doc: &serde_json::Value) {
+    assert_valid(file, &schema_validator(file), doc);
 }
