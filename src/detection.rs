@@ -229,10 +229,10 @@ pub struct IcmpSeen {
     pub what: &'static str,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    /// The router that sent the first.
-    pub from: String,
-    /// How many arrived.
-    pub count: u32,
+    /// The router that sent the first (`reporter`, as in `probe`'s early warnings).
+    pub reporter: String,
+    /// How many arrived (`messages`, as in `probe`'s early warnings).
+    pub messages: u32,
     /// Measured: the first and the last, ms after the cut (`compare`) or after the last packet
     /// heard from the peer (`connect`, which cuts nothing).
     pub first_ms: u64,
@@ -247,8 +247,8 @@ impl IcmpSeen {
             what: r.what,
             icmp_type: r.icmp_type,
             icmp_code: r.icmp_code,
-            from: r.from.to_string(),
-            count: 1,
+            reporter: r.from.to_string(),
+            messages: 1,
             first_ms: ms,
             last_ms: ms,
         }
@@ -256,13 +256,13 @@ impl IcmpSeen {
 
     /// One more, `at` after the same instant.
     pub fn add(&mut self, at: Duration) {
-        self.count += 1;
+        self.messages += 1;
         self.last_ms = at.as_millis() as u64;
     }
 
     /// The cause in words: `host unreachable from 198.18.0.1, 12×`.
     pub fn cause(&self) -> String {
-        format!("{} from {}, {}×", self.what, self.from, self.count)
+        format!("{} from {}, {}×", self.what, self.reporter, self.messages)
     }
 }
 

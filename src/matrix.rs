@@ -169,7 +169,7 @@ pub fn aggregate(
     let icmp = runs
         .iter()
         .filter_map(|r| r.icmp.clone())
-        .max_by_key(|i| i.count);
+        .max_by_key(|i| i.messages);
     CellResult {
         strategy: strategy.name(),
         spec: strategy.spec(),

@@ -806,12 +806,18 @@ fn icmp_causes(rep: &CompareReport) -> Vec<String> {
         let first = cells[0].icmp.as_ref().expect("filtered");
         let who: Vec<String> = cells
             .iter()
-            .map(|r| format!("{} {}×", r.strategy, r.icmp.as_ref().map_or(0, |i| i.count)))
+            .map(|r| {
+                format!(
+                    "{} {}×",
+                    r.strategy,
+                    r.icmp.as_ref().map_or(0, |i| i.messages)
+                )
+            })
             .collect();
         lines.push(format!(
             "{fault} {load}: {} from {} ({})",
             first.what,
-            first.from,
+            first.reporter,
             who.join(", ")
         ));
     }

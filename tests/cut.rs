@@ -131,8 +131,8 @@ fn connect_shows_the_routers_icmp_errors_as_the_cause() {
         (icmp["icmp_type"].as_u64(), icmp["icmp_code"].as_u64()),
         (Some(3), Some(1))
     );
-    assert_eq!(icmp["from"], lab.router_addr().to_string(), "{v}");
-    assert!(icmp["count"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(icmp["reporter"], lab.router_addr().to_string(), "{v}");
+    assert!(icmp["messages"].as_u64().unwrap() >= 1, "{v}");
     // The first error answers the first segment sent after the silence began.
     assert!(icmp["first_ms"].as_u64().unwrap() < 1000, "{v}");
     drop(listen);

@@ -103,19 +103,19 @@ fn icmp_evidence_names_the_cause_even_when_the_errno_does_not() {
     assert_eq!(ka["errno"], "ETIMEDOUT", "{ka}");
     let icmp = &ka["icmp"];
     assert_eq!(icmp["what"], "host unreachable", "{ka}");
-    assert_eq!(icmp["from"], "198.18.0.1", "{ka}");
+    assert_eq!(icmp["reporter"], "198.18.0.1", "{ka}");
     assert_eq!(
         (icmp["icmp_type"].as_u64(), icmp["icmp_code"].as_u64()),
         (Some(3), Some(1))
     );
     assert!(
-        (3..=5).contains(&icmp["count"].as_u64().unwrap()),
+        (3..=5).contains(&icmp["messages"].as_u64().unwrap()),
         "one per probe: {ka}"
     );
     // Busy: the router answers retransmissions too, and the errno agrees.
     let busy = cell("uto=2s", "unreachable", "busy");
     assert_eq!(busy["errno"], "EHOSTUNREACH", "{busy}");
-    assert!(busy["icmp"]["count"].as_u64().unwrap() >= 1, "{busy}");
+    assert!(busy["icmp"]["messages"].as_u64().unwrap() >= 1, "{busy}");
     assert!(busy["icmp"]["first_ms"].as_u64().unwrap() < 1000, "{busy}");
     // A blackhole sends nothing back.
     for (s, l) in [("ka=1s,1s,3", "idle"), ("uto=2s", "busy")] {

@@ -113,7 +113,7 @@ async fn watch_with_icmp(
         // The silence began `silence_ms` before the ending, which is now.
         let heard = Instant::now() - Duration::from_millis(d.silence_ms);
         let mut e = IcmpSeen::new(&report, first.saturating_duration_since(heard));
-        e.count = count;
+        e.messages = count;
         e.last_ms = last.saturating_duration_since(heard).as_millis() as u64;
         d.icmp = Some(e);
     }
