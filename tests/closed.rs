@@ -74,6 +74,7 @@ fn a_server_closing_an_idle_connection_is_closed_by_peer_exit_5() {
     // the coincidence that once made a close look like a "matching" detection.
     let out = connect(&[&peer, "--keepalive", "1s,1s,1", "--format", "json"]);
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(code(&out), 5, "{v}");
     assert_closed_by_peer(&v);
     assert_idle_near(&v, 2000, 1000);
@@ -96,6 +97,7 @@ fn a_server_closing_an_idle_connection_is_closed_by_peer_exit_5() {
     // Many connections: none died, all were closed by the peer.
     let out = connect(&[&peer, "--connections", "3", "--format", "json"]);
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(code(&out), 5, "{v}");
     assert_eq!(v["closed"], 3, "{v}");
     assert_eq!(v["dead"], 0, "{v}");
@@ -156,6 +158,7 @@ fn a_peer_that_answered_then_fell_silent_is_dead() {
         "json",
     ]);
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(code(&out), 3, "{v}");
     assert_eq!(v["outcome"], "dead");
     assert_eq!(v["detected_by"], "heartbeat");
@@ -204,9 +207,12 @@ fn listen(args: &[&str]) -> Listen {
 
 impl Listen {
     fn next_event(&self) -> Value {
-        self.events
+        let ev = self
+            .events
             .recv_timeout(Duration::from_secs(10))
-            .expect("an event from tcphb listen")
+            .expect("an event from tcphb listen");
+        common::assert_schema("listen-event.schema.json", &ev);
+        ev
     }
 }
 
@@ -414,6 +420,7 @@ fn an_nginx_closing_an_idle_connection_is_not_a_detection() {
 
     let out = json_run.join().unwrap();
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(code(&out), 5, "{v}");
     assert_closed_by_peer(&v);
     assert_eq!(v["expected_ms"], 2000, "{v}");

@@ -12,6 +12,7 @@ use common::{code, json, lab_allowed, listen_in, ss_in, tcphb_in, wait_until};
 use tcphb::lab::{Lab, Node, PathFault};
 
 fn assert_keepalive_timeout(v: &serde_json::Value) {
+    common::assert_schema("connect.schema.json", v);
     assert_eq!(v["outcome"], "dead", "{v}");
     assert_eq!(v["detected_by"], "keepalive", "{v}");
     assert_eq!(v["errno"], "ETIMEDOUT", "{v}");

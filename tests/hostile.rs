@@ -23,6 +23,9 @@ fn events_by_peer(stdout: &[u8]) -> (HashMap<String, Value>, Value) {
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON line"))
         .collect();
+    for l in &lines {
+        common::assert_schema("listen-event.schema.json", l);
+    }
     let summary = lines.pop().expect("summary line");
     let by = lines
         .into_iter()
@@ -119,6 +122,7 @@ fn hostile_clients_are_cut_off_with_a_reason_while_others_keep_their_deadlines()
 
     let out = good.wait_output(Duration::from_secs(15));
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(
         code(&out),
         0,

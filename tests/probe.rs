@@ -70,6 +70,7 @@ fn probe_reports_facts_effective_and_predictions_as_json() {
     ]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
     assert_eq!(v["schema"], 2);
     assert_eq!(v["strategy"], "ka=5s,5s,3+uto=20s");
     let f = &v["facts"];

@@ -119,6 +119,7 @@ fn connect_json_has_the_documented_keys_and_types() {
         .unwrap();
     assert_eq!(code(&out), 0);
     let v = common::json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(v["schema"], 2);
     assert_eq!(v["peer"], format!("127.0.0.1:{port}"));
     assert_eq!(v["strategy"], "ka=2s,1s,4+uto=3s+hb=100ms,5");
@@ -150,6 +151,7 @@ fn connect_json_has_the_documented_keys_and_types() {
         .output()
         .unwrap();
     let v = common::json(&out);
+    common::assert_schema("connect.schema.json", &v);
     for k in [
         "keepalive_idle_ms",
         "keepalive_count",
