@@ -125,6 +125,7 @@ fn connect_shows_the_routers_icmp_errors_as_the_cause() {
     let out = busy.wait_output(Duration::from_secs(10));
     assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
     assert_eq!(v["detected_by"], "user_timeout", "{v}");
     let icmp = &v["icmp"];
     assert_eq!(icmp["what"], "host unreachable", "{v}");

@@ -153,6 +153,8 @@ fn a_key_has_one_type_in_every_output() {
         ("icmp_type", "integer"),
         ("expected_basis", "string"),
         ("idle_ms", "integer"),
+        ("expected_min_ms", "integer"),
+        ("first_ms", "integer"),
     ] {
         let types = &seen[name];
         assert_eq!(types.len(), 1, "{name}: {types:?}");
@@ -525,9 +527,16 @@ fn the_validator_rejects_documents_that_break_the_contract() {
             ("a missing key", |d| {
                 d.as_object_mut().unwrap().remove("silence_ms");
             }),
-            ("a missing key of main's closed outcome", |d| {
+            ("a missing idle_ms", |d| {
                 d.as_object_mut().unwrap().remove("idle_ms");
             }),
+            ("a missing icmp", |d| {
+                d.as_object_mut().unwrap().remove("icmp");
+            }),
+            ("a missing band", |d| {
+                d.as_object_mut().unwrap().remove("expected_max_ms");
+            }),
+            ("ICMP evidence without its keys", |d| d["icmp"] = json!({})),
             ("a renamed key", |d| {
                 let m = d.as_object_mut().unwrap();
                 let x = m.remove("expected_basis").unwrap();
@@ -654,6 +663,72 @@ fn the_validator_rejects_documents_that_break_the_contract() {
     assert_valid("listen-event.schema.json", &listen_schema, &event);
     event["at"] = json!("yesterday");
     assert!(!listen_schema.is_valid(&event), "`at` must be RFC 3339");
+}
+
+/// One connection through a real cut in the lab: a busy connection to a host a router reports
+/// unreachable ends by its user timeout, with tcp_info and the router's ICMP errors as evidence.
+#[cfg(target_os = "linux")]
+#[test]
+fn connect_through_a_cut_matches_its_schema() {
+    use common::{listen_in, ss_in, tcphb_in, wait_until};
+    use tcphb::lab::{Lab, Node, PathFault};
+    if !lab_allowed("connect_through_a_cut_matches_its_schema") {
+        return;
+    }
+    let lab = Lab::build().expect("build the lab");
+    let peer = format!("{}:7878", lab.server_addr());
+    let _listen = listen_in(&lab, Node::Server, &peer);
+    let busy = tcphb_in(
+        &lab,
+        Node::Client,
+        &[
+            "connect",
+            &peer,
+            "--user-timeout",
+            "2s",
+            "--load",
+            "busy",
+            "--format",
+            "json",
+        ],
+    );
+    wait_until(
+        "the busy connection to be ACKed",
+        Duration::from_secs(10),
+        || {
+            ss_in(&lab, Node::Client)
+                .iter()
+                .any(|s| s.state == "ESTAB" && s.peer_port() == 7878 && s.num("bytes_acked") > 0)
+        },
+    );
+    lab.cut(PathFault::Unreachable).expect("cut");
+    let out = busy.wait_output(Duration::from_secs(10));
+    let doc = stdout_json(&out, &[3]);
+    assert_valid(
+        "connect.schema.json",
+        &schema_validator("connect.schema.json"),
+        &doc,
+    );
+    assert_eq!(doc["detected_by"], "user_timeout", "{doc}");
+    assert!(doc["icmp"]["reporter"].is_string(), "{doc}");
+    assert!(doc["tcp_info"]["backoff"].is_u64(), "{doc}");
+    assert_rejected(
+        "connect.schema.json",
+        &doc,
+        &[
+            ("schema 1's ICMP router key", |d| {
+                let icmp = d["icmp"].as_object_mut().unwrap();
+                let x = icmp.remove("reporter").unwrap();
+                icmp.insert("from".into(), x);
+            }),
+            ("an ICMP type out of range", |d| {
+                d["icmp"]["icmp_type"] = json!(300)
+            }),
+            ("ICMP evidence of no message", |d| {
+                d["icmp"]["messages"] = json!(0)
+            }),
+        ],
+    );
 }
 
 /// Every fault, idle and busy, repeated, against a keepalive, a user timeout and heartbeats: the
