@@ -49,6 +49,9 @@ pub struct CutPhase {
     pub probes_out: Option<u32>,
     /// reboot: when the path was healed, from this cell's cut, ms.
     pub heal_ms: Option<u64>,
+    /// It was probing a zero window at the cut (its peer had fallen behind reading): until that
+    /// probe timer fired, ms; null otherwise.
+    pub zero_window_probe_due_ms: Option<u64>,
 }
 
 impl Run {

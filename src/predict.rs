@@ -264,7 +264,7 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
         // there (tcp_clamp_rto_to_user_timeout). That send leaves up to one busy tick after the
         // cut; the first firing and the clamped last one each add their slack.
         Some(uto) => {
-            let first_rto = rto.unwrap_or(rto_min).max(rto_min);
+            let first_rto = path_rto(rto, kernel);
             let w = wheel(kernel);
             let t = first_rto + uto;
             Cand {
@@ -297,28 +297,52 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
     }
 }
 
+/// The connection's RTO when it was read, else the kernel's floor (it is never below it).
+fn path_rto(rto: Option<Duration>, kernel: &KernelTimers) -> Duration {
+    let rto_min = Duration::from_millis(kernel.rto_min_ms);
+    rto.unwrap_or(rto_min).max(rto_min)
+}
+
 /// [`busy_death_on`] under a path fault. Where a router answers with ICMP unreachable, RFC 6069
 /// applies: each ICMP about a retransmitted segment undoes one RTO back-off and re-arms the
 /// retransmission timer without the user-timeout clamp (tcp_ld_RTO_revert), so the user timeout can
 /// be checked late by up to that reverted interval.
-fn busy_death_at(
-    eff: &Effective,
-    fault: Fault,
-    kernel: &KernelTimers,
-    rto: Option<Duration>,
-) -> Cand {
+fn busy_death_at(eff: &Effective, fault: Fault, kernel: &KernelTimers, at: phase::AtCut) -> Cand {
+    let rto = at.rto;
+    if let (Some(due), Some(uto)) = (at.zero_window, eff.user_timeout()) {
+        return zero_window_death(due, uto, kernel);
+    }
     let mut c = busy_death_on(eff, kernel, rto);
     if let (Fault::Unreachable | Fault::Prohibit, Some(uto)) = (fault, eff.user_timeout()) {
-        let rto = rto
-            .unwrap_or_default()
-            .max(Duration::from_millis(kernel.rto_min_ms));
-        c.max += rto_revert_overshoot(rto, uto);
+        c.max += rto_revert_overshoot(path_rto(rto, kernel), uto);
         c.reason.push_str(
             "; the router's ICMP errors revert the RTO back-off (RFC 6069) and re-arm the timer past the user timeout, \
              which widens the band",
         );
     }
     c
+}
+
+/// A busy connection that was probing a zero window at the cut (its peer fell behind reading):
+/// nothing but window probes is in flight, and the user timeout counts from the probe timer's first
+/// firing with the window still closed (`icsk_probes_tstamp`), which may have come before the cut.
+/// So it gives up from the next firing (`due` after the cut) up to one user timeout after it.
+/// The kernel ignores ICMP errors about window probes (out-of-window sequence number), so an
+/// unreachable router leaves ETIMEDOUT.
+fn zero_window_death(due: Duration, uto: Duration, kernel: &KernelTimers) -> Cand {
+    let w = wheel(kernel);
+    Cand {
+        t: due + uto,
+        min: due,
+        max: due + uto + w.max_late(due) + w.max_late(uto.min(RTO_MAX)),
+        m: Mechanism::UserTimeout,
+        also: Vec::new(),
+        reason: format!(
+            "user timeout {} on zero-window probes: the peer's window was closed at the cut (it had fallen behind \
+             reading), so only window probes were in flight, and their ICMP errors are ignored",
+            crate::strategy::format_duration(uto)
+        ),
+    }
 }
 
 /// The most an RFC 6069 revert delays a user timeout of `uto` on a path whose RTO is `rto`: half the
@@ -421,11 +445,11 @@ pub fn predict_at(
         Fault::Blackhole | Fault::Unreachable | Fault::Prohibit | Fault::Linkdown => {
             let mut c: Vec<_> = hb.into_iter().collect();
             match load {
-                Load::Busy => c.push(busy_death_at(eff, fault, kernel, at.rto)),
+                Load::Busy => c.push(busy_death_at(eff, fault, kernel, at)),
                 // Heartbeat pings are data: once one is unanswered, keepalive is silent and the
                 // retransmission / user-timeout timers run instead.
                 Load::Idle if eff.heartbeat().is_some() => {
-                    c.push(busy_death_at(eff, fault, kernel, at.rto))
+                    c.push(busy_death_at(eff, fault, kernel, at))
                 }
                 Load::Idle => c.extend(keepalive_death(eff, kernel, at.keepalive)),
             }
@@ -442,10 +466,7 @@ pub fn predict_at(
             {
                 // The window closes once the frozen peer's receive buffer is full; the first zero-window
                 // probe goes one RTO later and the user timeout counts from there.
-                let rto = at
-                    .rto
-                    .unwrap_or_default()
-                    .max(Duration::from_millis(kernel.rto_min_ms));
+                let rto = path_rto(at.rto, kernel);
                 let mut cand = Cand::timer(
                     uto + rto,
                     Mechanism::UserTimeout,
@@ -512,8 +533,7 @@ fn predict_reboot(
     at: phase::AtCut,
 ) -> Prediction {
     let w = wheel(kernel);
-    let rto_min = Duration::from_millis(kernel.rto_min_ms);
-    let rto = at.rto.unwrap_or(rto_min).max(rto_min);
+    let rto = path_rto(at.rto, kernel);
     let heal = at.heal.unwrap_or(REBOOT_HEAL);
     // Retransmissions at RTO·(2^k − 1) after a send made somewhere in `sent`: (earliest, nominal,
     // latest) of the first one that meets the healed path. A firing whose slack reaches past the
@@ -1013,6 +1033,21 @@ mod tests {
         let u = p("uto=3s", Fault::Unreachable, Load::Busy);
         assert_eq!(u.expected, b.expected);
         assert_eq!(u.max.unwrap() - b.max.unwrap(), Duration::from_millis(1600));
+    }
+
+    #[test]
+    fn a_window_closed_at_the_cut_runs_the_user_timeout_on_window_probes() {
+        let e = eff("uto=2s");
+        let k = KernelTimers::default();
+        let at = phase::AtCut {
+            zero_window: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
+        let r = predict_at(&e, Fault::Unreachable, Load::Busy, &k, Duration::ZERO, at);
+        assert_eq!(r.mechanism, Some(Mechanism::UserTimeout));
+        assert_eq!(r.min, Some(Duration::from_millis(300)));
+        assert_eq!(r.expected, Some(Duration::from_millis(2300)));
+        assert!(r.reason.contains("ICMP errors are ignored"), "{}", r.reason);
     }
 
     #[test]

@@ -222,9 +222,12 @@ fn blackhole_idle_keepalive_times_out() {
 }
 
 /// Busy client: streams to a server that keeps reading, with TCP_USER_TIMEOUT 3 s. The writer
-/// itself cuts `fault` right after a write returns, with the send buffer full, so unacked data is
-/// certainly in flight at the cut (which matters: see `linkdown_new_writes_only_time_out`), then
-/// keeps writing. Returns the writer's error and its time after the cut.
+/// itself cuts `fault` right after a write returns while the kernel holds unacked data (TCP_INFO),
+/// so data is certainly in flight at the cut, then keeps writing. That matters: with nothing in
+/// flight (see `linkdown_new_writes_only_time_out`), or with the window closed because a starved
+/// reader fell behind (seen beside a CPU hog), only zero-window probes go out, and the kernel
+/// ignores ICMP errors about them (their sequence number is out of window), so the errno would be
+/// ETIMEDOUT whatever the router said. Returns the writer's error and its time after the cut.
 fn busy_after_cut(lab: &Lab, fault: PathFault) -> (io::Error, Duration) {
     let (mut c, mut s) = connected_pair(lab, user_timeout(3000));
     round_trip(&mut c, &mut s);
@@ -254,7 +257,8 @@ fn busy_after_cut(lab: &Lab, fault: PathFault) -> (io::Error, Duration) {
             if let Err(e) = c.write_all(&chunk) {
                 break e;
             }
-            if cut.is_none() && start.elapsed() >= Duration::from_millis(300) {
+            let in_flight = || tcphb::tcpinfo::read(&c).is_some_and(|i| i.unacked > 0);
+            if cut.is_none() && start.elapsed() >= Duration::from_millis(300) && in_flight() {
                 lab.cut(fault).unwrap();
                 cut = Some(Instant::now());
             }

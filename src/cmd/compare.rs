@@ -15,8 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 
 use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
-use crate::detection::Detection;
-use crate::detection::IcmpSeen;
+use crate::detection::{Detection, IcmpSeen};
 use crate::lab::Cell;
 use crate::matrix::{CellResult, CutPhase, Run, aggregate, verdicts};
 use crate::predict::phase::{AtCut, KeepalivePhase};
@@ -137,6 +136,9 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
                                 keepalive_due_ms: a.keepalive.map(|k| k.due_in.as_millis() as u64),
                                 probes_out: a.keepalive.map(|k| k.probes_out),
                                 heal_ms: a.heal.map(|h| h.as_millis() as u64),
+                                zero_window_probe_due_ms: a
+                                    .zero_window
+                                    .map(|d| d.as_millis() as u64),
                             }),
                             ended_before_cut: m.before_cut,
                             expected_ms: None,
@@ -281,10 +283,15 @@ async fn measure(
                     due_in: t.due_in,
                     probes_out: t.probes_out,
                 });
+            let zero_window = timers
+                .iter()
+                .find(|(a, t)| a == local && t.kind == 4)
+                .map(|(_, t)| t.due_in);
             let at = AtCut {
                 keepalive,
                 rto: Some(Duration::from_micros(u64::from(info.rto_us))),
                 heal: None,
+                zero_window,
             };
             phases.insert((i, *j), (at, heard_ago));
         }

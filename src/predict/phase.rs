@@ -62,6 +62,9 @@ pub struct AtCut {
     /// For `reboot`: when the path was healed, from the cut ([`crate::predict::REBOOT_HEAL`] when
     /// not measured).
     pub heal: Option<Duration>,
+    /// When the connection was probing a zero window at the cut (its peer had stopped reading, or
+    /// fell behind): until that probe timer fires. Nothing is then in flight but window probes.
+    pub zero_window: Option<Duration>,
 }
 
 /// What one firing of the keepalive timer did, in time since the last packet heard.
