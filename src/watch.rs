@@ -229,19 +229,20 @@ fn closed(
     how: CloseHow,
     note: Option<String>,
 ) -> Detection {
+    let (elapsed_ms, idle_ms) = lifetime_and_idle(c);
     Detection {
         outcome: Outcome::Closed,
         detected_by: None,
         errno: None,
         silence_ms: 0,
-        elapsed_ms: c.opened.elapsed().as_millis() as u64,
+        elapsed_ms,
         tcp_info: tcpinfo::read(stream),
         note: note.or_else(|| {
             (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines))
         }),
         closed_by: Some(by),
         how: Some(how),
-        idle_ms: c.last_io.elapsed().as_millis() as u64,
+        idle_ms,
         icmp: None,
         spoke_heartbeat: c.spoke_protocol,
     }
@@ -316,6 +317,14 @@ fn silence(stream: &TcpStream, c: &Conn) -> u64 {
         .unwrap_or_else(|| c.last_heard.elapsed().as_millis() as u64)
 }
 
+/// The connection's lifetime and its idle time at the end, read at one instant so that the idle
+/// time (which starts no earlier than the connection) never exceeds the lifetime.
+fn lifetime_and_idle(c: &Conn) -> (u64, u64) {
+    let now = Instant::now();
+    let ms = |since: Instant| now.saturating_duration_since(since).as_millis() as u64;
+    (ms(c.opened), ms(c.last_io))
+}
+
 fn finish(
     stream: &TcpStream,
     c: &Conn,
@@ -331,17 +340,18 @@ fn finish(
         (_, Some(i)) => i.silence_ms(),
     };
     let note = (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines));
+    let (elapsed_ms, idle_ms) = lifetime_and_idle(c);
     Detection {
         outcome,
         detected_by: by,
         errno,
         silence_ms,
-        elapsed_ms: c.opened.elapsed().as_millis() as u64,
+        elapsed_ms,
         tcp_info: info,
         note,
         closed_by: None,
         how: None,
-        idle_ms: c.last_io.elapsed().as_millis() as u64,
+        idle_ms,
         icmp: None,
         spoke_heartbeat: c.spoke_protocol,
     }
