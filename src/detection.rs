@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::tcpinfo::TcpInfo;
+use crate::units::Millis;
 
 /// The mechanism that noticed the dead peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -175,7 +176,7 @@ impl Detection {
                 self.how = Some(CloseHow::NoHeartbeat);
                 let why = format!(
                     "never answered a heartbeat (no PONG or echo in {}): does not speak tcphb's PING protocol",
-                    human_secs(self.silence_ms)
+                    crate::units::human_ms(Some(self.silence_ms))
                 );
                 self.note = Some(match self.note.take() {
                     Some(n) => format!("{why}; {n}"),
@@ -202,11 +203,6 @@ impl Detection {
     pub fn closed_by_tcphb(&self) -> bool {
         self.outcome == Outcome::Closed && self.closed_by == Some(ClosedBy::Tcphb)
     }
-}
-
-/// Seconds with one decimal (`1.5 s`), for sentences.
-fn human_secs(ms: u64) -> String {
-    format!("{:.1} s", ms as f64 / 1000.0)
 }
 
 /// The symbolic name of an errno (`ETIMEDOUT`), or `E<n>` when unknown.
@@ -242,7 +238,7 @@ pub struct IcmpSeen {
 impl IcmpSeen {
     /// Start the evidence with one report, `at` after the cut (or the last packet heard).
     pub fn new(r: &crate::recverr::IcmpReport, at: Duration) -> IcmpSeen {
-        let ms = at.as_millis() as u64;
+        let ms = at.ms();
         IcmpSeen {
             what: r.what,
             icmp_type: r.icmp_type,
@@ -257,7 +253,7 @@ impl IcmpSeen {
     /// One more, `at` after the same instant.
     pub fn add(&mut self, at: Duration) {
         self.messages += 1;
-        self.last_ms = at.as_millis() as u64;
+        self.last_ms = at.ms();
     }
 
     /// The cause in words: `host unreachable from 198.18.0.1, 12×`.

@@ -25,6 +25,7 @@ use tokio::time::{Instant as TokioInstant, sleep_until, timeout};
 
 use crate::detection::errno_name;
 use crate::heartbeat::{self, Decoder, Message};
+use crate::units::{Millis, secs2};
 
 /// Connections per round.
 pub const PER_ROUND: usize = 8;
@@ -170,7 +171,7 @@ pub fn next_round(
         max.saturating_sub(elapsed)
     };
     for p in &mut points {
-        *p = Duration::from_millis(p.as_millis() as u64);
+        *p = Duration::from_millis(p.ms());
     }
     points.retain(|p| !p.is_zero() && *p <= left && *p > b.low && b.high.is_none_or(|h| *p < h));
     points.dedup();
@@ -231,8 +232,8 @@ pub async fn discover(
         progress(format!(
             "tcphb: round {round}: {} connections idle {} … {}",
             points.len(),
-            fmt(points[0]),
-            fmt(points[points.len() - 1])
+            secs2(points[0]),
+            secs2(points[points.len() - 1])
         ));
         let mut set = JoinSet::new();
         let mut handles = Vec::new();
@@ -245,11 +246,11 @@ pub async fn discover(
             let Ok((idle, e)) = joined else { continue };
             progress(format!(
                 "tcphb:   idle {}: {}",
-                fmt(idle),
+                secs2(idle),
                 match e.verdict {
                     Verdict::Alive =>
                         format!("alive (answered in {:.1} ms)", e.reply_ms.unwrap_or(0.0)),
-                    Verdict::Silent => format!("forgotten (no answer within {})", fmt(reply)),
+                    Verdict::Silent => format!("forgotten (no answer within {})", secs2(reply)),
                     v => format!("{v:?}").to_lowercase(),
                 }
             ));
@@ -285,8 +286,8 @@ pub async fn discover(
     {
         notes.push(format!(
             "a connection idle {} survived although one idle {} did not: the path's timeout is not sharp (several middleboxes, or entries expired in batches)",
-            fmt(Duration::from_millis(a.idle_ms)),
-            fmt(h)
+            secs2(Duration::from_millis(a.idle_ms)),
+            secs2(h)
         ));
     }
     let spoke = evidence
@@ -306,7 +307,7 @@ pub async fn discover(
         notes.push(format!(
             "the peer itself closed {} idle connections, the first after {}: it has an idle timeout of its own",
             closed.len(),
-            fmt(Duration::from_millis(first))
+            secs2(Duration::from_millis(first))
         ));
     }
     let dead: Vec<_> = evidence.iter().filter(|e| e.verdict.is_dead()).collect();
@@ -320,20 +321,16 @@ pub async fn discover(
         Some(Behaviour::SilentDrop)
     };
     Ok(IdleTimeout {
-        max_ms: max.as_millis() as u64,
-        low_ms: bracket.low.as_millis() as u64,
-        high_ms: bracket.high.map(|h| h.as_millis() as u64),
+        max_ms: max.ms(),
+        low_ms: bracket.low.ms(),
+        high_ms: bracket.high.map(|h| h.ms()),
         behaviour,
-        reply_timeout_ms: reply.as_millis() as u64,
+        reply_timeout_ms: reply.ms(),
         rounds: round,
-        elapsed_ms: start.elapsed().as_millis() as u64,
+        elapsed_ms: start.elapsed().ms(),
         connections: evidence,
         notes,
     })
-}
-
-fn fmt(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
 }
 
 /// One connection: connect, ping once (proves the peer answers and marks the start of the idle
@@ -347,7 +344,7 @@ async fn test_one(
 ) -> (Duration, Evidence) {
     let mut e = Evidence {
         round: 0,
-        idle_ms: idle.as_millis() as u64,
+        idle_ms: idle.ms(),
         idled_ms: 0,
         verdict: Verdict::Error,
         reply_ms: None,
@@ -390,12 +387,12 @@ async fn test_one(
                 match stream.try_read(&mut buf) {
                     Ok(0) => {
                         e.verdict = Verdict::Closed;
-                        e.idled_ms = quiet_from.elapsed().as_millis() as u64;
+                        e.idled_ms = quiet_from.elapsed().ms();
                         return (idle, e);
                     }
                     Ok(_) => {
                         e.verdict = Verdict::PeerSpoke;
-                        e.idled_ms = quiet_from.elapsed().as_millis() as u64;
+                        e.idled_ms = quiet_from.elapsed().ms();
                         return (idle, e);
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
@@ -405,7 +402,7 @@ async fn test_one(
             }
         }
     }
-    e.idled_ms = quiet_from.elapsed().as_millis() as u64;
+    e.idled_ms = quiet_from.elapsed().ms();
     let sent = Instant::now();
     match ping(&mut stream, &mut decoder, first + 1, reply).await {
         Ok(()) => {

@@ -21,4 +21,5 @@ pub mod signals;
 pub mod sockopt;
 pub mod strategy;
 pub mod tcpinfo;
+pub mod units;
 pub mod watch;

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::detection::IcmpSeen;
-use crate::detection::{Mechanism, Outcome};
+use crate::detection::{IcmpSeen, Mechanism, Outcome};
 use crate::predict::{Basis, Prediction, judge_band};
 use crate::scenario::{Fault, Load};
 
@@ -95,6 +94,37 @@ pub struct CellResult {
     pub runs: Vec<Run>,
 }
 
+/// Per-mechanism counts: how many connections each mechanism ended, and their silence before detection.
+#[derive(Debug, Clone, Serialize)]
+pub struct MechanismStats {
+    pub detected_by: String,
+    pub count: u64,
+    pub silence_min_ms: u64,
+    pub silence_median_ms: u64,
+    pub silence_p99_ms: u64,
+    pub silence_max_ms: u64,
+}
+
+/// Per-mechanism statistics from (mechanism name, silence ms) pairs: `connect --connections` and
+/// `listen`'s summary.
+pub fn mechanism_stats(mut samples: Vec<(String, u64)>) -> Vec<MechanismStats> {
+    samples.sort();
+    let mut out: Vec<MechanismStats> = Vec::new();
+    for chunk in samples.chunk_by(|a, b| a.0 == b.0) {
+        let v: Vec<u64> = chunk.iter().map(|x| x.1).collect();
+        out.push(MechanismStats {
+            detected_by: chunk[0].0.clone(),
+            count: v.len() as u64,
+            silence_min_ms: v[0],
+            silence_median_ms: median(v.clone()).expect("a chunk is never empty"),
+            silence_p99_ms: v[(v.len() * 99).div_ceil(100).max(1) - 1],
+            silence_max_ms: v[v.len() - 1],
+        });
+    }
+    out
+}
+
+/// The median; of an even count, the mean of the middle two.
 fn median(mut v: Vec<u64>) -> Option<u64> {
     v.sort_unstable();
     match v.len() {
@@ -256,7 +286,7 @@ pub fn verdicts(results: &[CellResult], faults: &[Fault]) -> Vec<Verdict> {
                 {
                     parts.push(format!(
                         "{load}: every strategy noticed within {}",
-                        crate::report::human_ms(slowest)
+                        crate::units::human_ms(slowest)
                     ));
                     continue;
                 }
@@ -271,7 +301,7 @@ pub fn verdicts(results: &[CellResult], faults: &[Fault]) -> Vec<Verdict> {
                         s += &format!(
                             "first {} in {} ({})",
                             c.strategy,
-                            crate::report::human_ms(c.latency_ms),
+                            crate::units::human_ms(c.latency_ms),
                             c.detected_by.map_or("?", Mechanism::name)
                         );
                     }

@@ -25,9 +25,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::detection::Mechanism;
+use crate::detection::{Detection, Mechanism, Outcome};
 use crate::scenario::{BUSY_TICK, Fault, Load};
 use crate::sockopt::{Effective, KernelTimers};
+use crate::units::Millis;
 
 /// TCP_RTO_MAX on Linux.
 const RTO_MAX: Duration = Duration::from_secs(120);
@@ -78,17 +79,17 @@ impl Prediction {
 
     /// Expected time in milliseconds, `None` for never.
     pub fn expected_ms(&self) -> Option<u64> {
-        self.expected.map(|d| d.as_millis() as u64)
+        self.expected.map(|d| d.ms())
     }
 
     /// Low end of the band in milliseconds, `None` for never.
     pub fn expected_min_ms(&self) -> Option<u64> {
-        self.min.map(|d| d.as_millis() as u64)
+        self.min.map(|d| d.ms())
     }
 
     /// High end of the band in milliseconds, `None` for never.
     pub fn expected_max_ms(&self) -> Option<u64> {
-        self.max.map(|d| d.as_millis() as u64)
+        self.max.map(|d| d.ms())
     }
 
     /// How far `measured` lies outside the band (zero inside it); `None` when never was expected.
@@ -185,7 +186,7 @@ fn keepalive_death(
             (lo.min(t), hi.max(t + late))
         }),
     };
-    let f = crate::strategy::format_duration;
+    let f = crate::units::format_duration;
     let mut reason = match (k.user_timeout, by_uto) {
         (Some(uto), true) => format!(
             "user timeout {} checked at keepalive ticks ({} idle, then every {}) with a probe out",
@@ -275,7 +276,7 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
                 also: Vec::new(),
                 reason: format!(
                     "user timeout {} on unacknowledged data, counted from the first retransmission, one RTO ({} ms) after the first unacknowledged send",
-                    crate::strategy::format_duration(uto),
+                    crate::units::format_duration(uto),
                     first_rto.as_millis()
                 ),
             }
@@ -340,7 +341,7 @@ fn zero_window_death(due: Duration, uto: Duration, kernel: &KernelTimers) -> Can
         reason: format!(
             "user timeout {} on zero-window probes: the peer's window was closed at the cut (it had fallen behind \
              reading), so only window probes were in flight, and their ICMP errors are ignored",
-            crate::strategy::format_duration(uto)
+            crate::units::format_duration(uto)
         ),
     }
 }
@@ -382,7 +383,7 @@ fn heartbeat_death(eff: &Effective) -> Option<Cand> {
         Mechanism::Heartbeat,
         format!(
             "heartbeat: {misses} × {} without an answer",
-            crate::strategy::format_duration(interval)
+            crate::units::format_duration(interval)
         ),
     ))
 }
@@ -473,7 +474,7 @@ pub fn predict_at(
                     format!(
                         "user timeout on zero-window probes, from one RTO after the frozen peer's window closes; \
                          filling that window at the busy rate adds up to {} (not predicted: it depends on the peer's buffer)",
-                        crate::strategy::format_duration(FREEZE_WINDOW_FILL)
+                        crate::units::format_duration(FREEZE_WINDOW_FILL)
                     ),
                     kernel,
                 );
@@ -600,7 +601,7 @@ fn predict_reboot(
             reason: format!(
                 "the first ping after the cut (at a phase of its {} interval) is retransmitted until the path heals and \
                  draws a RST, unless {misses} unanswered pings come first",
-                crate::strategy::format_duration(interval)
+                crate::units::format_duration(interval)
             ),
         });
         if load == Load::Idle {
@@ -702,14 +703,14 @@ pub fn assumed_effective(strategy: &crate::strategy::Strategy, kernel: &KernelTi
             interval,
             count,
         } => {
-            e.keepalive_idle_ms = Some(idle.as_millis() as u64);
-            e.keepalive_interval_ms = Some(interval.as_millis() as u64);
+            e.keepalive_idle_ms = Some(idle.ms());
+            e.keepalive_interval_ms = Some(interval.ms());
             e.keepalive_count = Some(count);
         }
     }
-    e.user_timeout_ms = strategy.user_timeout.map(|d| d.as_millis() as u64);
+    e.user_timeout_ms = strategy.user_timeout.map(|d| d.ms());
     if let Some(h) = strategy.heartbeat {
-        e.heartbeat_interval_ms = Some(h.interval.as_millis() as u64);
+        e.heartbeat_interval_ms = Some(h.interval.ms());
         e.heartbeat_misses = Some(h.misses);
     }
     e
@@ -761,7 +762,7 @@ pub fn judge_band(
     measured: Option<Duration>,
     deadline: Duration,
 ) -> Judgement {
-    let f = |d: Duration| format!("{:.2} s", d.as_secs_f64());
+    let f = crate::units::secs2;
     let note = match (pred.expected, measured) {
         (None, None) => None,
         // Nothing noticed yet, and the band reaches past the deadline: consistent.
@@ -806,6 +807,81 @@ fn same_family(a: Option<Mechanism>, b: Option<Mechanism>) -> bool {
     a == b || matches!((a, b), (Some(Eof | Reset), Some(Eof | Reset)))
 }
 
+/// The prediction beside a measurement, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expected {
+    /// Expected detection time, ms (`null` = never).
+    pub expected_ms: Option<u64>,
+    /// The band over every timer phase and the timer slack, ms (`null` = never).
+    pub expected_min_ms: Option<u64>,
+    pub expected_max_ms: Option<u64>,
+    /// The mechanism expected to notice first.
+    pub expected_by: Option<Mechanism>,
+    /// What `expected_ms` is counted from: `last_heard` or `fault`.
+    pub expected_basis: Basis,
+    /// Why, in one sentence.
+    pub expected_reason: String,
+    /// Whether the measurement agrees with the prediction: `null` unless a silent death was detected
+    /// (alive, closed, and a reset are not what the prediction is for).
+    pub agrees: Option<bool>,
+    /// How they differ, when they do.
+    pub disagreement: Option<String>,
+}
+
+impl Expected {
+    /// Put a detection beside its prediction. Measured time is the silence before detection. Only a
+    /// death found by a timer, a heartbeat or an ICMP error is judged: a connection the peer (or
+    /// tcphb) closed is not a death, and a reset is the peer's kernel answering, not the silent death
+    /// the prediction is for.
+    pub fn new(pred: &Prediction, det: &Detection) -> Expected {
+        let j = (det.outcome == Outcome::Dead && det.detected_by != Some(Mechanism::Reset))
+            .then(|| judge_silent_death(pred, det.detected_by, det.silence_ms));
+        Expected {
+            agrees: j.as_ref().map(|j| j.agrees),
+            disagreement: j.and_then(|j| j.note),
+            ..Expected::unjudged(pred)
+        }
+    }
+
+    /// One prediction beside many connections' ends (`connect --connections`): `agrees` is `null`
+    /// unless some connection died a silent death (the only ending that is judged), else whether
+    /// every judged connection agrees; `disagreement` says how many did not, and how the first of
+    /// them differs.
+    pub fn many(pred: &Prediction, dets: &[Detection]) -> Expected {
+        let judged: Vec<Expected> = dets
+            .iter()
+            .map(|d| Expected::new(pred, d))
+            .filter(|e| e.agrees.is_some())
+            .collect();
+        let differing: Vec<&Expected> = judged.iter().filter(|e| e.agrees == Some(false)).collect();
+        Expected {
+            agrees: (!judged.is_empty()).then_some(differing.is_empty()),
+            disagreement: differing.first().map(|d| {
+                format!(
+                    "{} of {} connections differ; the first: {}",
+                    differing.len(),
+                    judged.len(),
+                    d.disagreement.as_deref().unwrap_or("mechanism or time")
+                )
+            }),
+            ..Expected::unjudged(pred)
+        }
+    }
+
+    fn unjudged(pred: &Prediction) -> Expected {
+        Expected {
+            expected_ms: pred.expected_ms(),
+            expected_min_ms: pred.expected_min_ms(),
+            expected_max_ms: pred.expected_max_ms(),
+            expected_by: pred.mechanism,
+            expected_basis: pred.basis,
+            expected_reason: pred.reason.clone(),
+            agrees: None,
+            disagreement: None,
+        }
+    }
+}
+
 /// Judge a connection that ended against a prediction made for a silent death (`connect`, `listen`:
 /// the fault is not known), from its silence before detection.
 pub fn judge_silent_death(pred: &Prediction, by: Option<Mechanism>, silence_ms: u64) -> Judgement {
@@ -818,17 +894,13 @@ pub fn judge_silent_death(pred: &Prediction, by: Option<Mechanism>, silence_ms: 
         // The user timeout fired although the peer's kernel was still acknowledging: its window was
         // closed (the application stopped reading), so the timer ran from the window closing, not
         // from the last packet heard.
-        Some(Mechanism::UserTimeout)
-            if pred
-                .expected
-                .is_some_and(|e| silence_ms < e.as_millis() as u64 / 2) =>
-        {
+        Some(Mechanism::UserTimeout) if pred.expected.is_some_and(|e| silence_ms < e.ms() / 2) => {
             Judgement {
                 agrees: false,
                 note: Some(format!(
                     "the peer's kernel was still acknowledging {} before the end: its application stopped reading \
                      (zero window), as a frozen peer does, and the user timeout ran from the window closing",
-                    crate::report::human_ms(Some(silence_ms))
+                    crate::units::human_ms(Some(silence_ms))
                 )),
             }
         }

@@ -21,7 +21,9 @@ use crate::predict::{
 };
 use crate::scenario::Load;
 use crate::sockopt::KernelTimers;
-use crate::strategy::{Heartbeat, Keepalive, Strategy, format_duration};
+use crate::strategy::{Heartbeat, Keepalive, Strategy};
+use crate::units::Millis;
+use crate::units::{format_duration, secs2};
 
 /// The shortest deadline tcphb will plan for: its heartbeat interval floor.
 pub const MIN_DEADLINE: Duration = Duration::from_millis(10);
@@ -93,10 +95,6 @@ pub fn flags(s: &Strategy) -> String {
     f.join(" ")
 }
 
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
 /// Recommend a strategy for `ask`, or say why none exists.
 pub fn recommend(ask: &Ask) -> Result<Recommendation, Refusal> {
     let d = ask.within;
@@ -149,7 +147,7 @@ fn checked(ask: &Ask, s: Strategy, notes: Vec<String>) -> Result<Recommendation,
                 return Err(Refusal(format!(
                     "the best candidate ({}) would notice a dead peer on a {load} connection after {}, later than {}",
                     s.spec(),
-                    other.map_or("never".into(), secs),
+                    other.map_or("never".into(), secs2),
                     format_duration(ask.within)
                 )));
             }
@@ -181,7 +179,7 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
     if cap_idle == Some(0) {
         return Err(format!(
             "the path forgets idle connections after {} and keepalive cannot probe more often than every 1 s",
-            secs(ask.keep_under.expect("cap_idle is Some"))
+            secs2(ask.keep_under.expect("cap_idle is Some"))
         ));
     }
     // Three probes tolerate two lost ones; fewer only when the deadline leaves no room.
@@ -217,7 +215,7 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
         let Some(room) = ask.within.checked_sub(first_rto).filter(|r| !r.is_zero()) else {
             continue;
         };
-        let uto = Duration::from_millis(room.min(last_tick).as_millis() as u64);
+        let uto = Duration::from_millis(room.min(last_tick).ms());
         let s = Strategy {
             label: None,
             keepalive: Keepalive::Custom {
@@ -241,7 +239,7 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
         if let (Some(k), Some(_)) = (ask.keep_under, cap_idle) {
             notes.push(format!(
                 "keepalive idle {idle} s stays under the path's idle timeout (connections idle {} survived)",
-                secs(k)
+                secs2(k)
             ));
         }
         let retrans = retransmissions_within(uto, ask.path.rto);
@@ -277,7 +275,7 @@ fn heartbeat_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), Refusal> {
     let d = ask.within;
     let floor = MIN_HEARTBEAT_INTERVAL.max(ask.path.rtt);
     let mut misses: u32 = if d >= floor * 3 { 3 } else { 2 };
-    let mut interval = Duration::from_millis((d / misses).as_millis() as u64);
+    let mut interval = Duration::from_millis((d / misses).ms());
     let mut notes = Vec::new();
     if let Some(k) = ask.keep_under {
         let cap = Duration::from_millis((k.as_secs_f64() * IDLE_TIMEOUT_SHARE * 1000.0) as u64);
@@ -287,7 +285,7 @@ fn heartbeat_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), Refusal> {
             notes.push(format!(
                 "heartbeat every {} stays under the path's idle timeout (connections idle {} survived)",
                 format_duration(interval),
-                secs(k)
+                secs2(k)
             ));
         }
     }

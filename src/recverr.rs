@@ -25,6 +25,7 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 use crate::detection::errno_name;
 use crate::sockopt::PlatformError;
 use crate::tcpinfo;
+use crate::units::Millis;
 
 /// One ICMP error that quotes a segment of the watched connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -308,13 +309,13 @@ pub async fn watch_busy(
             duration_ms: 0,
             warnings: Vec::new(),
             reporter_unavailable: None,
-            ended_at_ms: Some(opened.elapsed().as_millis() as u64),
+            ended_at_ms: Some(opened.elapsed().ms()),
             ended_errno: Some("ENOTCONN".into()),
         };
     };
     let mut icmp = IcmpWatch::open(local, peer);
     let mut out = EarlyWarnings {
-        duration_ms: duration.as_millis() as u64,
+        duration_ms: duration.ms(),
         warnings: Vec::new(),
         reporter_unavailable: icmp.unavailable().map(str::to_string),
         ended_at_ms: None,
@@ -338,7 +339,7 @@ pub async fn watch_busy(
                 return true;
             }
             let w = Warning {
-                at_ms: now.as_millis() as u64,
+                at_ms: now.ms(),
                 what: errno_words(&e),
                 reporter: None,
                 errno,
@@ -352,7 +353,7 @@ pub async fn watch_busy(
             }
             true
         } else {
-            out.ended_at_ms = Some(at().as_millis() as u64);
+            out.ended_at_ms = Some(at().ms());
             out.ended_errno = errno.or_else(|| Some(format!("{:?}", e.kind())));
             false
         }
@@ -386,7 +387,7 @@ pub async fn watch_busy(
                     continue;
                 }
                 let w = Warning {
-                    at_ms: now.as_millis() as u64,
+                    at_ms: now.ms(),
                     what: r.what.to_string(),
                     reporter: Some(from),
                     errno: None,
@@ -416,7 +417,7 @@ pub async fn watch_busy(
                 if ready.is_readable() || ready.is_read_closed() {
                     match stream.try_read(&mut buf) {
                         Ok(0) => {
-                            out.ended_at_ms = Some(at().as_millis() as u64);
+                            out.ended_at_ms = Some(at().ms());
                             out.ended_errno = Some("EOF".into());
                             break;
                         }

@@ -3,16 +3,16 @@
 //! One result model per command, one exporter per format, all fed the same model. Every number is
 //! labelled measured or expected. JSON carries `schema` and snake_case keys; durations are `_ms` numbers.
 
-use std::time::Duration;
-
 use comfy_table::presets::{ASCII_MARKDOWN, UTF8_FULL_CONDENSED};
 use comfy_table::{ContentArrangement, Table};
 use serde::Serialize;
 
 use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
-use crate::predict::{Basis, Prediction, judge_silent_death};
+use crate::matrix::MechanismStats;
+use crate::predict::Expected;
 use crate::scenario::Load;
 use crate::sockopt::Effective;
+use crate::units::human_ms;
 
 pub mod probe;
 
@@ -31,81 +31,6 @@ pub enum Format {
     Csv,
     /// A Markdown table, for runbooks and tickets.
     Markdown,
-}
-
-/// The prediction beside a measurement, as reported.
-#[derive(Debug, Clone, Serialize)]
-pub struct Expected {
-    /// Expected detection time, ms (`null` = never).
-    pub expected_ms: Option<u64>,
-    /// The band over every timer phase and the timer slack, ms (`null` = never).
-    pub expected_min_ms: Option<u64>,
-    pub expected_max_ms: Option<u64>,
-    /// The mechanism expected to notice first.
-    pub expected_by: Option<Mechanism>,
-    /// What `expected_ms` is counted from: `last_heard` or `fault`.
-    pub expected_basis: Basis,
-    /// Why, in one sentence.
-    pub expected_reason: String,
-    /// Whether the measurement agrees with the prediction: `null` unless a silent death was detected
-    /// (alive, closed, and a reset are not what the prediction is for).
-    pub agrees: Option<bool>,
-    /// How they differ, when they do.
-    pub disagreement: Option<String>,
-}
-
-impl Expected {
-    /// Put a detection beside its prediction. Measured time is the silence before detection. Only a
-    /// death found by a timer, a heartbeat or an ICMP error is judged: a connection the peer (or
-    /// tcphb) closed is not a death, and a reset is the peer's kernel answering, not the silent death
-    /// the prediction is for.
-    pub fn new(pred: &Prediction, det: &Detection) -> Expected {
-        let j = (det.outcome == Outcome::Dead && det.detected_by != Some(Mechanism::Reset))
-            .then(|| judge_silent_death(pred, det.detected_by, det.silence_ms));
-        Expected {
-            agrees: j.as_ref().map(|j| j.agrees),
-            disagreement: j.and_then(|j| j.note),
-            ..Expected::unjudged(pred)
-        }
-    }
-
-    /// One prediction beside many connections' ends (`connect --connections`): `agrees` is `null`
-    /// unless some connection died a silent death (the only ending that is judged), else whether
-    /// every judged connection agrees; `disagreement` says how many did not, and how the first of
-    /// them differs.
-    pub fn many(pred: &Prediction, dets: &[Detection]) -> Expected {
-        let judged: Vec<Expected> = dets
-            .iter()
-            .map(|d| Expected::new(pred, d))
-            .filter(|e| e.agrees.is_some())
-            .collect();
-        let differing: Vec<&Expected> = judged.iter().filter(|e| e.agrees == Some(false)).collect();
-        Expected {
-            agrees: (!judged.is_empty()).then_some(differing.is_empty()),
-            disagreement: differing.first().map(|d| {
-                format!(
-                    "{} of {} connections differ; the first: {}",
-                    differing.len(),
-                    judged.len(),
-                    d.disagreement.as_deref().unwrap_or("mechanism or time")
-                )
-            }),
-            ..Expected::unjudged(pred)
-        }
-    }
-
-    fn unjudged(pred: &Prediction) -> Expected {
-        Expected {
-            expected_ms: pred.expected_ms(),
-            expected_min_ms: pred.expected_min_ms(),
-            expected_max_ms: pred.expected_max_ms(),
-            expected_by: pred.mechanism,
-            expected_basis: pred.basis,
-            expected_reason: pred.reason.clone(),
-            agrees: None,
-            disagreement: None,
-        }
-    }
 }
 
 /// The result of `tcphb connect`.
@@ -155,17 +80,6 @@ pub struct ListenSummary {
     pub closed_by_tcphb: u64,
     /// Dead connections by mechanism, with the silence before detection (min/median/max ms).
     pub by_mechanism: Vec<MechanismStats>,
-}
-
-/// Per-mechanism counts: how many connections each mechanism ended, and their silence before detection.
-#[derive(Debug, Clone, Serialize)]
-pub struct MechanismStats {
-    pub detected_by: String,
-    pub count: u64,
-    pub silence_min_ms: u64,
-    pub silence_median_ms: u64,
-    pub silence_p99_ms: u64,
-    pub silence_max_ms: u64,
 }
 
 /// The result of `tcphb connect --connections N`.
@@ -264,16 +178,6 @@ fn stats_table(stats: &[MechanismStats], format: Format) -> String {
     format!("{t}\n")
 }
 
-/// A duration in ms as a human figure (`4.0 s`, `350 ms`, `never`).
-pub fn human_ms(ms: Option<u64>) -> String {
-    match ms {
-        None => "never".into(),
-        Some(ms) if ms < 1000 => format!("{ms} ms"),
-        Some(ms) if ms < 600_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        Some(ms) => humantime::format_duration(Duration::from_secs(ms / 1000)).to_string(),
-    }
-}
-
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or("-".into(), |v| v.to_string())
 }
@@ -288,21 +192,18 @@ fn effective_text(e: &Effective) -> String {
     match e.keepalive() {
         Some((i, n, c)) => parts.push(format!(
             "keepalive {},{},{c}",
-            crate::strategy::format_duration(i),
-            crate::strategy::format_duration(n)
+            crate::units::format_duration(i),
+            crate::units::format_duration(n)
         )),
         None => parts.push("keepalive off".into()),
     }
     if let Some(u) = e.user_timeout() {
-        parts.push(format!(
-            "user timeout {}",
-            crate::strategy::format_duration(u)
-        ));
+        parts.push(format!("user timeout {}", crate::units::format_duration(u)));
     }
     if let Some((i, m)) = e.heartbeat() {
         parts.push(format!(
             "heartbeat {},{m}",
-            crate::strategy::format_duration(i)
+            crate::units::format_duration(i)
         ));
     }
     parts.join(", ")
@@ -644,24 +545,6 @@ pub fn render_listen_summary(s: &ListenSummary, format: Format) -> String {
             head + &stats_table(&s.by_mechanism, format)
         }
     }
-}
-
-/// Build per-mechanism stats from (mechanism name, silence ms) pairs.
-pub fn mechanism_stats(mut samples: Vec<(String, u64)>) -> Vec<MechanismStats> {
-    samples.sort();
-    let mut out: Vec<MechanismStats> = Vec::new();
-    for chunk in samples.chunk_by(|a, b| a.0 == b.0) {
-        let v: Vec<u64> = chunk.iter().map(|x| x.1).collect();
-        out.push(MechanismStats {
-            detected_by: chunk[0].0.clone(),
-            count: v.len() as u64,
-            silence_min_ms: v[0],
-            silence_median_ms: v[v.len() / 2],
-            silence_p99_ms: v[(v.len() * 99).div_ceil(100).max(1) - 1],
-            silence_max_ms: v[v.len() - 1],
-        });
-    }
-    out
 }
 
 /// Facts about the lab a comparison ran in.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use socket2::{Socket, TcpKeepalive};
 
 use crate::strategy::{Keepalive, SpecError, Strategy};
+use crate::units::Millis;
 
 /// Largest TCP_KEEPIDLE / TCP_KEEPINTVL Linux accepts (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL), in seconds.
 #[cfg(target_os = "linux")]
@@ -56,7 +57,7 @@ fn validate_keepalive(idle: Duration, interval: Duration, count: u32) -> Result<
         if d.subsec_nanos() != 0 {
             return Err(SpecError(format!(
                 "keepalive {what} {} is not a whole number of seconds: Linux keepalive has 1 s resolution, use e.g. {}s",
-                crate::strategy::format_duration(d),
+                crate::units::format_duration(d),
                 d.as_secs().max(1)
             ))
             .into());
@@ -153,7 +154,7 @@ pub fn apply(sock: &Socket, strategy: &Strategy) -> io::Result<Effective> {
     }
     let mut eff = read_back(sock)?;
     if let Some(hb) = strategy.heartbeat {
-        eff.heartbeat_interval_ms = Some(hb.interval.as_millis() as u64);
+        eff.heartbeat_interval_ms = Some(hb.interval.ms());
         eff.heartbeat_misses = Some(hb.misses);
     }
     Ok(eff)
@@ -178,14 +179,14 @@ fn read_back(sock: &Socket) -> io::Result<Effective> {
     if sock.keepalive()? {
         #[cfg(not(windows))]
         {
-            eff.keepalive_idle_ms = Some(sock.tcp_keepalive_time()?.as_millis() as u64);
-            eff.keepalive_interval_ms = Some(sock.tcp_keepalive_interval()?.as_millis() as u64);
+            eff.keepalive_idle_ms = Some(sock.tcp_keepalive_time()?.ms());
+            eff.keepalive_interval_ms = Some(sock.tcp_keepalive_interval()?.ms());
             eff.keepalive_count = Some(sock.tcp_keepalive_retries()?);
         }
     }
     #[cfg(target_os = "linux")]
     {
-        eff.user_timeout_ms = sock.tcp_user_timeout()?.map(|d| d.as_millis() as u64);
+        eff.user_timeout_ms = sock.tcp_user_timeout()?.map(|d| d.ms());
     }
     Ok(eff)
 }
@@ -349,7 +350,7 @@ impl HostFacts {
 /// does not have (refused). Empty when the effective settings are exactly what was asked.
 pub fn differences(strategy: &Strategy, eff: &Effective) -> Vec<String> {
     let mut out = Vec::new();
-    let ms = |d: Duration| d.as_millis() as u64;
+    let ms = |d: Duration| d.ms();
     if let Keepalive::Custom {
         idle,
         interval,

@@ -12,6 +12,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::units::format_duration;
+
 /// Why a spec or flag value was refused. Always a usage error (exit 2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -21,45 +23,15 @@ fn err<T>(msg: impl Into<String>) -> Result<T, SpecError> {
     Err(SpecError(msg.into()))
 }
 
-/// Longest duration accepted anywhere (ten years): far beyond any sane timer, and small enough that
-/// interval × misses or idle + interval × count can never overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
-
-/// Parse a duration: humantime syntax, or a bare (possibly fractional) number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
-    let s = s.trim();
-    if s.is_empty() {
-        return err("empty duration: write e.g. 500ms, 5s or 2m");
+impl From<crate::units::DurationError> for SpecError {
+    fn from(e: crate::units::DurationError) -> SpecError {
+        SpecError(e.0)
     }
-    let d = if let Ok(secs) = s.parse::<f64>() {
-        if !secs.is_finite() || secs < 0.0 {
-            return err(format!(
-                "invalid duration '{s}': must be a non-negative number of seconds"
-            ));
-        }
-        // try_: a huge number of seconds (1e300) is bad input, not a panic.
-        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
-    } else {
-        humantime::parse_duration(s).map_err(|e| {
-            SpecError(format!(
-                "invalid duration '{s}' ({e}): write e.g. 500ms, 5s or 2m"
-            ))
-        })?
-    };
-    if d > MAX_DURATION {
-        return err(format!(
-            "invalid duration '{s}': too long (at most 10 years)"
-        ));
-    }
-    Ok(d)
 }
 
-/// Write a duration the way `parse_duration` reads it back (`1s`, `500ms`, `1m 30s`).
-pub fn format_duration(d: Duration) -> String {
-    if d.is_zero() {
-        return "0s".into();
-    }
-    humantime::format_duration(d).to_string().replace(' ', "")
+/// [`crate::units::parse_duration`], refused as a usage error.
+pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
+    Ok(crate::units::parse_duration(s)?)
 }
 
 /// TCP keepalive as asked for.
@@ -353,9 +325,9 @@ mod tests {
         // Capped at ten years, so interval × misses cannot overflow either.
         assert!(parse_duration("1e18").is_err());
         assert!(parse_duration("500000d").is_err());
-        assert_eq!(parse_duration("3650d").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("3650d").unwrap(), crate::units::MAX_DURATION);
         let h: Heartbeat = "3650d,1000".parse().unwrap();
-        assert_eq!(h.deadline(), MAX_DURATION * 1000);
+        assert_eq!(h.deadline(), crate::units::MAX_DURATION * 1000);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::predict::timer_death;
 use crate::scenario::{BUSY_TICK, Load};
 use crate::sockopt::{Effective, KernelTimers};
 use crate::tcpinfo;
+use crate::units::Millis;
 
 /// Bytes written per busy tick: enough to fill a frozen peer's receive window in well under a second,
 /// little enough not to burn a core against a healthy peer on loopback (≈ 1.6 MB/s).
@@ -302,7 +303,7 @@ fn classify(
     );
     match timer {
         // An ICMP errno long before any armed timer could have expired was reported, not timed out.
-        Some((expected, _)) if icmp && silence(stream, c) < expected.as_millis() as u64 / 2 => {
+        Some((expected, _)) if icmp && silence(stream, c) < expected.ms() / 2 => {
             Mechanism::Unreachable
         }
         Some((_, m)) => m,
@@ -314,14 +315,14 @@ fn classify(
 fn silence(stream: &TcpStream, c: &Conn) -> u64 {
     tcpinfo::read(stream)
         .map(|i| i.silence_ms())
-        .unwrap_or_else(|| c.last_heard.elapsed().as_millis() as u64)
+        .unwrap_or_else(|| c.last_heard.elapsed().ms())
 }
 
 /// The connection's lifetime and its idle time at the end, read at one instant so that the idle
 /// time (which starts no earlier than the connection) never exceeds the lifetime.
 fn lifetime_and_idle(c: &Conn) -> (u64, u64) {
     let now = Instant::now();
-    let ms = |since: Instant| now.saturating_duration_since(since).as_millis() as u64;
+    let ms = |since: Instant| now.saturating_duration_since(since).ms();
     (ms(c.opened), ms(c.last_io))
 }
 
@@ -336,7 +337,7 @@ fn finish(
     // A heartbeat is about the peer application, so its silence is since the last line it sent; TCP
     // timers are about the peer's kernel, so theirs is since the last packet (TCP_INFO).
     let silence_ms = match (by, info) {
-        (Some(Mechanism::Heartbeat), _) | (_, None) => c.last_heard.elapsed().as_millis() as u64,
+        (Some(Mechanism::Heartbeat), _) | (_, None) => c.last_heard.elapsed().ms(),
         (_, Some(i)) => i.silence_ms(),
     };
     let note = (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines));

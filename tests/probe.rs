@@ -111,7 +111,7 @@ fn probe_reports_facts_effective_and_predictions_as_json() {
     let rec = &v["recommendation"];
     assert_eq!(rec["possible"], true);
     // The user timeout leaves room for that first RTO.
-    let uto = tcphb::strategy::format_duration(Duration::from_millis(30_000 - rto));
+    let uto = tcphb::units::format_duration(Duration::from_millis(30_000 - rto));
     assert_eq!(
         rec["flags"],
         format!("--keepalive 15s,5s,3 --user-timeout {uto}")

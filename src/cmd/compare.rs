@@ -25,6 +25,7 @@ use crate::report::{CompareReport, Format, LabFacts, SCHEMA, render_compare};
 use crate::scenario::{Fault, Load};
 use crate::sockopt::{self, Effective, KernelTimers};
 use crate::strategy::Strategy;
+use crate::units::Millis;
 use crate::watch::{Watch, watch};
 
 /// Most labs alive at once; more repeats run in further rounds.
@@ -125,20 +126,18 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
                     .map(|(_, m)| {
                         let d = &m.detection;
                         let run = Run {
-                            latency_ms: m.latency.map(|l| l.as_millis() as u64),
+                            latency_ms: m.latency.map(|l| l.ms()),
                             silence_ms: d.silence_ms,
                             detected_by: d.detected_by,
                             errno: d.errno.clone(),
                             outcome: d.outcome,
                             cut_phase: m.at.map(|(a, heard_ago)| CutPhase {
-                                heard_ago_ms: heard_ago.as_millis() as u64,
-                                rto_ms: a.rto.unwrap_or_default().as_millis() as u64,
-                                keepalive_due_ms: a.keepalive.map(|k| k.due_in.as_millis() as u64),
+                                heard_ago_ms: heard_ago.ms(),
+                                rto_ms: a.rto.unwrap_or_default().ms(),
+                                keepalive_due_ms: a.keepalive.map(|k| k.due_in.ms()),
                                 probes_out: a.keepalive.map(|k| k.probes_out),
-                                heal_ms: a.heal.map(|h| h.as_millis() as u64),
-                                zero_window_probe_due_ms: a
-                                    .zero_window
-                                    .map(|d| d.as_millis() as u64),
+                                heal_ms: a.heal.map(|h| h.ms()),
+                                zero_window_probe_due_ms: a.zero_window.map(|d| d.ms()),
                             }),
                             ended_before_cut: m.before_cut,
                             expected_ms: None,
@@ -161,12 +160,12 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
         schema: SCHEMA,
         lab: LabFacts {
             facts: facts.unwrap_or_default(),
-            deadline_ms: args.deadline.as_millis() as u64,
-            warmup_ms: args.warmup.as_millis() as u64,
-            reboot_heal_ms: REBOOT_HEAL.as_millis() as u64,
-            nat_idle_ms: args.nat_idle.as_millis() as u64,
+            deadline_ms: args.deadline.ms(),
+            warmup_ms: args.warmup.ms(),
+            reboot_heal_ms: REBOOT_HEAL.ms(),
+            nat_idle_ms: args.nat_idle.ms(),
             repeat: args.repeat,
-            wall_ms: started.elapsed().as_millis() as u64,
+            wall_ms: started.elapsed().ms(),
         },
         verdicts: verdicts(&results, &faults),
         results,
@@ -259,7 +258,7 @@ async fn measure(
     }
     bar.set_message(format!(
         "warming up {}",
-        crate::strategy::format_duration(args.warmup)
+        crate::units::format_duration(args.warmup)
     ));
     tokio::time::sleep(args.warmup).await;
     let mut cut_at = Vec::with_capacity(cells.len());

@@ -11,15 +11,17 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::cli::ConnectArgs;
 use crate::detection::{CloseHow, Detection, IcmpSeen, Outcome, errno_name};
 use crate::exit::{self, CliError};
-use crate::predict::predict;
+use crate::matrix::mechanism_stats;
+use crate::predict::{Expected, predict};
 use crate::recverr::{IcmpReport, IcmpWatch};
 use crate::report::{
-    ConnectManyReport, ConnectReport, Expected, Format, SCHEMA, human_ms, mechanism_stats,
-    render_connect, render_connect_many,
+    ConnectManyReport, ConnectReport, Format, SCHEMA, render_connect, render_connect_many,
 };
 use crate::scenario::Fault;
 use crate::sockopt::{self, Effective, KernelTimers};
 use crate::strategy::Strategy;
+use crate::units::Millis;
+use crate::units::human_ms;
 use crate::watch::{Watch, watch};
 use crate::{signals, tcpinfo};
 
@@ -114,7 +116,7 @@ async fn watch_with_icmp(
         let heard = Instant::now() - Duration::from_millis(d.silence_ms);
         let mut e = IcmpSeen::new(&report, first.saturating_duration_since(heard));
         e.messages = count;
-        e.last_ms = last.saturating_duration_since(heard).as_millis() as u64;
+        e.last_ms = last.saturating_duration_since(heard).ms();
         d.icmp = Some(e);
     }
     d
@@ -308,7 +310,7 @@ fn connect_error(addr: SocketAddr, e: io::Error, timeout: Duration) -> anyhow::E
         }
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => anyhow::anyhow!(
             "no answer from {addr} within {} ({errno}): check the address, routes and firewalls, or raise --connect-timeout",
-            crate::strategy::format_duration(timeout)
+            crate::units::format_duration(timeout)
         ),
         io::ErrorKind::PermissionDenied => CliError::Environment(format!(
             "not allowed to connect to {addr} ({errno}): a local firewall or policy forbids it"

@@ -12,10 +12,10 @@ use tokio::sync::mpsc;
 use crate::cli::ListenArgs;
 use crate::detection::{Detection, Outcome};
 use crate::exit::{self, CliError};
-use crate::predict::predict;
+use crate::matrix::mechanism_stats;
+use crate::predict::{Expected, predict};
 use crate::report::{
-    Expected, Format, ListenEvent, ListenSummary, SCHEMA, mechanism_stats, render_event,
-    render_listen_summary,
+    Format, ListenEvent, ListenSummary, SCHEMA, render_event, render_listen_summary,
 };
 use crate::scenario::{Fault, Load};
 use crate::signals;

@@ -13,11 +13,13 @@ use crate::recverr::{self, EarlyWarnings};
 use crate::report::probe::{
     PredictionRow, ProbeFacts, ProbeReport, RecommendationReport, render_probe,
 };
-use crate::report::{Format, SCHEMA, human_ms};
+use crate::report::{Format, SCHEMA};
 use crate::scenario::Load;
 use crate::sockopt::{self, Effective, HostFacts, KernelTimers};
 use crate::strategy::{Keepalive, Strategy};
 use crate::tcpinfo;
+use crate::units::Millis;
+use crate::units::human_ms;
 
 /// Run `tcphb probe`; returns the exit code (0; 3 if the busy connection died during --recverr; 2 if
 /// --detect-within cannot be met on this path).
@@ -76,10 +78,8 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
                     Some(max) => {
                         super::progress(&format!(
                             "tcphb: looking for the path's idle timeout up to {} (at most {} more)",
-                            human_ms(Some(max.as_millis() as u64)),
-                            human_ms(Some(
-                                (max + idle::reply_timeout(path.rtt)).as_millis() as u64
-                            ))
+                            human_ms(Some(max.ms())),
+                            human_ms(Some((max + idle::reply_timeout(path.rtt)).ms()))
                         ));
                         Some(
                             idle::discover(peer, max, path.rtt, args.connect_timeout, &|line| {
@@ -128,7 +128,7 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
         };
         match recommend::recommend(&ask) {
             Ok(r) => RecommendationReport {
-                detect_within_ms: within.as_millis() as u64,
+                detect_within_ms: within.ms(),
                 possible: true,
                 strategy: Some(r.strategy.spec()),
                 flags: Some(r.flags),
@@ -141,7 +141,7 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
                 code = exit::USAGE;
                 eprintln!("tcphb: --detect-within: {why}");
                 RecommendationReport {
-                    detect_within_ms: within.as_millis() as u64,
+                    detect_within_ms: within.ms(),
                     possible: false,
                     strategy: None,
                     flags: None,
@@ -266,7 +266,7 @@ fn summary(
         (Some(t), Some(m)) => format!(
             "{load}: {} notices first, after {} — {}.",
             m.name().replace('_', " "),
-            human_ms(Some(t.as_millis() as u64)),
+            human_ms(Some(t.ms())),
             p.reason
         ),
         _ => format!("{load}: nothing notices — {}.", p.reason),

@@ -2,6 +2,8 @@
 //! the recommendation, the idle timeout found and the early warnings — as a table, JSON, CSV
 //! (predictions only: the tabular part) or Markdown. Fed one model, like every exporter here.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::{Format, effective_text, human_ms, new_table, opt, to_csv, to_json};
@@ -10,6 +12,7 @@ use crate::idle::{IdleTimeout, Verdict};
 use crate::predict::Prediction;
 use crate::recverr::EarlyWarnings;
 use crate::sockopt::{Effective, HostFacts};
+use crate::units::secs2;
 
 /// Host and path facts. Host values are read from the kernel; path values are measured (TCP_INFO).
 #[derive(Debug, Clone, Serialize)]
@@ -261,7 +264,7 @@ fn render_text(r: &ProbeReport, format: Format) -> String {
                         .unwrap_or_default()
                 ),
             };
-            let s = |ms: u64| format!("{:.2} s", ms as f64 / 1000.0);
+            let s = |ms: u64| secs2(Duration::from_millis(ms));
             t.add_row(vec![
                 e.round.to_string(),
                 s(e.idle_ms),
@@ -325,7 +328,7 @@ fn render_text(r: &ProbeReport, format: Format) -> String {
 
 /// The idle timeout in one sentence.
 pub fn idle_text(i: &IdleTimeout) -> String {
-    let s = |ms: u64| format!("{:.2} s", ms as f64 / 1000.0);
+    let s = |ms: u64| secs2(Duration::from_millis(ms));
     match (i.high_ms, i.behaviour) {
         (Some(high), Some(b)) => format!(
             "Idle timeout (measured): between {} and {}; the path {}. Evidence from {} connections in {} rounds, {} in all:\n",

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use tcphb::heartbeat::{self, CodecError, Decoder, MAX_LINE, Message};
 use tcphb::scenario::Fault;
-use tcphb::strategy::{
-    Heartbeat, Keepalive, Strategy, format_duration, parse_duration, parse_user_timeout,
-};
+use tcphb::strategy::{Heartbeat, Keepalive, Strategy, parse_duration, parse_user_timeout};
+use tcphb::units::format_duration;
 
 /// The `spec` target: the text (if UTF-8) goes through every spec parser; whatever parses must display in a
 /// form that parses back to the same value and displays identically again.
