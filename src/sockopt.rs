@@ -175,20 +175,45 @@ fn set_user_timeout(_sock: &Socket, _uto: Duration) -> io::Result<()> {
 
 /// Read the kernel's view of the socket's keepalive and user-timeout options.
 fn read_back(sock: &Socket) -> io::Result<Effective> {
-    let mut eff = Effective::default();
-    if sock.keepalive()? {
-        #[cfg(not(windows))]
-        {
-            eff.keepalive_idle_ms = Some(sock.tcp_keepalive_time()?.ms());
-            eff.keepalive_interval_ms = Some(sock.tcp_keepalive_interval()?.ms());
-            eff.keepalive_count = Some(sock.tcp_keepalive_retries()?);
-        }
-    }
-    #[cfg(target_os = "linux")]
-    {
-        eff.user_timeout_ms = sock.tcp_user_timeout()?.map(|d| d.ms());
-    }
-    Ok(eff)
+    let (keepalive_idle_ms, keepalive_interval_ms, keepalive_count) = if sock.keepalive()? {
+        keepalive_read_back(sock)?
+    } else {
+        (None, None, None)
+    };
+    Ok(Effective {
+        keepalive_idle_ms,
+        keepalive_interval_ms,
+        keepalive_count,
+        user_timeout_ms: user_timeout_read_back(sock)?,
+        ..Effective::default()
+    })
+}
+
+/// Keepalive idle, interval (ms) and count as the kernel holds them.
+#[cfg(not(windows))]
+fn keepalive_read_back(sock: &Socket) -> io::Result<(Option<u64>, Option<u64>, Option<u32>)> {
+    Ok((
+        Some(sock.tcp_keepalive_time()?.ms()),
+        Some(sock.tcp_keepalive_interval()?.ms()),
+        Some(sock.tcp_keepalive_retries()?),
+    ))
+}
+
+/// Windows cannot read keepalive times back (SIO_KEEPALIVE_VALS is write-only).
+#[cfg(windows)]
+fn keepalive_read_back(_sock: &Socket) -> io::Result<(Option<u64>, Option<u64>, Option<u32>)> {
+    Ok((None, None, None))
+}
+
+#[cfg(target_os = "linux")]
+fn user_timeout_read_back(sock: &Socket) -> io::Result<Option<u64>> {
+    Ok(sock.tcp_user_timeout()?.map(|d| d.ms()))
+}
+
+/// Only Linux has TCP_USER_TIMEOUT.
+#[cfg(not(target_os = "linux"))]
+fn user_timeout_read_back(_sock: &Socket) -> io::Result<Option<u64>> {
+    Ok(None)
 }
 
 /// The kernel's TCP timer settings that predictions depend on.
@@ -224,9 +249,13 @@ impl Default for KernelTimers {
 impl KernelTimers {
     /// Read the settings of the network namespace the calling thread is in (Linux), or the defaults.
     pub fn read() -> KernelTimers {
-        let mut k = KernelTimers::default();
+        #[cfg(not(target_os = "linux"))]
+        {
+            KernelTimers::default()
+        }
         #[cfg(target_os = "linux")]
         {
+            let mut k = KernelTimers::default();
             let get = |name: &str| -> Option<u64> {
                 std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
                     .ok()?
@@ -249,8 +278,8 @@ impl KernelTimers {
             if let Some(hz) = kernel_hz() {
                 k.hz = hz;
             }
+            k
         }
-        k
     }
 }
 

@@ -3,6 +3,7 @@
 //! They need root (CI runs them as root). Without root they print why and pass, unless the `CI`
 //! environment variable is set, in which case a missing privilege is a failure: a CI that
 //! silently skips the lab tests would prove nothing.
+#![cfg(target_os = "linux")]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

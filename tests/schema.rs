@@ -3,6 +3,7 @@
 //! schemas are strict (no unknown keys, every key required, enums closed, each ending's keys tied to
 //! its outcome), so a renamed, added or retyped key fails here until its schema (and README) say so —
 //! and mutation tests show the validator does reject what it should.
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -667,7 +668,6 @@ fn the_validator_rejects_documents_that_break_the_contract() {
 
 /// One connection through a real cut in the lab: a busy connection to a host a router reports
 /// unreachable ends by its user timeout, with tcp_info and the router's ICMP errors as evidence.
-#[cfg(target_os = "linux")]
 #[test]
 fn connect_through_a_cut_matches_its_schema() {
     use common::{listen_in, ss_in, tcphb_in, wait_until};
@@ -734,7 +734,6 @@ fn connect_through_a_cut_matches_its_schema() {
 /// Every fault, idle and busy, repeated, against a keepalive, a user timeout and heartbeats: the
 /// report validates, and the keys that are only sometimes non-null (cut_phase's keepalive and heal,
 /// icmp, a crash's closed runs) were seen non-null, so their schemas were exercised too.
-#[cfg(target_os = "linux")]
 #[test]
 fn compare_output_matches_its_schema_for_every_fault() {
     if !lab_allowed("compare_output_matches_its_schema_for_every_fault") {

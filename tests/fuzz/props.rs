@@ -197,7 +197,7 @@ fn held(d: &Decoder) -> Vec<u8> {
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| t.parse().expect("Decoder Debug lists bytes"))
+        .map(|t| t.parse::<u8>().expect("Decoder Debug lists bytes"))
         .collect()
 }
 
