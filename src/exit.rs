@@ -36,9 +36,8 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
                 CliError::Environment(_) => ENVIRONMENT,
             };
         }
-        #[cfg(target_os = "linux")]
-        if let Some(e) = cause.downcast_ref::<crate::lab::LabError>() {
-            return e.exit_code() as u8;
+        if let Some(code) = crate::sys::lab_exit_code(cause) {
+            return code;
         }
         if cause.downcast_ref::<SpecError>().is_some() {
             return USAGE;

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
-use common::{Proc, bin, code, json};
+use common::{Proc, bin, closing_server, code, json};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -47,23 +47,6 @@ fn assert_idle_near(v: &Value, timeout_ms: u64, slack_ms: u64) {
     );
     let elapsed = v["elapsed_ms"].as_u64().unwrap();
     assert!(idle <= elapsed, "idle {idle} > lifetime {elapsed}: {v}");
-}
-
-/// A server that accepts connections and closes each (FIN) `after` its accept, having sent nothing.
-fn closing_server(after: Duration) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(c) = c else { return };
-            thread::spawn(move || {
-                // The server's idle timeout: the behaviour under test, not sequencing.
-                thread::sleep(after);
-                drop(c);
-            });
-        }
-    });
-    port
 }
 
 #[test]

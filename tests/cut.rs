@@ -8,7 +8,8 @@ use std::net::TcpListener;
 
 use std::time::Duration;
 
-use common::{code, json, lab_allowed, listen_in, ss_in, tcphb_in, wait_until};
+use common::{assert_rejected, code, json, lab_allowed, listen_in, ss_in, tcphb_in, wait_until};
+use serde_json::json;
 use tcphb::lab::{Lab, Node, PathFault};
 
 fn assert_keepalive_timeout(v: &serde_json::Value) {
@@ -137,5 +138,23 @@ fn connect_shows_the_routers_icmp_errors_as_the_cause() {
     assert!(icmp["messages"].as_u64().unwrap() >= 1, "{v}");
     // The first error answers the first segment sent after the silence began.
     assert!(icmp["first_ms"].as_u64().unwrap() < 1000, "{v}");
+    // The schema holds this evidence to its contract.
+    assert_rejected(
+        "connect.schema.json",
+        &v,
+        &[
+            ("schema 1's ICMP router key", |d| {
+                let icmp = d["icmp"].as_object_mut().unwrap();
+                let x = icmp.remove("reporter").unwrap();
+                icmp.insert("from".into(), x);
+            }),
+            ("an ICMP type out of range", |d| {
+                d["icmp"]["icmp_type"] = json!(300)
+            }),
+            ("ICMP evidence of no message", |d| {
+                d["icmp"]["messages"] = json!(0)
+            }),
+        ],
+    );
     drop(listen);
 }

@@ -15,8 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    SCHEMA_BASE, assert_valid, bin, code, json, lab_allowed, listen, load_schema, schema_validator,
-    schema_validator_for,
+    SCHEMA_BASE, assert_rejected, assert_valid, bin, closing_server, code, json, lab_allowed,
+    listen, load_schema, schema_validator, schema_validator_for,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -277,23 +277,6 @@ fn hung_server() -> u16 {
     port
 }
 
-/// A server that closes each connection (FIN) `after` accepting it, having sent nothing.
-fn closing_server(after: Duration) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(c) = c else { return };
-            thread::spawn(move || {
-                // The server's idle timeout: the behaviour under test, not sequencing.
-                thread::sleep(after);
-                drop(c);
-            });
-        }
-    });
-    port
-}
-
 #[test]
 fn connect_output_matches_its_schema_for_every_ending() {
     let v = schema_validator("connect.schema.json");
@@ -498,21 +481,6 @@ fn probe_output_matches_its_schema() {
     }
 }
 
-/// A way to break a valid document.
-type Mutation = fn(&mut Value);
-
-/// Apply each mutation to a copy of `good` and insist `file` rejects every one.
-fn assert_rejected(file: &str, good: &Value, mutations: &[(&str, Mutation)]) {
-    let v = schema_validator(file);
-    assert_valid(file, &v, good);
-    for (what, mutate) in mutations {
-        let mut bad = good.clone();
-        mutate(&mut bad);
-        assert_ne!(&bad, good, "{what}: the mutation changed nothing");
-        assert!(!v.is_valid(&bad), "{what} was accepted by {file}: {bad}");
-    }
-}
-
 #[test]
 fn the_validator_rejects_documents_that_break_the_contract() {
     // Real documents first, so the mutations start from something valid.
@@ -664,71 +632,6 @@ fn the_validator_rejects_documents_that_break_the_contract() {
     assert_valid("listen-event.schema.json", &listen_schema, &event);
     event["at"] = json!("yesterday");
     assert!(!listen_schema.is_valid(&event), "`at` must be RFC 3339");
-}
-
-/// One connection through a real cut in the lab: a busy connection to a host a router reports
-/// unreachable ends by its user timeout, with tcp_info and the router's ICMP errors as evidence.
-#[test]
-fn connect_through_a_cut_matches_its_schema() {
-    use common::{listen_in, ss_in, tcphb_in, wait_until};
-    use tcphb::lab::{Lab, Node, PathFault};
-    if !lab_allowed("connect_through_a_cut_matches_its_schema") {
-        return;
-    }
-    let lab = Lab::build().expect("build the lab");
-    let peer = format!("{}:7878", lab.server_addr());
-    let _listen = listen_in(&lab, Node::Server, &peer);
-    let busy = tcphb_in(
-        &lab,
-        Node::Client,
-        &[
-            "connect",
-            &peer,
-            "--user-timeout",
-            "2s",
-            "--load",
-            "busy",
-            "--format",
-            "json",
-        ],
-    );
-    wait_until(
-        "the busy connection to be ACKed",
-        Duration::from_secs(10),
-        || {
-            ss_in(&lab, Node::Client)
-                .iter()
-                .any(|s| s.state == "ESTAB" && s.peer_port() == 7878 && s.num("bytes_acked") > 0)
-        },
-    );
-    lab.cut(PathFault::Unreachable).expect("cut");
-    let out = busy.wait_output(Duration::from_secs(10));
-    let doc = stdout_json(&out, &[3]);
-    assert_valid(
-        "connect.schema.json",
-        &schema_validator("connect.schema.json"),
-        &doc,
-    );
-    assert_eq!(doc["detected_by"], "user_timeout", "{doc}");
-    assert!(doc["icmp"]["reporter"].is_string(), "{doc}");
-    assert!(doc["tcp_info"]["backoff"].is_u64(), "{doc}");
-    assert_rejected(
-        "connect.schema.json",
-        &doc,
-        &[
-            ("schema 1's ICMP router key", |d| {
-                let icmp = d["icmp"].as_object_mut().unwrap();
-                let x = icmp.remove("reporter").unwrap();
-                icmp.insert("from".into(), x);
-            }),
-            ("an ICMP type out of range", |d| {
-                d["icmp"]["icmp_type"] = json!(300)
-            }),
-            ("ICMP evidence of no message", |d| {
-                d["icmp"]["messages"] = json!(0)
-            }),
-        ],
-    );
 }
 
 /// Every fault, idle and busy, repeated, against a keepalive, a user timeout and heartbeats: the

@@ -23,7 +23,7 @@ use crate::strategy::Strategy;
 use crate::units::Millis;
 use crate::units::human_ms;
 use crate::watch::{Watch, watch};
-use crate::{signals, tcpinfo};
+use crate::{sys, tcpinfo};
 
 /// Run `tcphb connect`; returns the exit code (0 alive, 3 a dead peer detected, 5 the peer closed the
 /// connection itself). A peer that never answered a heartbeat, or broke the protocol, is an error.
@@ -157,9 +157,9 @@ async fn stop_after(duration: Option<Duration>) {
     match duration {
         Some(d) => tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = signals::shutdown() => {}
+            _ = sys::shutdown() => {}
         },
-        None => signals::shutdown().await,
+        None => sys::shutdown().await,
     }
 }
 

@@ -18,8 +18,8 @@ use crate::report::{
     Format, ListenEvent, ListenSummary, SCHEMA, render_event, render_listen_summary,
 };
 use crate::scenario::{Fault, Load};
-use crate::signals;
 use crate::sockopt::{self, Effective, KernelTimers};
+use crate::sys;
 use crate::watch::{Watch, watch};
 
 /// Run `tcphb listen`; returns the exit code (0, or 3 if any connection was declared dead). Clients
@@ -113,7 +113,7 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     let mut open: u64 = 0;
     let mut refused_unlogged: u64 = 0;
     let mut last_refusal_log: Option<Instant> = None;
-    let shutdown = signals::shutdown();
+    let shutdown = sys::shutdown();
     tokio::pin!(shutdown);
     // Always said, even in pipes: scripts and tests read the port chosen for port 0 from here. Said
     // only once the loop below is about to run and SIGTERM is handled, so whoever waits for it (the

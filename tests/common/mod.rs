@@ -439,3 +439,35 @@ pub fn assert_valid(file: &str, v: &jsonschema::Validator, doc: &serde_json::Val
 pub fn assert_schema(file: &str, doc: &serde_json::Value) {
     assert_valid(file, &schema_validator(file), doc);
 }
+
+/// A way to break a valid document.
+pub type Mutation = fn(&mut serde_json::Value);
+
+/// Apply each mutation to a copy of `good` and insist `file` rejects every one.
+pub fn assert_rejected(file: &str, good: &serde_json::Value, mutations: &[(&str, Mutation)]) {
+    let v = schema_validator(file);
+    assert_valid(file, &v, good);
+    for (what, mutate) in mutations {
+        let mut bad = good.clone();
+        mutate(&mut bad);
+        assert_ne!(&bad, good, "{what}: the mutation changed nothing");
+        assert!(!v.is_valid(&bad), "{what} was accepted by {file}: {bad}");
+    }
+}
+
+/// A server that accepts connections and closes each (FIN) `after` its accept, having sent nothing.
+pub fn closing_server(after: Duration) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            std::thread::spawn(move || {
+                // The server's idle timeout: the behaviour under test, not sequencing.
+                std::thread::sleep(after);
+                drop(c);
+            });
+        }
+    });
+    port
+}

@@ -1,4 +1,6 @@
-//! Waiting for the signals that end a run: Ctrl-C everywhere, SIGTERM on Unix.
+//! The platform layer: what differs between Linux, other Unixes and Windows lives here, behind
+//! plain functions, so that the rest of the crate needs no OS `cfg`. (Still to move here: socket
+//! options and their read-back, TCP_INFO, the ICMP observer, errno names, rlimits.)
 
 use std::future::Future;
 
@@ -31,5 +33,20 @@ pub fn shutdown() -> impl Future<Output = ()> {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// The exit code a lab error asks for, if `cause` is one (the lab exists on Linux only).
+pub fn lab_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    #[cfg(target_os = "linux")]
+    {
+        cause
+            .downcast_ref::<crate::lab::LabError>()
+            .map(|e| e.exit_code() as u8)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cause;
+        None
     }
 }
