@@ -205,18 +205,6 @@ impl Detection {
     }
 }
 
-/// The symbolic name of an errno (`ETIMEDOUT`), or `E<n>` when unknown.
-pub fn errno_name(code: i32) -> String {
-    #[cfg(unix)]
-    {
-        let e = nix::errno::Errno::from_raw(code);
-        if e != nix::errno::Errno::UnknownErrno {
-            return format!("{e:?}");
-        }
-    }
-    format!("E{code}")
-}
-
 /// The ICMP errors one connection received: evidence of the cause, whatever errno the kernel ends
 /// with (it ignores those about keepalive probes, and keeps the others as soft errors).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -300,15 +288,5 @@ mod live_path_tests {
         assert!(d.is_death() && d.closed_by.is_none());
         let d = det(Outcome::Dead, Some(Mechanism::Reset), false).on_a_live_path();
         assert!(d.is_death());
-    }
-}
-
-#[cfg(all(test, unix))]
-mod tests {
-    #[test]
-    fn errno_names() {
-        assert_eq!(super::errno_name(libc::ETIMEDOUT), "ETIMEDOUT");
-        assert_eq!(super::errno_name(libc::ECONNRESET), "ECONNRESET");
-        assert_eq!(super::errno_name(libc::EHOSTUNREACH), "EHOSTUNREACH");
     }
 }

@@ -1,7 +1,7 @@
 //! Exit codes and the typed errors that choose them.
 
-use crate::sockopt::PlatformError;
 use crate::strategy::SpecError;
+use crate::sys::PlatformError;
 
 /// 0: no dead connection seen.
 pub const OK: u8 = 0;

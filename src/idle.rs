@@ -23,7 +23,6 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{Instant as TokioInstant, sleep_until, timeout};
 
-use crate::detection::errno_name;
 use crate::heartbeat::{self, Decoder, Message};
 use crate::units::{Millis, secs2};
 
@@ -350,12 +349,8 @@ async fn test_one(
         reply_ms: None,
         errno: None,
     };
-    let errno = |err: &io::Error| {
-        err.raw_os_error()
-            .map(errno_name)
-            .unwrap_or_else(|| format!("{:?}", err.kind()))
-    };
-    let mut stream = match timeout(connect_timeout, TcpStream::connect(peer)).await {
+    let errno = crate::sys::errno_text;
+    let mut stream = match timeout(connect_timeout, crate::sockets::connect_plain(peer)).await {
         Ok(Ok(s)) => s,
         Ok(Err(err)) => {
             e.errno = Some(errno(&err));

@@ -1,32 +1,12 @@
 //! Process limits: raise the open-file limit so a run can hold as many connections as asked.
 
-/// Raise RLIMIT_NOFILE's soft limit towards `wanted` (up to the hard limit) and return the limit in
-/// force afterwards. `None` where the platform has no such limit.
-#[cfg(unix)]
-pub fn raise_nofile(wanted: u64) -> Option<u64> {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
-    let target = wanted.min(hard);
-    if target > soft && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
-        return Some(target);
-    }
-    Some(soft)
-}
-
-/// Raise RLIMIT_NOFILE's soft limit towards `wanted` (up to the hard limit) and return the limit in
-/// force afterwards. `None` where the platform has no such limit.
-#[cfg(not(unix))]
-pub fn raise_nofile(_wanted: u64) -> Option<u64> {
-    None
-}
-
 /// Descriptors a run needs besides its connections (stdio, epoll, runtime, listener, slack).
 pub const FD_OVERHEAD: u64 = 64;
 
 /// Make room for `connections` sockets; warn on stderr when the hard limit does not allow it.
 /// Returns how many connections fit.
 pub fn ensure_room_for(connections: u64) -> u64 {
-    match raise_nofile(connections + FD_OVERHEAD) {
+    match crate::sys::raise_nofile(connections + FD_OVERHEAD) {
         Some(limit) if limit < connections + FD_OVERHEAD => {
             let fit = limit.saturating_sub(FD_OVERHEAD);
             crate::cmd::say(&format!(

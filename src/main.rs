@@ -24,10 +24,9 @@ fn main() -> ExitCode {
         Command::Connect(args) => cmd::connect::run(&args, cli.format),
         Command::Compare(args) => {
             // Still single-threaded here: the only moment an unprivileged user namespace can be entered.
-            #[cfg(target_os = "linux")]
-            if let Err(e) = tcphb::lab::ensure_lab_privileges() {
-                eprintln!("tcphb: error: {e}");
-                return ExitCode::from(e.exit_code() as u8);
+            if let Err((message, code)) = tcphb::sys::enter_lab() {
+                eprintln!("tcphb: error: {message}");
+                return ExitCode::from(code);
             }
             cmd::compare::run(&args, cli.format)
         }

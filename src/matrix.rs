@@ -323,7 +323,7 @@ pub fn verdicts(results: &[CellResult], faults: &[Fault]) -> Vec<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sockopt::{Effective, KernelTimers};
+    use crate::settings::{Effective, KernelTimers};
 
     fn run(lat: Option<u64>, by: Option<Mechanism>) -> (Run, Prediction) {
         let r = Run {

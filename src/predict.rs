@@ -11,7 +11,7 @@
 //!   TCP_RTO_MIN: (2^(N+1)−1)·RTO_min for N ≤ 9, else 204.6 s + (N−9)·120 s (924.6 s for 15). The real RTO
 //!   is at least RTO_min, so this is a lower bound. A user timeout replaces this budget. On a measured
 //!   path ([`predict_on_path`]) the give-up is the first firing of the retransmission timer — which runs
-//!   on the path's own RTO — at or after that budget ([`retransmission_giveup`]).
+//!   on the path's own RTO — at or after that budget ([`Backoff::giveup`]).
 //! - heartbeat: interval × misses after the last line heard.
 //!
 //! Every prediction is a band: the timer wheel fires each kernel timer late by up to its level's
@@ -27,11 +27,8 @@ use serde::Serialize;
 
 use crate::detection::{Detection, Mechanism, Outcome};
 use crate::scenario::{BUSY_TICK, Fault, Load};
-use crate::sockopt::{Effective, KernelTimers};
+use crate::settings::{Effective, KernelTimers};
 use crate::units::Millis;
-
-/// TCP_RTO_MAX on Linux.
-const RTO_MAX: Duration = Duration::from_secs(120);
 
 /// What the expected time is counted from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,14 +145,69 @@ fn wheel(kernel: &KernelTimers) -> phase::Wheel {
 /// tcphb's heartbeat runs on tokio's millisecond timer; the event loop adds a little.
 const HEARTBEAT_SLACK: Duration = Duration::from_millis(30);
 
-/// Retransmission give-up time for `retries` from `rto_base` (tcp_model_timeout in the kernel).
-pub fn retransmission_budget(retries: u32, rto_base: Duration) -> Duration {
-    let rto_base = rto_base.max(Duration::from_millis(1));
-    let thresh = (RTO_MAX.as_millis() / rto_base.as_millis()).max(1).ilog2();
-    if retries <= thresh {
-        rto_base * ((2u32 << retries) - 1)
-    } else {
-        rto_base * ((2u32 << thresh) - 1) + RTO_MAX * (retries - thresh)
+/// One kernel's retransmission back-off: how many retransmissions before it gives up, the RTO
+/// floor its budget is computed from, and the ceiling of each back-off interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub retries: u32,
+    pub rto_min: Duration,
+    pub rto_max: Duration,
+}
+
+impl Backoff {
+    /// The back-off of `kernel` (tcp_retries2, TCP_RTO_MIN, TCP_RTO_MAX on Linux).
+    pub fn of(kernel: &KernelTimers) -> Backoff {
+        Backoff {
+            retries: kernel.tcp_retries2,
+            rto_min: Duration::from_millis(kernel.rto_min_ms),
+            rto_max: Duration::from_millis(kernel.rto_max_ms.max(1)),
+        }
+    }
+
+    /// Retransmission give-up time, from the RTO floor (tcp_model_timeout in the kernel).
+    pub fn budget(&self) -> Duration {
+        let base = self.rto_min.max(Duration::from_millis(1));
+        let thresh = (self.rto_max.as_millis() / base.as_millis()).max(1).ilog2();
+        if self.retries <= thresh {
+            base * ((2u32 << self.retries) - 1)
+        } else {
+            base * ((2u32 << thresh) - 1) + self.rto_max * (self.retries - thresh)
+        }
+    }
+
+    /// The retransmission timer's firings, counted from the first unacknowledged send: `rto`,
+    /// `3·rto`, `7·rto`, … — the timeout doubles each time, each interval capped at the ceiling.
+    pub fn firings(&self, rto: Duration) -> impl Iterator<Item = Duration> + use<> {
+        let rto = rto.max(Duration::from_millis(1));
+        let max = self.rto_max;
+        (0u32..).scan(Duration::ZERO, move |t, k| {
+            let step = rto.saturating_mul(1u32 << k.min(20)).min(max);
+            *t += step;
+            Some(*t)
+        })
+    }
+
+    /// When the kernel really gives up on unacknowledged data on a path whose RTO is `rto`.
+    ///
+    /// The budget ([`Backoff::budget`]) is computed from the RTO floor whatever the path, but it is
+    /// only checked when the retransmission timer fires, and the timer runs on the path's own RTO
+    /// (≥ the floor): the kernel gives up at the first firing at or after the budget, and never at
+    /// the first firing (no retransmission has been made yet). Equal to the budget only when
+    /// `rto == rto_min` exactly; later on every real path, by up to one back-off interval.
+    pub fn giveup(&self, rto: Duration) -> Duration {
+        let budget = self.budget();
+        self.firings(rto.max(self.rto_min))
+            .skip(1)
+            .find(|t| *t >= budget)
+            .expect("the firings grow without bound")
+    }
+
+    /// How many retransmissions the kernel makes within `window` on a path whose RTO is `rto`.
+    pub fn within(&self, window: Duration, rto: Duration) -> u32 {
+        self.firings(rto)
+            .take_while(|t| *t < window)
+            .take(10_000)
+            .count() as u32
     }
 }
 
@@ -233,7 +285,7 @@ fn retransmission_slack(rto: Duration, until: Duration, kernel: &KernelTimers) -
     let w = wheel(kernel);
     let mut prev = Duration::ZERO;
     let mut late = Duration::ZERO;
-    for t in retransmission_firings(rto).take(64) {
+    for t in Backoff::of(kernel).firings(rto).take(64) {
         late += w.max_late(t - prev);
         prev = t;
         if t >= until {
@@ -247,12 +299,12 @@ fn retransmission_slack(rto: Duration, until: Duration, kernel: &KernelTimers) -
 fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) -> Cand {
     let rto_min = Duration::from_millis(kernel.rto_min_ms);
     if let (None, Some(rto)) = (eff.user_timeout(), rto) {
-        let t = retransmission_giveup(kernel.tcp_retries2, rto_min, rto);
+        let t = Backoff::of(kernel).giveup(rto);
         let reason = format!(
             "retransmissions give up at the first timer firing after the tcp_retries2={} budget of {:.1} s: \
              {:.1} s with the measured RTO of {} ms, doubling each time (keepalive stays silent while data is unacked)",
             kernel.tcp_retries2,
-            retransmission_budget(kernel.tcp_retries2, rto_min).as_secs_f64(),
+            Backoff::of(kernel).budget().as_secs_f64(),
             t.as_secs_f64(),
             rto.as_millis()
         );
@@ -271,7 +323,10 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
             Cand {
                 t,
                 min: t,
-                max: t + BUSY_TICK + w.max_late(first_rto) + w.max_late(uto.min(RTO_MAX)),
+                max: t
+                    + BUSY_TICK
+                    + w.max_late(first_rto)
+                    + w.max_late(uto.min(Backoff::of(kernel).rto_max)),
                 m: Mechanism::UserTimeout,
                 also: Vec::new(),
                 reason: format!(
@@ -282,7 +337,7 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
             }
         }
         None => {
-            let t = retransmission_budget(kernel.tcp_retries2, rto_min);
+            let t = Backoff::of(kernel).budget();
             let reason = format!(
                 "retransmissions give up after tcp_retries2={} ≈ {:.1} s (a lower bound: keepalive stays silent while data is unacked)",
                 kernel.tcp_retries2,
@@ -315,7 +370,7 @@ fn busy_death_at(eff: &Effective, fault: Fault, kernel: &KernelTimers, at: phase
     }
     let mut c = busy_death_on(eff, kernel, rto);
     if let (Fault::Unreachable | Fault::Prohibit, Some(uto)) = (fault, eff.user_timeout()) {
-        c.max += rto_revert_overshoot(path_rto(rto, kernel), uto);
+        c.max += rto_revert_overshoot(path_rto(rto, kernel), uto, Backoff::of(kernel).rto_max);
         c.reason.push_str(
             "; the router's ICMP errors revert the RTO back-off (RFC 6069) and re-arm the timer past the user timeout, \
              which widens the band",
@@ -335,7 +390,7 @@ fn zero_window_death(due: Duration, uto: Duration, kernel: &KernelTimers) -> Can
     Cand {
         t: due + uto,
         min: due,
-        max: due + uto + w.max_late(due) + w.max_late(uto.min(RTO_MAX)),
+        max: due + uto + w.max_late(due) + w.max_late(uto.min(Backoff::of(kernel).rto_max)),
         m: Mechanism::UserTimeout,
         also: Vec::new(),
         reason: format!(
@@ -348,13 +403,13 @@ fn zero_window_death(due: Duration, uto: Duration, kernel: &KernelTimers) -> Can
 
 /// The most an RFC 6069 revert delays a user timeout of `uto` on a path whose RTO is `rto`: half the
 /// longest back-off interval begun before it (the revert re-arms one back-off step down).
-fn rto_revert_overshoot(rto: Duration, uto: Duration) -> Duration {
-    // Back-off intervals from the first retransmission: 2·rto, 4·rto, … each capped at TCP_RTO_MAX.
+fn rto_revert_overshoot(rto: Duration, uto: Duration, rto_max: Duration) -> Duration {
+    // Back-off intervals from the first retransmission: 2·rto, 4·rto, … each capped at `rto_max`.
     let (mut start, mut interval, mut longest) = (Duration::ZERO, rto * 2, rto * 2);
     while start < uto {
         longest = interval;
         start += interval;
-        interval = (interval * 2).min(RTO_MAX);
+        interval = (interval * 2).min(rto_max);
     }
     longest / 2
 }
@@ -544,7 +599,7 @@ fn predict_reboot(
         let mut earliest = None;
         let mut prev = Duration::ZERO;
         let mut late = Duration::ZERO;
-        for f in retransmission_firings(rto).take(64) {
+        for f in Backoff::of(kernel).firings(rto).take(64) {
             late += w.max_late(f - prev);
             prev = f;
             if *sent.end() + f + late >= heal {
@@ -652,40 +707,6 @@ pub struct PathTimes {
     pub rto: Duration,
 }
 
-/// The retransmission timer's firings, counted from the first unacknowledged send: `rto`, `3·rto`,
-/// `7·rto`, … — the timeout doubles each time, each interval capped at TCP_RTO_MAX.
-fn retransmission_firings(rto: Duration) -> impl Iterator<Item = Duration> {
-    let rto = rto.max(Duration::from_millis(1));
-    (0u32..).scan(Duration::ZERO, move |t, k| {
-        let step = rto.saturating_mul(1u32 << k.min(20)).min(RTO_MAX);
-        *t += step;
-        Some(*t)
-    })
-}
-
-/// When the kernel really gives up on unacknowledged data on a path whose RTO is `rto`.
-///
-/// The budget ([`retransmission_budget`]) is computed from TCP_RTO_MIN whatever the path, but it is
-/// only checked when the retransmission timer fires, and the timer runs on the path's own RTO
-/// (≥ RTO_min): the kernel gives up at the first firing at or after the budget, and never at the
-/// first firing (no retransmission has been made yet). Equal to the budget only when
-/// `rto == rto_min` exactly; later on every real path, by up to one back-off interval.
-pub fn retransmission_giveup(retries: u32, rto_min: Duration, rto: Duration) -> Duration {
-    let budget = retransmission_budget(retries, rto_min);
-    retransmission_firings(rto.max(rto_min))
-        .skip(1)
-        .find(|t| *t >= budget)
-        .expect("the firings grow without bound")
-}
-
-/// How many retransmissions the kernel makes within `window` on a path whose RTO is `rto`.
-pub fn retransmissions_within(window: Duration, rto: Duration) -> u32 {
-    retransmission_firings(rto)
-        .take_while(|t| *t < window)
-        .take(10_000)
-        .count() as u32
-}
-
 /// The settings a strategy would have if the kernel applied it exactly (the OS keepalive taken from
 /// `kernel`): for predictions about strategies not (yet) applied to a socket.
 pub fn assumed_effective(strategy: &crate::strategy::Strategy, kernel: &KernelTimers) -> Effective {
@@ -717,7 +738,7 @@ pub fn assumed_effective(strategy: &crate::strategy::Strategy, kernel: &KernelTi
 }
 
 /// Predict when a silent death (blackhole) is noticed on a measured path: like [`predict`], but
-/// retransmissions give up on the path's measured RTO ([`retransmission_giveup`]) rather than at the
+/// retransmissions give up on the path's measured RTO ([`Backoff::giveup`]) rather than at the
 /// RTO_min lower bound. Counted from the last packet heard.
 pub fn predict_on_path(
     eff: &Effective,
@@ -951,53 +972,45 @@ mod tests {
         p.expected_ms()
     }
 
+    /// Linux's back-off with `retries` retransmissions.
+    fn linux(retries: u32) -> Backoff {
+        Backoff {
+            retries,
+            ..Backoff::of(&KernelTimers::default())
+        }
+    }
+
     #[test]
     fn retransmission_budget_matches_the_kernel_model() {
-        let base = Duration::from_millis(200);
-        assert_eq!(
-            retransmission_budget(15, base),
-            Duration::from_millis(924_600)
-        );
-        assert_eq!(
-            retransmission_budget(9, base),
-            Duration::from_millis(204_600)
-        );
-        assert_eq!(retransmission_budget(3, base), Duration::from_millis(3_000));
-        assert_eq!(
-            retransmission_budget(8, base),
-            Duration::from_millis(102_200)
-        );
+        assert_eq!(linux(15).budget(), Duration::from_millis(924_600));
+        assert_eq!(linux(9).budget(), Duration::from_millis(204_600));
+        assert_eq!(linux(3).budget(), Duration::from_millis(3_000));
+        assert_eq!(linux(8).budget(), Duration::from_millis(102_200));
     }
 
     #[test]
     fn giveup_on_the_measured_rto_is_the_first_firing_after_the_budget() {
         let min = Duration::from_millis(200);
         // RTO exactly RTO_min: firings at 0.2·(2^k − 1) hit the budget exactly.
-        assert_eq!(
-            retransmission_giveup(5, min, min),
-            Duration::from_millis(12_600)
-        );
-        assert_eq!(
-            retransmission_giveup(15, min, min),
-            Duration::from_millis(924_600)
-        );
+        assert_eq!(linux(5).giveup(min), Duration::from_millis(12_600));
+        assert_eq!(linux(15).giveup(min), Duration::from_millis(924_600));
         // A slightly larger RTO (LAN: 204 ms): 63 × 204 ms = 12.852 s ≥ 12.6 s.
         assert_eq!(
-            retransmission_giveup(5, min, Duration::from_millis(204)),
+            linux(5).giveup(Duration::from_millis(204)),
             Duration::from_millis(12_852)
         );
         // A 1 s RTO: firings 1, 3, 7, 15, 31, 63, 127, then +120 s each; budget 924.6 s → 967 s.
         assert_eq!(
-            retransmission_giveup(15, min, Duration::from_secs(1)),
+            linux(15).giveup(Duration::from_secs(1)),
             Duration::from_secs(967)
         );
         // Never before the lower bound, and an RTO below RTO_min is treated as RTO_min.
         for rto_ms in [1u64, 150, 200, 201, 250, 333, 999, 3000] {
-            let t = retransmission_giveup(8, min, Duration::from_millis(rto_ms));
-            assert!(t >= retransmission_budget(8, min), "{rto_ms}: {t:?}");
+            let t = linux(8).giveup(Duration::from_millis(rto_ms));
+            assert!(t >= linux(8).budget(), "{rto_ms}: {t:?}");
         }
-        assert_eq!(retransmissions_within(Duration::from_millis(1500), min), 3);
-        assert_eq!(retransmissions_within(Duration::from_millis(100), min), 0);
+        assert_eq!(linux(15).within(Duration::from_millis(1500), min), 3);
+        assert_eq!(linux(15).within(Duration::from_millis(100), min), 0);
     }
 
     #[test]
@@ -1098,7 +1111,11 @@ mod tests {
         // Back-off from the first retransmission (rto 200 ms): 400 @0, 800 @400, 1600 @1200,
         // 3200 @2800 — the last begun before 3 s; the revert re-arms one step down: 1.6 s.
         assert_eq!(
-            rto_revert_overshoot(Duration::from_millis(200), Duration::from_secs(3)),
+            rto_revert_overshoot(
+                Duration::from_millis(200),
+                Duration::from_secs(3),
+                Duration::from_secs(120)
+            ),
             Duration::from_millis(1600)
         );
         let b = p("uto=3s", Fault::Blackhole, Load::Busy);

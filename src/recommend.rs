@@ -16,11 +16,9 @@
 
 use std::time::Duration;
 
-use crate::predict::{
-    PathTimes, Prediction, assumed_effective, predict_on_path, retransmissions_within,
-};
+use crate::predict::{Backoff, PathTimes, Prediction, assumed_effective, predict_on_path};
 use crate::scenario::Load;
-use crate::sockopt::KernelTimers;
+use crate::settings::KernelTimers;
 use crate::strategy::{Heartbeat, Keepalive, Strategy};
 use crate::units::Millis;
 use crate::units::{format_duration, secs2};
@@ -242,7 +240,7 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
                 secs2(k)
             ));
         }
-        let retrans = retransmissions_within(uto, ask.path.rto);
+        let retrans = Backoff::of(&ask.kernel).within(uto, ask.path.rto);
         if retrans < WANTED_RETRANSMISSIONS {
             notes.push(format!(
                 "aggressive: with the measured RTO of {} ms a busy connection gets only {retrans} retransmissions within {}, \

@@ -12,7 +12,7 @@
 //! reads it from a raw ICMP socket instead, when it may (CAP_NET_RAW), matching the quoted TCP header
 //! against the connection's addresses and ports; without the privilege it reports the errno alone.
 //!
-//! Platform code lives behind `cfg` here and nowhere else; [`parse_icmp`] is pure and portable.
+//! The platform calls (IP_RECVERR, the raw socket) are in `sys`; [`parse_icmp`] is pure and portable.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,9 +22,7 @@ use serde::Serialize;
 use tokio::io::Interest;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 
-use crate::detection::errno_name;
-use crate::sockopt::PlatformError;
-use crate::tcpinfo;
+use crate::sys::{self, IcmpSocket};
 use crate::units::Millis;
 
 /// One ICMP error that quotes a segment of the watched connection.
@@ -36,23 +34,6 @@ pub struct IcmpReport {
     pub icmp_code: u8,
     /// In words: `host unreachable`, `communication administratively prohibited`, `time exceeded`…
     pub what: &'static str,
-}
-
-/// Whether `--recverr` can work here: `Unsupported` (exit 4) elsewhere than Linux.
-pub fn check_supported() -> Result<(), PlatformError> {
-    if cfg!(target_os = "linux") {
-        Ok(())
-    } else {
-        Err(PlatformError::Unsupported(
-            "--recverr needs IP_RECVERR, which only Linux has: drop --recverr on this system"
-                .into(),
-        ))
-    }
-}
-
-/// Turn on IP_RECVERR (IPV6_RECVERR for IPv6) on a TCP socket. Elsewhere than Linux: `Unsupported`.
-pub fn enable(sock: &socket2::Socket, ipv6: bool) -> Result<(), PlatformError> {
-    imp::enable(sock, ipv6)
 }
 
 /// Words for an ICMP (`ipv6 = false`) or ICMPv6 error type and code; `None` for messages that are not
@@ -165,7 +146,7 @@ pub fn parse_icmp_quote(
 
 /// Every ICMP error arriving in one network namespace, on a raw socket made there.
 pub struct IcmpTap {
-    inner: imp::Watch,
+    inner: IcmpSocket,
 }
 
 impl IcmpTap {
@@ -173,7 +154,7 @@ impl IcmpTap {
     /// runtime. Never fails: [`IcmpTap::unavailable`] says why nothing will come.
     pub fn new(sock: io::Result<socket2::Socket>) -> IcmpTap {
         IcmpTap {
-            inner: imp::Watch::from_socket(sock),
+            inner: IcmpSocket::from_socket(sock),
         }
     }
 
@@ -195,7 +176,7 @@ impl IcmpTap {
 
 /// Listens for ICMP errors about one connection on a raw socket, on the current tokio runtime.
 pub struct IcmpWatch {
-    inner: imp::Watch,
+    inner: IcmpSocket,
     local: SocketAddr,
     peer: SocketAddr,
 }
@@ -206,7 +187,7 @@ impl IcmpWatch {
     /// [`IcmpWatch::unavailable`] says why. Call inside a tokio runtime.
     pub fn open(local: SocketAddr, peer: SocketAddr) -> IcmpWatch {
         IcmpWatch {
-            inner: imp::Watch::open(local.is_ipv6()),
+            inner: IcmpSocket::open(local.is_ipv6()),
             local,
             peer,
         }
@@ -328,8 +309,8 @@ pub async fn watch_busy(
     let at = || opened.elapsed();
     // A socket error is a soft one (a warning) while the kernel still holds the connection open.
     let socket_error = |out: &mut EarlyWarnings, e: io::Error| -> bool {
-        let errno = e.raw_os_error().map(errno_name);
-        if tcpinfo::is_established(&stream) == Some(true) {
+        let errno = e.raw_os_error().map(sys::errno_name);
+        if sys::is_established(&stream) == Some(true) {
             let now = at();
             if let Some(last) = out.warnings.last_mut()
                 && last.errno.is_none()
@@ -442,148 +423,6 @@ pub async fn watch_busy(
     out
 }
 
-#[cfg(target_os = "linux")]
-mod imp {
-    use std::io;
-    use std::mem::MaybeUninit;
-    use std::net::IpAddr;
-    use std::os::fd::AsRawFd;
-
-    use socket2::{Domain, Protocol, Socket, Type};
-    use tokio::io::unix::AsyncFd;
-
-    use crate::sockopt::PlatformError;
-
-    pub fn enable(sock: &Socket, ipv6: bool) -> Result<(), PlatformError> {
-        let (level, name) = if ipv6 {
-            (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
-        } else {
-            (libc::IPPROTO_IP, libc::IP_RECVERR)
-        };
-        let one: libc::c_int = 1;
-        // SAFETY: a plain int option on a descriptor we own.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                level,
-                name,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(PlatformError::Unsupported(format!(
-                "cannot set IP_RECVERR: {}",
-                io::Error::last_os_error()
-            )))
-        }
-    }
-
-    pub enum Watch {
-        Raw(AsyncFd<Socket>, Vec<u8>),
-        Unavailable(String),
-    }
-
-    impl Watch {
-        pub fn open(ipv6: bool) -> Watch {
-            let (domain, proto) = if ipv6 {
-                (Domain::IPV6, Protocol::ICMPV6)
-            } else {
-                (Domain::IPV4, Protocol::ICMPV4)
-            };
-            Watch::from_socket(Socket::new(domain, Type::RAW, Some(proto)))
-        }
-
-        pub fn from_socket(sock: io::Result<Socket>) -> Watch {
-            let sock = match sock {
-                Ok(s) => s,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
-                    return Watch::Unavailable(
-                        "the reporting router's address needs a raw ICMP socket (CAP_NET_RAW: run as root)".into(),
-                    );
-                }
-                Err(e) => return Watch::Unavailable(format!("no raw ICMP socket: {e}")),
-            };
-            if let Err(e) = sock.set_nonblocking(true) {
-                return Watch::Unavailable(format!("raw ICMP socket: {e}"));
-            }
-            // SAFETY: the Socket owns its descriptor and moves into the AsyncFd, which therefore keeps
-            // the same open descriptor for its whole life.
-            match unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) } {
-                Ok(fd) => Watch::Raw(fd, vec![0; 2048]),
-                Err(e) => Watch::Unavailable(format!("raw ICMP socket: {e}")),
-            }
-        }
-
-        pub fn unavailable(&self) -> Option<&str> {
-            match self {
-                Watch::Raw(..) => None,
-                Watch::Unavailable(why) => Some(why),
-            }
-        }
-
-        pub async fn recv(&mut self) -> (Vec<u8>, Option<IpAddr>) {
-            let (fd, buf) = match self {
-                Watch::Raw(fd, buf) => (fd, buf),
-                Watch::Unavailable(_) => std::future::pending().await,
-            };
-            loop {
-                let Ok(mut guard) = fd.readable().await else {
-                    return std::future::pending().await;
-                };
-                // SAFETY: recv_from only writes initialised bytes into the buffer and reports how many.
-                let uninit: &mut [MaybeUninit<u8>] =
-                    unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), buf.len()) };
-                match guard.try_io(|s| s.get_ref().recv_from(uninit)) {
-                    Ok(Ok((n, from))) => {
-                        return (buf[..n].to_vec(), from.as_socket().map(|a| a.ip()));
-                    }
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // A raw socket that fails for good: stop listening rather than spin.
-                    Ok(Err(_)) => return std::future::pending().await,
-                    Err(_would_block) => {}
-                }
-            }
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod imp {
-    use std::net::IpAddr;
-
-    use crate::sockopt::PlatformError;
-
-    pub fn enable(_sock: &socket2::Socket, _ipv6: bool) -> Result<(), PlatformError> {
-        Err(PlatformError::Unsupported(
-            "--recverr needs IP_RECVERR, which only Linux has: drop --recverr on this system"
-                .into(),
-        ))
-    }
-
-    pub struct Watch;
-
-    impl Watch {
-        pub fn open(_ipv6: bool) -> Watch {
-            Watch
-        }
-
-        pub fn from_socket(_sock: std::io::Result<socket2::Socket>) -> Watch {
-            Watch
-        }
-
-        pub fn unavailable(&self) -> Option<&str> {
-            Some("ICMP reports are only read on Linux")
-        }
-
-        pub async fn recv(&mut self) -> (Vec<u8>, Option<IpAddr>) {
-            std::future::pending().await
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,26 +526,5 @@ mod tests {
             None,
             "v6 needs the sender"
         );
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn enable_sets_ip_recverr() {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        enable(&s, false).unwrap();
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        use std::os::fd::AsRawFd;
-        // SAFETY: reading an int option.
-        let rc = unsafe {
-            libc::getsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_RECVERR,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!((rc, v), (0, 1));
     }
 }

@@ -11,7 +11,7 @@ use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
 use crate::matrix::MechanismStats;
 use crate::predict::Expected;
 use crate::scenario::Load;
-use crate::sockopt::Effective;
+use crate::settings::Effective;
 use crate::units::human_ms;
 
 pub mod probe;
@@ -552,7 +552,7 @@ pub fn render_listen_summary(s: &ListenSummary, format: Format) -> String {
 pub struct LabFacts {
     /// Kernel release and the TCP sysctls in force in the client namespace: the same keys and
     /// number types as `probe`'s facts.
-    pub facts: crate::sockopt::HostFacts,
+    pub facts: crate::settings::HostFacts,
     pub deadline_ms: u64,
     pub warmup_ms: u64,
     pub reboot_heal_ms: u64,

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 
-use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome, errno_name};
+use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
 use crate::heartbeat::{self, Decoder, Message};
 use crate::predict::timer_death;
 use crate::scenario::{BUSY_TICK, Load};
-use crate::sockopt::{Effective, KernelTimers};
-use crate::tcpinfo;
+use crate::settings::{Effective, KernelTimers};
+use crate::sys;
 use crate::units::Millis;
 
 /// Bytes written per busy tick: enough to fill a frozen peer's receive window in well under a second,
@@ -237,7 +237,7 @@ fn closed(
         errno: None,
         silence_ms: 0,
         elapsed_ms,
-        tcp_info: tcpinfo::read(stream),
+        tcp_info: sys::tcp_info(stream),
         note: note.or_else(|| {
             (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines))
         }),
@@ -275,10 +275,7 @@ fn flush(stream: &TcpStream, c: &mut Conn, w: &Watch) -> Option<Detection> {
 fn from_error(stream: &TcpStream, c: &Conn, e: io::Error, w: &Watch) -> Detection {
     let in_flight = w.load == Load::Busy || c.ping_outstanding;
     let mechanism = classify(e.kind(), in_flight, c, stream, w);
-    let errno = e
-        .raw_os_error()
-        .map(errno_name)
-        .unwrap_or_else(|| format!("{:?}", e.kind()));
+    let errno = crate::sys::errno_text(&e);
     finish(stream, c, Outcome::Dead, Some(mechanism), Some(errno))
 }
 
@@ -313,7 +310,7 @@ fn classify(
 }
 
 fn silence(stream: &TcpStream, c: &Conn) -> u64 {
-    tcpinfo::read(stream)
+    sys::tcp_info(stream)
         .map(|i| i.silence_ms())
         .unwrap_or_else(|| c.last_heard.elapsed().ms())
 }
@@ -333,7 +330,7 @@ fn finish(
     by: Option<Mechanism>,
     errno: Option<String>,
 ) -> Detection {
-    let info = tcpinfo::read(stream);
+    let info = sys::tcp_info(stream);
     // A heartbeat is about the peer application, so its silence is since the last line it sent; TCP
     // timers are about the peer's kernel, so theirs is since the last packet (TCP_INFO).
     let silence_ms = match (by, info) {

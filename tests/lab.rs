@@ -258,7 +258,7 @@ fn busy_after_cut(lab: &Lab, fault: PathFault) -> (io::Error, Duration) {
             if let Err(e) = c.write_all(&chunk) {
                 break e;
             }
-            let in_flight = || tcphb::tcpinfo::read(&c).is_some_and(|i| i.unacked > 0);
+            let in_flight = || tcphb::sys::tcp_info(&c).is_some_and(|i| i.unacked > 0);
             if cut.is_none() && start.elapsed() >= Duration::from_millis(300) && in_flight() {
                 lab.cut(fault).unwrap();
                 cut = Some(Instant::now());

@@ -23,8 +23,9 @@ use crate::predict::{REBOOT_HEAL, predict, predict_at};
 use crate::recverr::IcmpTap;
 use crate::report::{CompareReport, Format, LabFacts, SCHEMA, render_compare};
 use crate::scenario::{Fault, Load};
-use crate::sockopt::{self, Effective, KernelTimers};
+use crate::settings::{Effective, KernelTimers};
 use crate::strategy::Strategy;
+use crate::sys;
 use crate::units::Millis;
 use crate::watch::{Watch, watch};
 
@@ -64,7 +65,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
         args.strategies.clone()
     };
     for s in &strategies {
-        sockopt::validate(s).with_context(|| format!("strategy '{s}'"))?;
+        sys::check(s).with_context(|| format!("strategy '{s}'"))?;
     }
     let mut faults = args.faults.clone();
     faults.dedup();
@@ -270,7 +271,7 @@ async fn measure(
         // Read just before this cell's cut: the phase its predictions are made for.
         let timers = c.keepalive_timers()?;
         for (_, j, local, std) in handles.iter().filter(|h| h.0 == i) {
-            let Some(info) = crate::tcpinfo::read(std) else {
+            let Some(info) = crate::sys::tcp_info(std) else {
                 continue;
             };
             let heard_ago = Duration::from_millis(info.silence_ms());

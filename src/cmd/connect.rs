@@ -1,15 +1,13 @@
 //! `tcphb connect`: open one connection with the chosen strategy, watch it until the peer dies or
 //! `--duration` passes, and report the detection beside its prediction.
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::ConnectArgs;
-use crate::detection::{CloseHow, Detection, IcmpSeen, Outcome, errno_name};
+use crate::detection::{CloseHow, Detection, IcmpSeen, Outcome};
 use crate::exit::{self, CliError};
 use crate::matrix::mechanism_stats;
 use crate::predict::{Expected, predict};
@@ -18,27 +16,27 @@ use crate::report::{
     ConnectManyReport, ConnectReport, Format, SCHEMA, render_connect, render_connect_many,
 };
 use crate::scenario::Fault;
-use crate::sockopt::{self, Effective, KernelTimers};
+use crate::settings::Effective;
 use crate::strategy::Strategy;
+use crate::sys;
 use crate::units::Millis;
 use crate::units::human_ms;
 use crate::watch::{Watch, watch};
-use crate::{sys, tcpinfo};
 
 /// Run `tcphb connect`; returns the exit code (0 alive, 3 a dead peer detected, 5 the peer closed the
 /// connection itself). A peer that never answered a heartbeat, or broke the protocol, is an error.
 pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
     let strategy = args.strategy.strategy();
-    sockopt::validate(&strategy)?;
+    sys::check(&strategy)?;
     let addrs = super::resolve(&args.peer)?;
     if args.connections > 1 {
         return run_many(args, &strategy, &addrs, format);
     }
-    let (sock, peer, effective) = open(&addrs, &strategy, args.connect_timeout)?;
+    let (sock, peer, effective) = crate::sockets::connect(&addrs, &strategy, args.connect_timeout)?;
     let local = super::local_text(&sock)?;
-    let kernel = KernelTimers::read();
+    let kernel = sys::kernel_timers();
     let rtt =
-        tcpinfo::read(&sock).map_or(Duration::ZERO, |i| Duration::from_micros(i.rtt_us.into()));
+        sys::tcp_info(&sock).map_or(Duration::ZERO, |i| Duration::from_micros(i.rtt_us.into()));
     // The prediction is for a silent death (cable pulled, host gone): what connect is there to measure.
     let prediction = predict(&effective, Fault::Blackhole, args.load, &kernel, rtt);
 
@@ -183,7 +181,7 @@ fn run_many(
     let mut peer = addrs[0];
     let mut effective = Effective::default();
     for i in 0..wanted {
-        let (sock, p, eff) = open(addrs, strategy, args.connect_timeout)
+        let (sock, p, eff) = crate::sockets::connect(addrs, strategy, args.connect_timeout)
             .with_context(|| format!("connection {} of {wanted}", i + 1))?;
         sock.set_nonblocking(true)?;
         (peer, effective) = (p, eff);
@@ -191,7 +189,7 @@ fn run_many(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let kernel = KernelTimers::read();
+    let kernel = sys::kernel_timers();
     let prediction = predict(
         &effective,
         Fault::Blackhole,
@@ -270,52 +268,4 @@ fn run_many(
     };
     super::print(&render_connect_many(&report, format))?;
     Ok(exit_code(&detections.iter().collect::<Vec<_>>()))
-}
-
-/// Connect to the first address that accepts, with the strategy applied before the handshake, and read
-/// back the effective settings afterwards.
-pub(crate) fn open(
-    addrs: &[SocketAddr],
-    strategy: &Strategy,
-    timeout: Duration,
-) -> anyhow::Result<(Socket, SocketAddr, Effective)> {
-    let mut last_err = None;
-    for &addr in addrs {
-        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .context("cannot create a TCP socket")?;
-        // Set before the handshake, the options hold for the connection's life: what `apply` read
-        // back is what the connection runs with.
-        let effective =
-            sockopt::apply(&sock, strategy).with_context(|| format!("cannot apply {strategy}"))?;
-        match sock.connect_timeout(&addr.into(), timeout) {
-            Ok(()) => {
-                sock.set_tcp_nodelay(true)?;
-                return Ok((sock, addr, effective));
-            }
-            Err(e) => last_err = Some((addr, e)),
-        }
-    }
-    let (addr, e) = last_err.expect("resolve returns at least one address");
-    Err(connect_error(addr, e, timeout))
-}
-
-fn connect_error(addr: SocketAddr, e: io::Error, timeout: Duration) -> anyhow::Error {
-    let errno = e
-        .raw_os_error()
-        .map(errno_name)
-        .unwrap_or_else(|| format!("{:?}", e.kind()));
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => {
-            anyhow::anyhow!("connection to {addr} refused ({errno}): is anything listening there?")
-        }
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => anyhow::anyhow!(
-            "no answer from {addr} within {} ({errno}): check the address, routes and firewalls, or raise --connect-timeout",
-            crate::units::format_duration(timeout)
-        ),
-        io::ErrorKind::PermissionDenied => CliError::Environment(format!(
-            "not allowed to connect to {addr} ({errno}): a local firewall or policy forbids it"
-        ))
-        .into(),
-        _ => anyhow::anyhow!("cannot connect to {addr} ({errno}): {e}"),
-    }
 }

@@ -1,24 +1,22 @@
 //! `tcphb listen`: accept connections, apply the strategy to each, answer (and with --heartbeat send)
 //! pings, print an event per connection that ends, and a summary on Ctrl-C/SIGTERM.
 
-use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::SockRef;
 use tokio::sync::mpsc;
 
 use crate::cli::ListenArgs;
 use crate::detection::{Detection, Outcome};
-use crate::exit::{self, CliError};
+use crate::exit::{self};
 use crate::matrix::mechanism_stats;
 use crate::predict::{Expected, predict};
 use crate::report::{
     Format, ListenEvent, ListenSummary, SCHEMA, render_event, render_listen_summary,
 };
 use crate::scenario::{Fault, Load};
-use crate::sockopt::{self, Effective, KernelTimers};
+use crate::settings::{Effective, KernelTimers};
 use crate::sys;
 use crate::watch::{Watch, watch};
 
@@ -26,14 +24,14 @@ use crate::watch::{Watch, watch};
 /// that close their connections are what clients do: counted and reported, not an exit code.
 pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
     let strategy = args.strategy.strategy();
-    sockopt::validate(&strategy)?;
+    sys::check(&strategy)?;
     let addr = *super::resolve(&args.addr)?
         .first()
         .expect("at least one address");
     let max_conns = crate::limits::ensure_room_for(u64::from(args.max_conns));
-    let listener = bind(addr, args.rcvbuf)?;
+    let listener = crate::sockets::listen(addr, args.rcvbuf)?;
     let local = listener.local_addr()?;
-    let kernel = KernelTimers::read();
+    let kernel = sys::kernel_timers();
     let rt = super::runtime()?;
     let opts = Serve {
         local,
@@ -44,41 +42,6 @@ pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
         max_conns,
     };
     rt.block_on(serve(listener, opts))
-}
-
-fn bind(addr: SocketAddr, rcvbuf: Option<u32>) -> anyhow::Result<std::net::TcpListener> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .context("cannot create a TCP socket")?;
-    if let Some(size) = rcvbuf {
-        // On the listener, before listen(): accepted sockets inherit it, and the window scale
-        // offered in the SYN-ACK is chosen for it.
-        sock.set_recv_buffer_size(size as usize)
-            .with_context(|| format!("cannot set the receive buffer to {size} bytes"))?;
-    }
-    // Let a restarted listen reuse a port whose old connections linger in TIME_WAIT.
-    #[cfg(unix)]
-    sock.set_reuse_address(true)?;
-    if let Err(e) = sock.bind(&addr.into()) {
-        return Err(match e.kind() {
-            io::ErrorKind::AddrInUse => CliError::Usage(format!(
-                "address {addr} is already in use: pick another port (or 0 for any) or stop what listens there"
-            ))
-            .into(),
-            io::ErrorKind::AddrNotAvailable => CliError::Usage(format!(
-                "address {addr} is not an address of this host: use one of its addresses or 0.0.0.0"
-            ))
-            .into(),
-            io::ErrorKind::PermissionDenied => CliError::Environment(format!(
-                "not allowed to listen on {addr}: ports below 1024 need privilege; use a higher port"
-            ))
-            .into(),
-            _ => anyhow::Error::new(e).context(format!("cannot bind {addr}")),
-        });
-    }
-    sock.listen(4096)
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    sock.set_nonblocking(true)?;
-    Ok(sock.into())
 }
 
 /// What `serve` needs besides the listener.
@@ -153,7 +116,7 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
                     continue;
                 }
                 summary.accepted += 1;
-                let effective = match sockopt::apply(&SockRef::from(&stream), &o.strategy) {
+                let effective = match sys::apply(&SockRef::from(&stream), &o.strategy) {
                     Ok(e) => e,
                     Err(e) => {
                         super::say(&format!("tcphb: cannot apply {} to {peer}: {e}", o.strategy));

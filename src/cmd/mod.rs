@@ -1,22 +1,14 @@
-//! Subcommands: thin orchestration of strategy, sockopt, watch, predict and report.
+//! Subcommands: thin orchestration of strategy, sockets, watch, predict and report.
 
 #[cfg(target_os = "linux")]
+pub mod compare;
+/// `compare` needs Linux network namespaces; elsewhere it says so (exit 4).
+#[cfg(not(target_os = "linux"))]
+#[path = "compare_elsewhere.rs"]
 pub mod compare;
 pub mod connect;
 pub mod listen;
 pub mod probe;
-
-/// `compare` needs Linux network namespaces; elsewhere it says so (exit 4).
-#[cfg(not(target_os = "linux"))]
-pub mod compare {
-    /// Refuse: no lab on this system.
-    pub fn run(_: &crate::cli::CompareArgs, _: crate::report::Format) -> anyhow::Result<u8> {
-        Err(crate::exit::CliError::Environment(
-            "compare builds its lab from Linux network namespaces: run it on Linux (a VM or container will do)".into(),
-        )
-        .into())
-    }
-}
 
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -15,9 +15,9 @@ use crate::report::probe::{
 };
 use crate::report::{Format, SCHEMA};
 use crate::scenario::Load;
-use crate::sockopt::{self, Effective, HostFacts, KernelTimers};
+use crate::settings::{Effective, KernelTimers};
 use crate::strategy::{Keepalive, Strategy};
-use crate::tcpinfo;
+use crate::sys;
 use crate::units::Millis;
 use crate::units::human_ms;
 
@@ -25,21 +25,21 @@ use crate::units::human_ms;
 /// --detect-within cannot be met on this path).
 pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
     let strategy = args.strategy.strategy();
-    sockopt::validate(&strategy)?;
+    sys::check(&strategy)?;
     if args.recverr {
-        recverr::check_supported()?;
+        sys::check_recverr()?;
     }
     let addrs = super::resolve(&args.peer)?;
     let started = Instant::now();
-    let (sock, peer, effective) = super::connect::open(&addrs, &strategy, args.connect_timeout)?;
+    let (sock, peer, effective) = crate::sockets::connect(&addrs, &strategy, args.connect_timeout)?;
     let handshake = started.elapsed();
     let opened = Instant::now();
     if args.recverr {
-        recverr::enable(&sock, peer.is_ipv6())?;
+        sys::enable_recverr(&sock, peer.is_ipv6())?;
     }
     let local = super::local_text(&sock)?;
-    let kernel = KernelTimers::read();
-    let info = tcpinfo::read(&sock);
+    let kernel = sys::kernel_timers();
+    let info = sys::tcp_info(&sock);
     // Without TCP_INFO the handshake is the only round trip measured, and the RTO is unknown: the
     // predictions then use the RTO_min lower bound.
     let path = PathTimes {
@@ -49,12 +49,12 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
         }),
     };
     let facts = ProbeFacts {
-        host: HostFacts::read(),
+        host: sys::host_facts(),
         rto_min_model_ms: kernel.rto_min_ms,
         rtt_ms: path.rtt.as_secs_f64() * 1000.0,
         rto_ms: info.map(|i| u64::from(i.rto_us) / 1000),
     };
-    let effective_differences = sockopt::differences(&strategy, &effective);
+    let effective_differences = sys::differences(&strategy, &effective);
 
     super::progress(&format!(
         "tcphb: connected to {peer}: RTT {:.2} ms, RTO {} ms",
@@ -124,7 +124,10 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
             path,
             kernel,
             keep_under: keep_under(idle_timeout.as_ref()),
-            user_timeout_supported: sockopt::HAS_USER_TIMEOUT,
+            user_timeout_supported: !matches!(
+                sys::capabilities().rules.user_timeout,
+                crate::settings::UserTimeout::None { .. }
+            ),
         };
         match recommend::recommend(&ask) {
             Ok(r) => RecommendationReport {

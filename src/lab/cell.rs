@@ -17,8 +17,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Lab, LabError, Node, PathFault};
 use crate::scenario::Fault;
-use crate::sockopt::{self, Effective};
+use crate::settings::{self, Effective};
 use crate::strategy::Strategy;
+use crate::sys;
 
 /// The peer's receive buffer (SO_RCVBUF; see `tcphb listen --rcvbuf`).
 pub const PEER_RCVBUF: u32 = 256 * 1024;
@@ -96,15 +97,14 @@ impl Cell {
 
     /// The kernel facts in force in the lab's client namespace, the same facts `probe` reports for
     /// the host (a fresh namespace has the kernel's defaults, not the host's tuning).
-    pub fn facts(&self) -> Result<sockopt::HostFacts, LabError> {
-        self.lab.enter(Node::Client, sockopt::HostFacts::read)
+    pub fn facts(&self) -> Result<settings::HostFacts, LabError> {
+        self.lab.enter(Node::Client, crate::sys::host_facts)
     }
 
     /// The kernel timers in force in the lab's client namespace (a fresh namespace has the kernel's
     /// defaults, not the host's tuning).
-    pub fn kernel_timers(&self) -> Result<crate::sockopt::KernelTimers, LabError> {
-        self.lab
-            .enter(Node::Client, crate::sockopt::KernelTimers::read)
+    pub fn kernel_timers(&self) -> Result<crate::settings::KernelTimers, LabError> {
+        self.lab.enter(Node::Client, crate::sys::kernel_timers)
     }
 
     /// Open a connection from the client namespace with `strategy` applied, from client address
@@ -119,7 +119,7 @@ impl Cell {
         let sock = self
             .lab
             .enter(Node::Client, || {
-                Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+                crate::sockets::tcp_socket(self.peer_addr())
             })?
             .map_err(|e| setup("create a socket in the client namespace", e))?;
         debug_assert_eq!(
@@ -131,7 +131,7 @@ impl Cell {
             "lab sockets live in the lab's client namespace"
         );
         let eff =
-            sockopt::apply(&sock, strategy).map_err(|e| setup(&format!("apply {strategy}"), e))?;
+            sys::apply(&sock, strategy).map_err(|e| setup(&format!("apply {strategy}"), e))?;
         sock.bind(&SocketAddr::from((source, 0)).into())
             .map_err(|e| setup(&format!("bind to client address {source}"), e))?;
         sock.connect_timeout(&self.peer_addr().into(), Duration::from_secs(3))

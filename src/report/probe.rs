@@ -11,7 +11,7 @@ use crate::detection::Mechanism;
 use crate::idle::{IdleTimeout, Verdict};
 use crate::predict::Prediction;
 use crate::recverr::EarlyWarnings;
-use crate::sockopt::{Effective, HostFacts};
+use crate::settings::{Effective, HostFacts};
 use crate::units::secs2;
 
 /// Host and path facts. Host values are read from the kernel; path values are measured (TCP_INFO).

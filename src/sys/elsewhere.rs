@@ -1,0 +1,63 @@
+//! What every platform but Linux lacks, said once: no TCP_INFO, no IP_RECVERR or raw ICMP
+//! observer, no lab, no sysctls to read.
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+
+use socket2::Socket;
+
+use super::{AsSocket, PlatformError};
+use crate::settings::HostFacts;
+use crate::tcpinfo::TcpInfo;
+
+/// Not read here (macOS's TCP_CONNECTION_INFO and Windows' SIO_TCP_INFO differ): callers use what
+/// tcphb measured itself.
+pub fn tcp_info(_sock: &impl AsSocket) -> Option<TcpInfo> {
+    None
+}
+
+pub fn is_established(_sock: &impl AsSocket) -> Option<bool> {
+    None
+}
+
+pub fn host_facts() -> HostFacts {
+    HostFacts {
+        os: std::env::consts::OS,
+        ..HostFacts::default()
+    }
+}
+
+pub fn enable_recverr(_sock: &Socket, _ipv6: bool) -> Result<(), PlatformError> {
+    Err(PlatformError::Unsupported(super::NO_RECVERR.into()))
+}
+
+/// Nothing to enter: `compare` refuses before it needs a lab.
+pub fn enter_lab() -> Result<(), (String, u8)> {
+    Ok(())
+}
+
+pub fn lab_exit_code(_cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    None
+}
+
+/// No raw ICMP observer here: never receives.
+pub struct IcmpSocket;
+
+impl IcmpSocket {
+    pub fn open(_ipv6: bool) -> IcmpSocket {
+        IcmpSocket
+    }
+
+    pub fn from_socket(_sock: io::Result<Socket>) -> IcmpSocket {
+        IcmpSocket
+    }
+
+    pub fn unavailable(&self) -> Option<&str> {
+        Some("ICMP reports are only read on Linux")
+    }
+
+    pub fn recv(&mut self) -> impl Future<Output = (Vec<u8>, Option<IpAddr>)> {
+        std::future::pending()
+    }
+}
