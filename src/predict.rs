@@ -19,6 +19,7 @@
 //! spans every phase ([`phase::KeepaliveTimer::phases`]). Where it is known (the lab reads it at the
 //! cut), [`predict_at`] predicts for that phase.
 
+pub mod os;
 pub mod phase;
 
 use std::time::Duration;
@@ -726,7 +727,7 @@ pub fn assumed_effective(strategy: &crate::strategy::Strategy, kernel: &KernelTi
         } => {
             e.keepalive_idle_ms = Some(idle.ms());
             e.keepalive_interval_ms = Some(interval.ms());
-            e.keepalive_count = Some(count);
+            e.keepalive_count = Some(count.unwrap_or(kernel.keepalive_probes));
         }
     }
     e.user_timeout_ms = strategy.user_timeout.map(|d| d.ms());

@@ -219,7 +219,7 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
             keepalive: Keepalive::Custom {
                 idle: Duration::from_secs(idle),
                 interval: Duration::from_secs(interval),
-                count: count as u32,
+                count: Some(count as u32),
             },
             user_timeout: Some(uto),
             heartbeat: None,
@@ -389,7 +389,7 @@ mod tests {
         // Probes every 2 s, idle or after a lost probe; the rest of the 30 s buys more probes.
         assert_eq!(
             (idle, interval, count),
-            (Duration::from_secs(2), Duration::from_secs(2), 14)
+            (Duration::from_secs(2), Duration::from_secs(2), Some(14))
         );
         assert_eq!(r.strategy.user_timeout, Some(Duration::from_millis(29_800)));
         // An idle timeout under 1.25 s is beyond keepalive: heartbeat under it.

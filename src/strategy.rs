@@ -42,11 +42,12 @@ pub enum Keepalive {
     Off,
     /// SO_KEEPALIVE on with the system's defaults (Linux: tcp_keepalive_time/intvl/probes).
     Os,
-    /// SO_KEEPALIVE on with explicit idle time, probe interval and probe count.
+    /// SO_KEEPALIVE on with explicit idle time and probe interval, and a probe count — or, written
+    /// `IDLE,INTERVAL` (the Windows SIO_KEEPALIVE_VALS way), the system's count.
     Custom {
         idle: Duration,
         interval: Duration,
-        count: u32,
+        count: Option<u32>,
     },
 }
 
@@ -59,24 +60,32 @@ impl FromStr for Keepalive {
             _ => {}
         }
         let parts: Vec<&str> = s.split(',').collect();
-        let [idle, interval, count] = parts[..] else {
-            return err(format!(
-                "invalid keepalive '{s}': write IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), 'os' or 'off'"
-            ));
+        let (idle, interval, count) = match parts[..] {
+            [idle, interval, count] => (idle, interval, Some(count)),
+            [idle, interval] => (idle, interval, None),
+            _ => {
+                return err(format!(
+                    "invalid keepalive '{s}': write IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), IDLE,INTERVAL for the system's count, 'os' or 'off'"
+                ));
+            }
         };
         let idle = parse_duration(idle)?;
         let interval = parse_duration(interval)?;
-        let count: u32 = count.trim().parse().map_err(|_| {
-            SpecError(format!(
-                "invalid keepalive count '{count}': must be a whole number (e.g. 3)"
-            ))
-        })?;
+        let count: Option<u32> = count
+            .map(|c| {
+                c.trim().parse().map_err(|_| {
+                    SpecError(format!(
+                        "invalid keepalive count '{c}': must be a whole number (e.g. 3)"
+                    ))
+                })
+            })
+            .transpose()?;
         if idle.is_zero() || interval.is_zero() {
             return err(format!(
                 "invalid keepalive '{s}': idle and interval must be greater than zero"
             ));
         }
-        if count == 0 {
+        if count == Some(0) {
             return err(format!("invalid keepalive '{s}': count must be at least 1"));
         }
         Ok(Keepalive::Custom {
@@ -96,12 +105,18 @@ impl fmt::Display for Keepalive {
                 idle,
                 interval,
                 count,
-            } => write!(
-                f,
-                "{},{},{count}",
-                format_duration(*idle),
-                format_duration(*interval)
-            ),
+            } => {
+                write!(
+                    f,
+                    "{},{}",
+                    format_duration(*idle),
+                    format_duration(*interval)
+                )?;
+                match count {
+                    Some(c) => write!(f, ",{c}"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -339,10 +354,21 @@ mod tests {
             Keepalive::Custom {
                 idle: Duration::from_secs(5),
                 interval: Duration::from_secs(5),
-                count: 3
+                count: Some(3)
             }
         );
-        assert!("5s,5s".parse::<Keepalive>().is_err());
+        // The Windows way: idle and interval, the system's count.
+        let k: Keepalive = "5500ms,3s".parse().unwrap();
+        assert_eq!(
+            k,
+            Keepalive::Custom {
+                idle: Duration::from_millis(5500),
+                interval: Duration::from_secs(3),
+                count: None
+            }
+        );
+        assert_eq!(k.to_string().parse::<Keepalive>().unwrap(), k);
+        assert!("5s".parse::<Keepalive>().is_err());
         assert!("5s,5s,0".parse::<Keepalive>().is_err());
         assert!("0,5s,3".parse::<Keepalive>().is_err());
         assert!("5s,5s,x".parse::<Keepalive>().is_err());

@@ -114,7 +114,9 @@ pub fn validate(strategy: &Strategy, rules: &OsRules) -> Result<(), PlatformErro
         let max = match rules.keepalive_count {
             KeepaliveCount::Settable { max } | KeepaliveCount::SinceVersion { max, .. } => max,
         };
-        if count > max {
+        if let Some(count) = count
+            && count > max
+        {
             return Err(SpecError(format!(
                 "keepalive count {count} is out of range: {name} accepts 1..={max}"
             ))
@@ -187,11 +189,13 @@ pub fn differences(strategy: &Strategy, eff: &Effective) -> Vec<String> {
             None => out.push("keepalive: asked for, but SO_KEEPALIVE reads back off".to_string()),
             Some((i, n, c)) => {
                 for (what, asked, got) in [
-                    ("idle", idle.ms(), i.ms()),
-                    ("interval", interval.ms(), n.ms()),
-                    ("count", u64::from(count), u64::from(c)),
+                    ("idle", Some(idle.ms()), i.ms()),
+                    ("interval", Some(interval.ms()), n.ms()),
+                    ("count", count.map(u64::from), u64::from(c)),
                 ] {
-                    if asked != got {
+                    if let Some(asked) = asked
+                        && asked != got
+                    {
                         out.push(format!(
                             "keepalive {what}: asked {asked}, the kernel has {got} (clamped)"
                         ));

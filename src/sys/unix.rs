@@ -34,14 +34,13 @@ pub fn set_keepalive(
     sock: &Socket,
     idle: Duration,
     interval: Duration,
-    count: u32,
+    count: Option<u32>,
 ) -> io::Result<()> {
-    sock.set_tcp_keepalive(
-        &TcpKeepalive::new()
-            .with_time(idle)
-            .with_interval(interval)
-            .with_retries(count),
-    )
+    let ka = TcpKeepalive::new().with_time(idle).with_interval(interval);
+    sock.set_tcp_keepalive(&match count {
+        Some(c) => ka.with_retries(c),
+        None => ka,
+    })
 }
 
 /// TCP_RXT_CONNDROPTIME in whole seconds (`validate` refused fractions).

@@ -35,16 +35,17 @@ pub fn set_keepalive(
     sock: &Socket,
     idle: Duration,
     interval: Duration,
-    count: u32,
+    count: Option<u32>,
 ) -> io::Result<()> {
     let times = TcpKeepalive::new().with_time(idle).with_interval(interval);
-    if sock
-        .set_tcp_keepalive(&times.clone().with_retries(count))
-        .is_err()
+    if let Some(c) = count
+        && sock
+            .set_tcp_keepalive(&times.clone().with_retries(c))
+            .is_ok()
     {
-        sock.set_tcp_keepalive(&times)?;
+        return Ok(());
     }
-    Ok(())
+    sock.set_tcp_keepalive(&times)
 }
 
 pub fn set_user_timeout(_sock: &Socket, _uto: Duration) -> io::Result<()> {
