@@ -24,7 +24,7 @@ fn assert_one_line(stderr: &str, needle: &str) {
 fn malformed_and_out_of_range_specs_exit_2() {
     for (args, needle) in [
         (
-            &["connect", "127.0.0.1:1", "--keepalive", "5s,5s"][..],
+            &["connect", "127.0.0.1:1", "--keepalive", "5s"][..],
             "IDLE,INTERVAL,COUNT",
         ),
         (
