@@ -210,3 +210,50 @@ fn csv_output_is_one_table_with_snake_case_columns() {
     assert_eq!(&rows[0][2], "closed");
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 accepted"));
 }
+
+/// Every CSV is one table, a header and rows and no sentence: what `--connections` and `probe` print.
+#[test]
+fn csv_of_many_connections_and_of_probe_is_only_a_header_and_rows() {
+    let (server, port) = common::listen(&[]);
+    let peer = format!("127.0.0.1:{port}");
+    for (args, header) in [
+        (
+            &[
+                "connect",
+                &peer,
+                "--connections",
+                "2",
+                "--duration",
+                "200ms",
+            ][..],
+            "detected_by,count,silence_min_ms,silence_median_ms,silence_p99_ms,silence_max_ms",
+        ),
+        (
+            &["probe", &peer, "-k", "2s,1s,3"],
+            "mechanism,settings,idle_ms,idle_by,busy_ms,busy_by",
+        ),
+    ] {
+        let out = Command::new(bin())
+            .args(args)
+            .args(["--format", "csv"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            code(&out),
+            0,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().next(), Some(header), "{args:?}: {text}");
+        let mut r = csv::Reader::from_reader(text.as_bytes());
+        let width = r.headers().unwrap().len();
+        let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+        assert!(
+            rows.iter().all(|row| row.len() == width),
+            "{args:?}: {text}"
+        );
+        assert_eq!(rows.len() + 1, text.lines().count(), "{args:?}: {text}");
+    }
+    drop(server);
+}

@@ -21,7 +21,8 @@ use crate::matrix::{CellResult, CutPhase, Run, aggregate, verdicts};
 use crate::predict::phase::{AtCut, KeepalivePhase};
 use crate::predict::{REBOOT_HEAL, predict, predict_at};
 use crate::recverr::IcmpTap;
-use crate::report::{CompareReport, Format, LabFacts, SCHEMA, render_compare};
+use crate::report::model::{CompareReport, LabFacts};
+use crate::report::{Format, SCHEMA};
 use crate::scenario::{Fault, Load};
 use crate::settings::{Effective, KernelTimers};
 use crate::strategy::Strategy;
@@ -171,7 +172,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
         verdicts: verdicts(&results, &faults),
         results,
     };
-    super::print(&render_compare(&report, format, args.wide))?;
+    super::print(&format.exporter().compare(&report, args.wide))?;
     Ok(crate::exit::OK)
 }
 

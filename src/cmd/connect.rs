@@ -12,9 +12,8 @@ use crate::exit::{self, CliError};
 use crate::matrix::mechanism_stats;
 use crate::predict::{Expected, predict};
 use crate::recverr::{IcmpReport, IcmpWatch};
-use crate::report::{
-    ConnectManyReport, ConnectReport, Format, SCHEMA, render_connect, render_connect_many,
-};
+use crate::report::model::{ConnectManyReport, ConnectReport};
+use crate::report::{Format, SCHEMA};
 use crate::scenario::Fault;
 use crate::settings::Effective;
 use crate::strategy::Strategy;
@@ -76,7 +75,7 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
         expected: Expected::new(&prediction, &detection),
         detection,
     };
-    super::print(&render_connect(&report, format))?;
+    super::print(&format.exporter().connect(&report))?;
     Ok(exit_code(&[&report.detection]))
 }
 
@@ -266,6 +265,6 @@ fn run_many(
         by_mechanism: mechanism_stats(samples),
         expected: Expected::many(&prediction, &detections),
     };
-    super::print(&render_connect_many(&report, format))?;
+    super::print(&format.exporter().connect_many(&report))?;
     Ok(exit_code(&detections.iter().collect::<Vec<_>>()))
 }

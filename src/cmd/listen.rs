@@ -12,9 +12,8 @@ use crate::detection::{Detection, Outcome};
 use crate::exit::{self};
 use crate::matrix::mechanism_stats;
 use crate::predict::{Expected, predict};
-use crate::report::{
-    Format, ListenEvent, ListenSummary, SCHEMA, render_event, render_listen_summary,
-};
+use crate::report::model::{ListenEvent, ListenSummary};
+use crate::report::{Format, SCHEMA};
 use crate::scenario::{Fault, Load};
 use crate::settings::{Effective, KernelTimers};
 use crate::sys;
@@ -70,7 +69,7 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     };
     let mut samples = Vec::new();
     let mut out = super::EventWriter::start();
-    if let Some(h) = crate::report::event_header(o.format) {
+    if let Some(h) = o.format.exporter().listen_header() {
         out.send(h);
     }
     let mut open: u64 = 0;
@@ -153,12 +152,11 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     }
     summary.events_dropped = out.finish();
     summary.by_mechanism = mechanism_stats(samples);
-    let text = render_listen_summary(&summary, o.format);
     if o.format == Format::Csv {
-        // stdout is one CSV table of events; the summary would break it.
-        super::say(text.trim_end());
+        // stdout is one CSV table of events; the summary would break it, so people read it on stderr.
+        super::say(Format::Table.exporter().listen_summary(&summary).trim_end());
     } else {
-        super::print(&text)?;
+        super::print(&o.format.exporter().listen_summary(&summary))?;
     }
     Ok(if summary.dead > 0 {
         exit::DETECTED
@@ -201,5 +199,5 @@ fn record(
         expected: Expected::new(&prediction, &det),
         detection: det,
     };
-    out.send(render_event(&event, o.format));
+    out.send(o.format.exporter().listen_event(&event));
 }

@@ -10,9 +10,7 @@ use crate::idle::{self, IdleTimeout};
 use crate::predict::{PathTimes, Prediction, assumed_effective, predict_on_path};
 use crate::recommend::{self, Ask};
 use crate::recverr::{self, EarlyWarnings};
-use crate::report::probe::{
-    PredictionRow, ProbeFacts, ProbeReport, RecommendationReport, render_probe,
-};
+use crate::report::model::{PredictionRow, ProbeFacts, ProbeReport, RecommendationReport};
 use crate::report::{Format, SCHEMA};
 use crate::scenario::Load;
 use crate::settings::{Effective, KernelTimers};
@@ -186,7 +184,7 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
         idle_timeout,
         early_warnings,
     };
-    super::print(&render_probe(&report, format))?;
+    super::print(&format.exporter().probe(&report))?;
     Ok(code)
 }
 

@@ -1,0 +1,65 @@
+//! Reports: one model per command ([`model`]), one exporter per format (`table.rs`, `markdown.rs`,
+//! `json.rs`, `csv.rs`), all fed the same model; [`Format::exporter`] picks the format's.
+//!
+//! Each format writes every report kind itself, in its own file, so a format can never leak into
+//! another (no prose in CSV, no table in JSON). Every number is labelled measured or expected. JSON
+//! carries `schema` and snake_case keys; durations are `_ms` numbers.
+
+mod csv;
+mod json;
+mod markdown;
+pub mod model;
+mod table;
+mod words;
+
+use model::{
+    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, ProbeReport,
+};
+
+/// Version of the JSON output; bumped when a key changes meaning or disappears.
+pub const SCHEMA: u32 = 2;
+
+/// Output formats shared by all commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// Human table (default).
+    #[default]
+    Table,
+    /// One JSON object (JSON lines for `listen` events).
+    Json,
+    /// Comma-separated values with a header row.
+    Csv,
+    /// A Markdown table, for runbooks and tickets.
+    Markdown,
+}
+
+impl Format {
+    /// The exporter that writes this format.
+    pub fn exporter(self) -> &'static dyn Exporter {
+        match self {
+            Format::Table => &table::Table,
+            Format::Json => &json::Json,
+            Format::Csv => &csv::Csv,
+            Format::Markdown => &markdown::Markdown,
+        }
+    }
+}
+
+/// One output format: every report kind as the text to print (a trailing newline included).
+pub trait Exporter {
+    /// The result of `connect`.
+    fn connect(&self, r: &ConnectReport) -> String;
+    /// The result of `connect --connections N`.
+    fn connect_many(&self, r: &ConnectManyReport) -> String;
+    /// What `listen` prints before its first event (a header row), if the format has one.
+    fn listen_header(&self) -> Option<String>;
+    /// One `listen` event: one line (or row).
+    fn listen_event(&self, e: &ListenEvent) -> String;
+    /// What `listen` saw, printed when it stops.
+    fn listen_summary(&self, s: &ListenSummary) -> String;
+    /// The result of `compare`. `wide`: one table with fault × load columns rather than one table
+    /// per load fitted to 80 columns, where the format lays out tables for a terminal.
+    fn compare(&self, r: &CompareReport, wide: bool) -> String;
+    /// The result of `probe`.
+    fn probe(&self, r: &ProbeReport) -> String;
+}

@@ -1,0 +1,206 @@
+//! The report models: one per command (and per `listen` event), pure data serialized as the JSON
+//! output. No formatting here: the exporters in the sibling modules turn a model into text.
+
+use serde::Serialize;
+
+use crate::detection::{Detection, Mechanism};
+use crate::idle::IdleTimeout;
+use crate::matrix::{CellResult, MechanismStats, Verdict};
+use crate::predict::{Expected, Prediction};
+use crate::recverr::EarlyWarnings;
+use crate::scenario::Load;
+use crate::settings::{Effective, HostFacts};
+
+/// The result of `tcphb connect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectReport {
+    pub schema: u32,
+    pub peer: String,
+    pub local: String,
+    pub strategy: String,
+    pub load: Load,
+    pub effective: Effective,
+    #[serde(flatten)]
+    pub detection: Detection,
+    #[serde(flatten)]
+    pub expected: Expected,
+}
+
+/// The result of `tcphb connect --connections N`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectManyReport {
+    pub schema: u32,
+    pub peer: String,
+    pub strategy: String,
+    pub load: Load,
+    pub effective: Effective,
+    pub connections: u64,
+    pub alive: u64,
+    pub dead: u64,
+    /// Connections the peer closed itself (FIN): not deaths.
+    pub closed: u64,
+    /// Connections tcphb closed: the peer broke or never spoke the heartbeat protocol.
+    pub closed_by_tcphb: u64,
+    pub by_mechanism: Vec<MechanismStats>,
+    /// The prediction for one connection, judged against every connection that ended.
+    #[serde(flatten)]
+    pub expected: Expected,
+}
+
+/// One `listen` event: a connection ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenEvent {
+    pub schema: u32,
+    /// Wall-clock time of the event (display only), RFC 3339.
+    pub at: String,
+    pub peer: String,
+    #[serde(flatten)]
+    pub detection: Detection,
+    #[serde(flatten)]
+    pub expected: Expected,
+}
+
+/// What `listen` saw over its whole run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ListenSummary {
+    pub schema: u32,
+    pub local: String,
+    pub strategy: String,
+    pub accepted: u64,
+    /// Connections closed at once because --max-conns were already held.
+    pub refused: u64,
+    pub open_at_exit: u64,
+    /// Events not written because stdout was not read fast enough (see `EventWriter`).
+    pub events_dropped: u64,
+    pub dead: u64,
+    /// Connections the peer closed itself (FIN): not deaths.
+    pub closed: u64,
+    /// Connections tcphb closed: the client broke or never spoke the heartbeat protocol.
+    pub closed_by_tcphb: u64,
+    /// Dead connections by mechanism, with the silence before detection (min/median/max ms).
+    pub by_mechanism: Vec<MechanismStats>,
+}
+
+/// Facts about the lab a comparison ran in.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabFacts {
+    /// Kernel release and the TCP sysctls in force in the client namespace: the same keys and
+    /// number types as `probe`'s facts.
+    pub facts: HostFacts,
+    pub deadline_ms: u64,
+    pub warmup_ms: u64,
+    pub reboot_heal_ms: u64,
+    pub nat_idle_ms: u64,
+    pub repeat: u32,
+    /// Wall time of the whole run, measured.
+    pub wall_ms: u64,
+}
+
+/// The result of `tcphb compare`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    pub schema: u32,
+    pub lab: LabFacts,
+    pub results: Vec<CellResult>,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Host and path facts. Host values are read from the kernel; path values are measured (TCP_INFO).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeFacts {
+    #[serde(flatten)]
+    pub host: HostFacts,
+    /// The floor tcp_retries2's budget is computed from (TCP_RTO_MIN, a kernel constant), ms.
+    pub rto_min_model_ms: u64,
+    /// Measured: the connection's smoothed round-trip time, ms (`null` without TCP_INFO: then the
+    /// handshake time).
+    pub rtt_ms: f64,
+    /// Measured: the connection's retransmission timeout, ms (`null` without TCP_INFO).
+    pub rto_ms: Option<u64>,
+}
+
+/// Expected detection of one mechanism (or combination), idle and busy, on this path.
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictionRow {
+    /// `none`, `os_keepalive`, `keepalive`, `user_timeout`, `heartbeat`, `strategy` (all requested
+    /// mechanisms together, as read back) or `recommended`.
+    pub mechanism: &'static str,
+    /// The settings, as a spec (`ka=5s,5s,3`).
+    pub settings: String,
+    /// Predicted, from the last packet heard, ms (`null` = never), with the band over every timer
+    /// phase and the timer slack.
+    pub idle_ms: Option<u64>,
+    pub idle_min_ms: Option<u64>,
+    pub idle_max_ms: Option<u64>,
+    pub idle_by: Option<Mechanism>,
+    pub idle_reason: String,
+    pub busy_ms: Option<u64>,
+    pub busy_min_ms: Option<u64>,
+    pub busy_max_ms: Option<u64>,
+    pub busy_by: Option<Mechanism>,
+    pub busy_reason: String,
+}
+
+impl PredictionRow {
+    /// A row from the two predictions.
+    pub fn new(
+        mechanism: &'static str,
+        settings: String,
+        idle: &Prediction,
+        busy: &Prediction,
+    ) -> Self {
+        PredictionRow {
+            mechanism,
+            settings,
+            idle_ms: idle.expected_ms(),
+            idle_min_ms: idle.expected_min_ms(),
+            idle_max_ms: idle.expected_max_ms(),
+            idle_by: idle.mechanism,
+            idle_reason: idle.reason.clone(),
+            busy_ms: busy.expected_ms(),
+            busy_min_ms: busy.expected_min_ms(),
+            busy_max_ms: busy.expected_max_ms(),
+            busy_by: busy.mechanism,
+            busy_reason: busy.reason.clone(),
+        }
+    }
+}
+
+/// The answer to `--detect-within`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecommendationReport {
+    pub detect_within_ms: u64,
+    /// Whether a strategy meets the ask.
+    pub possible: bool,
+    /// The strategy as a spec, and as flags to paste.
+    pub strategy: Option<String>,
+    pub flags: Option<String>,
+    /// Predicted for the recommended strategy on this path, ms.
+    pub idle_ms: Option<u64>,
+    pub busy_ms: Option<u64>,
+    /// Why these values, one sentence each.
+    pub notes: Vec<String>,
+    /// Why nothing can be recommended.
+    pub refused: Option<String>,
+}
+
+/// The result of `tcphb probe`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub schema: u32,
+    pub peer: String,
+    pub local: String,
+    /// The requested strategy (`none` if no strategy flag).
+    pub strategy: String,
+    pub facts: ProbeFacts,
+    /// Read back from the kernel after applying the strategy.
+    pub effective: Effective,
+    /// Values the kernel clamped or refused (empty: exactly as asked).
+    pub effective_differences: Vec<String>,
+    pub predictions: Vec<PredictionRow>,
+    /// In words: which mechanism notices first, idle and busy, and why.
+    pub summary: Vec<String>,
+    pub recommendation: Option<RecommendationReport>,
+    pub idle_timeout: Option<IdleTimeout>,
+    pub early_warnings: Option<EarlyWarnings>,
+}

@@ -1,0 +1,585 @@
+//! The human exporter: comfy-table tables and the sentences that explain them. The Markdown exporter
+//! lays its reports out with these same functions, given its own comfy-table preset.
+
+use std::time::Duration;
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table as Grid, TableStyle};
+
+use super::Exporter;
+use super::model::{
+    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, ProbeReport,
+};
+use super::words::{
+    agreement_text, closer_text, effective_text, ending_sentence, icmp_causes, idle_text, opt,
+    predicted, short,
+};
+use crate::detection::{ClosedBy, Outcome};
+use crate::idle::Verdict;
+use crate::matrix::{CellResult, MechanismStats};
+use crate::scenario::{Fault, Load};
+use crate::units::{human_ms, secs2};
+
+/// Writes `--format table`, the default.
+pub struct Table;
+
+/// Box-drawing borders, condensed rows.
+const PRESET: TableStyle = UTF8_FULL_CONDENSED;
+
+impl Exporter for Table {
+    fn connect(&self, r: &ConnectReport) -> String {
+        connect(r, PRESET)
+    }
+    fn connect_many(&self, r: &ConnectManyReport) -> String {
+        connect_many(r, PRESET)
+    }
+    fn listen_header(&self) -> Option<String> {
+        None
+    }
+    fn listen_event(&self, e: &ListenEvent) -> String {
+        listen_event(e)
+    }
+    fn listen_summary(&self, s: &ListenSummary) -> String {
+        listen_summary(s, PRESET)
+    }
+    fn compare(&self, r: &CompareReport, wide: bool) -> String {
+        compare(r, PRESET, wide)
+    }
+    fn probe(&self, r: &ProbeReport) -> String {
+        probe(r, PRESET)
+    }
+}
+
+/// An empty table in the comfy-table `preset`, fitted to the terminal.
+fn new_table(preset: TableStyle) -> Grid {
+    let mut t = Grid::new();
+    t.load_style(preset);
+    t.set_content_arrangement(ContentArrangement::Dynamic);
+    t
+}
+
+/// The connect report's rows (key, measured/expected value).
+fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
+    let d = &r.detection;
+    let mut rows = vec![
+        ("peer", r.peer.clone()),
+        ("strategy", r.strategy.clone()),
+        ("effective (read back)", effective_text(&r.effective)),
+        ("load", r.load.to_string()),
+        ("outcome", d.outcome.name().into()),
+    ];
+    let expected = format!(
+        "{} by {}",
+        human_ms(r.expected.expected_ms),
+        opt(&r.expected.expected_by)
+    );
+    if d.outcome == Outcome::Closed {
+        rows.extend([
+            ("closed by", closer_text(d)),
+            (
+                "idle before the close (measured)",
+                human_ms(Some(d.idle_ms)),
+            ),
+            (
+                "connection lifetime (measured)",
+                human_ms(Some(d.elapsed_ms)),
+            ),
+            // Beside a close, the prediction is context, not a yardstick.
+            (
+                "a silent death would be noticed after (predicted)",
+                expected,
+            ),
+        ]);
+    } else {
+        rows.extend([
+            ("detected by", opt(&d.detected_by)),
+            ("errno", opt(&d.errno)),
+            (
+                "silence before detection (measured)",
+                human_ms(Some(d.silence_ms)),
+            ),
+            (
+                "connection lifetime (measured)",
+                human_ms(Some(d.elapsed_ms)),
+            ),
+            ("expected (predicted)", expected),
+        ]);
+        if let Some(i) = &d.icmp {
+            rows.push((
+                "cause, from the ICMP errors (measured)",
+                format!(
+                    "{}, the first {} after the last packet heard",
+                    i.cause(),
+                    human_ms(Some(i.first_ms))
+                ),
+            ));
+        }
+    }
+    rows.push(("why", r.expected.expected_reason.clone()));
+    if let Some(i) = &d.tcp_info {
+        rows.push((
+            "kernel counters",
+            format!(
+                "rtt {} µs, rto {} ms, probes {}, backoff {}, retransmits {}",
+                i.rtt_us,
+                i.rto_us / 1000,
+                i.probes,
+                i.backoff,
+                i.total_retrans
+            ),
+        ));
+    }
+    if let Some(n) = &d.note {
+        rows.push(("note", n.clone()));
+    }
+    rows
+}
+
+/// The connect report: a key/value table, then the agreement with the prediction, or what the
+/// ending was when it is not judged.
+pub(super) fn connect(r: &ConnectReport, preset: TableStyle) -> String {
+    let mut t = new_table(preset);
+    t.set_header(vec!["", "value"]);
+    for (k, v) in connect_rows(r) {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    let agreement = agreement_text(&r.expected);
+    if !agreement.is_empty() {
+        return format!("{t}\n{agreement}");
+    }
+    match ending_sentence(&r.detection, "server") {
+        Some(s) => format!("{t}\n{s}\n"),
+        None => format!("{t}\n"),
+    }
+}
+
+/// The many-connections connect report: the counts in a sentence, the per-mechanism table, and the
+/// agreement with the prediction.
+pub(super) fn connect_many(r: &ConnectManyReport, preset: TableStyle) -> String {
+    let head = format!(
+        "{} connections to {} ({}, {} load): {} alive, {} dead, {} closed by peer, {} closed by tcphb; a silent death expected after {} by {}\n",
+        r.connections,
+        r.peer,
+        r.strategy,
+        r.load,
+        r.alive,
+        r.dead,
+        r.closed,
+        r.closed_by_tcphb,
+        human_ms(r.expected.expected_ms),
+        opt(&r.expected.expected_by)
+    );
+    head + &stats_table(&r.by_mechanism, preset) + &agreement_text(&r.expected)
+}
+
+/// Per-mechanism statistics as a table (nothing when nothing died).
+fn stats_table(stats: &[MechanismStats], preset: TableStyle) -> String {
+    if stats.is_empty() {
+        return String::new();
+    }
+    let mut t = new_table(preset);
+    t.set_header(vec![
+        "detected by",
+        "connections",
+        "silence min",
+        "median",
+        "p99",
+        "max",
+    ]);
+    for m in stats {
+        t.add_row(vec![
+            m.detected_by.clone(),
+            m.count.to_string(),
+            human_ms(Some(m.silence_min_ms)),
+            human_ms(Some(m.silence_median_ms)),
+            human_ms(Some(m.silence_p99_ms)),
+            human_ms(Some(m.silence_max_ms)),
+        ]);
+    }
+    format!("{t}\n")
+}
+
+/// One listen event as a sentence on one line.
+pub(super) fn listen_event(e: &ListenEvent) -> String {
+    let d = &e.detection;
+    if d.outcome == Outcome::Closed {
+        let what = match d.closed_by {
+            Some(ClosedBy::Peer) => format!(
+                "closed by the client after {} idle (FIN){}",
+                human_ms(Some(d.idle_ms)),
+                d.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+            _ => format!(
+                "closed by tcphb: {}",
+                d.note.as_deref().unwrap_or("protocol")
+            ),
+        };
+        return format!("{} {} {what}\n", e.at, e.peer);
+    }
+    let errno = d
+        .errno
+        .as_deref()
+        .map(|e| format!(" {e}"))
+        .unwrap_or_default();
+    let note = d
+        .note
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    format!(
+        "{} {} {}: {}{errno} after {} of silence, expected {}{note}\n",
+        e.at,
+        e.peer,
+        d.outcome.name(),
+        opt(&d.detected_by),
+        human_ms(Some(d.silence_ms)),
+        human_ms(e.expected.expected_ms),
+    )
+}
+
+/// The listen summary: the counts in a sentence, then the per-mechanism table.
+pub(super) fn listen_summary(s: &ListenSummary, preset: TableStyle) -> String {
+    let head = format!(
+        "{} ({}): {} accepted, {} refused over --max-conns, {} dead, {} closed by peer, {} closed by tcphb, {} still open\n",
+        s.local,
+        s.strategy,
+        s.accepted,
+        s.refused,
+        s.dead,
+        s.closed,
+        s.closed_by_tcphb,
+        s.open_at_exit
+    );
+    head + &stats_table(&s.by_mechanism, preset)
+}
+
+/// A compare cell as text: time (and spread), then mechanism and errno; `*` marks a disagreement.
+fn cell_text(r: &CellResult, deadline_ms: u64, one_line: bool) -> String {
+    let mark = if r.agrees { "" } else { " *" };
+    let Some(lat) = r.latency_ms else {
+        // Narrow tables say the deadline once, under the table.
+        return if one_line {
+            format!("never (> {}){mark}", human_ms(Some(deadline_ms)))
+        } else {
+            format!("never{mark}")
+        };
+    };
+    let mut time = human_ms(Some(lat));
+    if r.runs.len() > 1 {
+        if let (Some(lo), Some(hi)) = (r.latency_min_ms, r.latency_max_ms)
+            && human_ms(Some(lo)) != human_ms(Some(hi))
+        {
+            time += &format!(" [{}–{}]", human_ms(Some(lo)), human_ms(Some(hi)));
+        }
+        if r.noticed < r.runs.len() {
+            time += &format!(" ({}/{})", r.noticed, r.runs.len());
+        }
+    }
+    let how = format!(
+        "{} {}",
+        r.detected_by.map_or("?", short),
+        r.errno.as_deref().unwrap_or("-")
+    );
+    if one_line {
+        format!("{time} {how}{mark}")
+    } else {
+        format!("{time}{mark}\n{how}")
+    }
+}
+
+/// The matrix: one row per strategy, one column per fault (× load when there are several loads).
+fn compare_table(
+    rep: &CompareReport,
+    loads: &[Load],
+    preset: TableStyle,
+    one_line: bool,
+    width: Option<u16>,
+) -> Grid {
+    let mut faults: Vec<Fault> = Vec::new();
+    let mut strategies: Vec<&str> = Vec::new();
+    for r in &rep.results {
+        if !faults.contains(&r.fault) {
+            faults.push(r.fault);
+        }
+        if !strategies.contains(&r.strategy.as_str()) {
+            strategies.push(&r.strategy);
+        }
+    }
+    let mut t = new_table(preset);
+    match width {
+        Some(w) => {
+            t.set_width(w);
+        }
+        None => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    let mut header = vec!["strategy".to_string()];
+    for f in &faults {
+        for l in loads {
+            header.push(if loads.len() == 1 {
+                f.to_string()
+            } else {
+                format!("{f} {l}")
+            });
+        }
+    }
+    t.set_header(header);
+    for s in strategies {
+        let mut row = vec![s.to_string()];
+        for f in &faults {
+            for l in loads {
+                let cell = rep
+                    .results
+                    .iter()
+                    .find(|r| r.strategy == s && r.fault == *f && r.load == *l);
+                row.push(cell.map_or("-".into(), |r| cell_text(r, rep.lab.deadline_ms, one_line)));
+            }
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+/// The compare report: the matrix (`wide`: one table with fault × load columns; otherwise one table
+/// per load, fitted to 80 columns), its legend, the ICMP causes, the disagreements, the verdicts
+/// and the lab.
+pub(super) fn compare(rep: &CompareReport, preset: TableStyle, wide: bool) -> String {
+    let mut loads: Vec<Load> = Vec::new();
+    for r in &rep.results {
+        if !loads.contains(&r.load) {
+            loads.push(r.load);
+        }
+    }
+    loads.sort();
+    let mut out = String::new();
+    if wide {
+        out += &format!("{}\n", compare_table(rep, &loads, preset, true, None));
+    } else {
+        for l in &loads {
+            out += &format!(
+                "{l}:\n{}\n",
+                compare_table(rep, &[*l], preset, false, Some(80))
+            );
+        }
+    }
+    out += &format!(
+        "\nMeasured time from the cut to the detection{}; never = nothing noticed within the deadline (> {}).\n\
+         ka keepalive, rtx retransmission, uto user timeout, hb heartbeat, rst reset, icmp unreachable.\n",
+        if rep.lab.repeat > 1 {
+            format!(", median [min–max] of {} runs", rep.lab.repeat)
+        } else {
+            String::new()
+        },
+        human_ms(Some(rep.lab.deadline_ms)),
+    );
+    let causes = icmp_causes(rep);
+    if !causes.is_empty() {
+        out += "\nCause, from the ICMP errors the client received after the cut:\n";
+        for c in causes {
+            out += &format!("  {c}\n");
+        }
+    }
+    let differing: Vec<_> = rep.results.iter().filter(|r| !r.agrees).collect();
+    if !differing.is_empty() {
+        out += "\n* differs from the prediction:\n";
+        for r in differing {
+            out += &format!(
+                "  {} / {} / {}: {}\n",
+                r.strategy,
+                r.fault,
+                r.load,
+                r.disagreement.as_deref().unwrap_or("")
+            );
+        }
+    }
+    out += "\nVerdict:\n";
+    for v in &rep.verdicts {
+        out += &format!("  {}\n", v.text);
+    }
+    let kernel = rep.lab.facts.kernel.as_deref().unwrap_or("?");
+    let retries = opt(&rep.lab.facts.tcp_retries2);
+    out += &format!(
+        "\nLab: kernel {kernel}, tcp_retries2 {retries}, warm-up {}, reboot heals after {}, nat-expiry after {}; ran in {}.\n",
+        human_ms(Some(rep.lab.warmup_ms)),
+        human_ms(Some(rep.lab.reboot_heal_ms)),
+        human_ms(Some(rep.lab.nat_idle_ms)),
+        human_ms(Some(rep.lab.wall_ms)),
+    );
+    out
+}
+
+/// The probe report's facts: (key, value) rows.
+fn facts_rows(r: &ProbeReport) -> Vec<(&'static str, String)> {
+    let f = &r.facts;
+    let h = &f.host;
+    let unknown = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
+    let ms = |v: Option<u64>| v.map_or("unknown".to_string(), |v| human_ms(Some(v)));
+    let mut rows = vec![
+        ("peer", r.peer.clone()),
+        ("local", r.local.clone()),
+        (
+            "system",
+            format!(
+                "{} {}",
+                h.os,
+                h.kernel.as_deref().unwrap_or("(release unknown)")
+            ),
+        ),
+        (
+            "default keepalive (tcp_keepalive_time/intvl/probes)",
+            format!(
+                "{} / {} / {}",
+                ms(h.tcp_keepalive_time_ms),
+                ms(h.tcp_keepalive_intvl_ms),
+                unknown(h.tcp_keepalive_probes)
+            ),
+        ),
+        (
+            "tcp_retries1 / tcp_retries2 / tcp_syn_retries",
+            format!(
+                "{} / {} / {}",
+                unknown(h.tcp_retries1),
+                unknown(h.tcp_retries2),
+                unknown(h.tcp_syn_retries)
+            ),
+        ),
+        (
+            "RTO floor (tcp_rto_min_us) / model base",
+            format!("{} / {} ms", ms(h.tcp_rto_min_ms), f.rto_min_model_ms),
+        ),
+        ("RTT (measured)", format!("{:.2} ms", f.rtt_ms)),
+        ("RTO (measured)", ms(f.rto_ms)),
+        ("strategy", r.strategy.clone()),
+        ("effective (read back)", effective_text(&r.effective)),
+    ];
+    rows.push((
+        "clamped or refused",
+        if r.effective_differences.is_empty() {
+            "nothing: the kernel took every value as asked".into()
+        } else {
+            r.effective_differences.join("; ")
+        },
+    ));
+    rows
+}
+
+/// The probe report: the facts, the predictions and their summary, then the idle timeout found, the
+/// early warnings and the recommendation, each when asked for.
+pub(super) fn probe(r: &ProbeReport, preset: TableStyle) -> String {
+    let mut out = String::new();
+    let mut t = new_table(preset);
+    t.set_header(vec!["fact", "value"]);
+    for (k, v) in facts_rows(r) {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    out += &format!("{t}\n");
+
+    let mut t = new_table(preset);
+    t.set_header(vec![
+        "mechanism",
+        "settings",
+        "idle: noticed after (predicted)",
+        "busy: noticed after (predicted)",
+    ]);
+    for p in &r.predictions {
+        t.add_row(vec![
+            p.mechanism.replace('_', " "),
+            p.settings.clone(),
+            predicted(p.idle_ms, p.idle_by),
+            predicted(p.busy_ms, p.busy_by),
+        ]);
+    }
+    out += &format!("{t}\n");
+    for s in &r.summary {
+        out += &format!("{s}\n");
+    }
+
+    if let Some(i) = &r.idle_timeout {
+        out += "\n";
+        out += &idle_text(i);
+        let mut t = new_table(preset);
+        t.set_header(vec!["round", "idle (planned)", "idle (measured)", "result"]);
+        for e in &i.connections {
+            let result = match e.verdict {
+                Verdict::Alive => format!("alive, answered in {:.1} ms", e.reply_ms.unwrap_or(0.0)),
+                Verdict::Silent => {
+                    format!("no answer within {}", human_ms(Some(i.reply_timeout_ms)))
+                }
+                v => format!(
+                    "{}{}",
+                    serde_json::to_value(v)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                        .replace('_', " "),
+                    e.errno
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
+            };
+            let s = |ms: u64| secs2(Duration::from_millis(ms));
+            t.add_row(vec![
+                e.round.to_string(),
+                s(e.idle_ms),
+                s(e.idled_ms),
+                result,
+            ]);
+        }
+        out += &format!("{t}\n");
+        for n in &i.notes {
+            out += &format!("Note: {n}.\n");
+        }
+    }
+
+    if let Some(w) = &r.early_warnings {
+        out += &format!(
+            "\nEarly warnings (IP_RECVERR, connection kept busy for {}):\n",
+            human_ms(Some(w.duration_ms))
+        );
+        if w.warnings.is_empty() {
+            out += "  none: no router reported an error\n";
+        }
+        for x in &w.warnings {
+            out += &format!("  {}\n", x.sentence());
+        }
+        if let Some(why) = &w.reporter_unavailable {
+            out += &format!("  ({why})\n");
+        }
+        if let Some(at) = w.ended_at_ms {
+            out += &format!(
+                "  the connection ended at +{:.1} s ({})\n",
+                at as f64 / 1000.0,
+                w.ended_errno.as_deref().unwrap_or("?")
+            );
+        }
+    }
+
+    if let Some(rec) = &r.recommendation {
+        out += "\n";
+        let within = human_ms(Some(rec.detect_within_ms));
+        match (&rec.flags, &rec.refused) {
+            (Some(flags), _) => {
+                out += &format!(
+                    "Recommended to notice a dead peer within {within}: {flags}\n  predicted on this path: idle {}, busy {}\n",
+                    human_ms(rec.idle_ms),
+                    human_ms(rec.busy_ms)
+                );
+                for n in &rec.notes {
+                    out += &format!("  - {n}\n");
+                }
+            }
+            (None, Some(why)) => {
+                out += &format!(
+                    "No strategy notices a dead peer within {within} on this path: {why}.\n"
+                )
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,168 @@
+//! Phrases and sentences shared by the human exporters (table and markdown): the words around the
+//! numbers, built from the models.
+
+use std::time::Duration;
+
+use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
+use crate::idle::IdleTimeout;
+use crate::predict::Expected;
+use crate::scenario::{Fault, Load};
+use crate::settings::Effective;
+use crate::units::{format_duration, human_ms, secs2};
+
+use super::model::CompareReport;
+
+/// The value, or `-` for none.
+pub(super) fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or("-".into(), |v| v.to_string())
+}
+
+/// The settings read back, in words: `keepalive 5s,5s,3, user timeout 20s, heartbeat 1s,3`.
+pub(super) fn effective_text(e: &Effective) -> String {
+    let mut parts = Vec::new();
+    match e.keepalive() {
+        Some((i, n, c)) => parts.push(format!(
+            "keepalive {},{},{c}",
+            format_duration(i),
+            format_duration(n)
+        )),
+        None => parts.push("keepalive off".into()),
+    }
+    if let Some(u) = e.user_timeout() {
+        parts.push(format!("user timeout {}", format_duration(u)));
+    }
+    if let Some((i, m)) = e.heartbeat() {
+        parts.push(format!("heartbeat {},{m}", format_duration(i)));
+    }
+    parts.join(", ")
+}
+
+/// The closing sentence on agreement with the prediction (nothing when the ending is not judged).
+pub(super) fn agreement_text(e: &Expected) -> String {
+    match (&e.agrees, &e.disagreement) {
+        (Some(false), Some(why)) => format!("Differs from the prediction: {why}.\n"),
+        (Some(true), _) => "Matches the prediction.\n".into(),
+        _ => String::new(),
+    }
+}
+
+/// "peer (FIN)", "tcphb (protocol)": who closed a `closed` connection, and how.
+pub(super) fn closer_text(d: &Detection) -> String {
+    format!(
+        "{} ({})",
+        d.closed_by.map_or("?", ClosedBy::name),
+        match d.how {
+            Some(CloseHow::Fin) => "FIN",
+            Some(h) => h.name(),
+            None => "?",
+        }
+    )
+}
+
+/// A sentence for an ending the prediction does not judge: a close (by the peer — `who`, "server" or
+/// "client" — or by tcphb) or a reset. `None` for the endings that are judged or still alive.
+pub(super) fn ending_sentence(d: &Detection, who: &str) -> Option<String> {
+    let not_judged = "a FIN with nothing cut: not a death, so not judged against the prediction";
+    match (d.outcome, d.closed_by, d.detected_by) {
+        (Outcome::Closed, Some(ClosedBy::Peer), _) if d.idle_ms >= 1000 => Some(format!(
+            "The {who} closed this idle connection after {}: its own idle timeout ({not_judged}).",
+            human_ms(Some(d.idle_ms))
+        )),
+        (Outcome::Closed, Some(ClosedBy::Peer), _) => Some(format!(
+            "The {who} closed this connection itself, {} after the last byte exchanged ({not_judged}).",
+            human_ms(Some(d.idle_ms))
+        )),
+        (Outcome::Closed, _, _) => Some(format!(
+            "tcphb closed this connection: {}.",
+            d.note
+                .as_deref()
+                .unwrap_or("the peer broke the heartbeat protocol")
+        )),
+        (Outcome::Dead, _, Some(Mechanism::Reset)) => Some(format!(
+            "The {who} answered RST ({}): it no longer knows this connection (a rebooted host, or its application aborted it). Counted as a dead peer; a reset is not the silent death the prediction is for.",
+            d.errno.as_deref().unwrap_or("reset")
+        )),
+        _ => None,
+    }
+}
+
+/// A predicted detection: `5.0 s (keepalive)`, or `never`.
+pub(super) fn predicted(ms: Option<u64>, by: Option<Mechanism>) -> String {
+    match (ms, by) {
+        (None, _) => "never".into(),
+        (Some(ms), Some(m)) => format!("{} ({m})", human_ms(Some(ms))),
+        (Some(ms), None) => human_ms(Some(ms)),
+    }
+}
+
+/// The idle timeout in one sentence.
+pub(super) fn idle_text(i: &IdleTimeout) -> String {
+    let s = |ms: u64| secs2(Duration::from_millis(ms));
+    match (i.high_ms, i.behaviour) {
+        (Some(high), Some(b)) => format!(
+            "Idle timeout (measured): between {} and {}; the path {}. Evidence from {} connections in {} rounds, {} in all:\n",
+            s(i.low_ms),
+            s(high),
+            b.describe(),
+            i.connections.len(),
+            i.rounds,
+            human_ms(Some(i.elapsed_ms))
+        ),
+        _ => format!(
+            "Idle timeout (measured): none up to {}: every connection idle that long still answered. {} connections, {} in all:\n",
+            s(i.max_ms),
+            i.connections.len(),
+            human_ms(Some(i.elapsed_ms))
+        ),
+    }
+}
+
+/// A mechanism in a compare cell, abbreviated (the legend under the table spells them out).
+pub(super) fn short(m: Mechanism) -> &'static str {
+    match m {
+        Mechanism::Keepalive => "ka",
+        Mechanism::Retransmission => "rtx",
+        Mechanism::UserTimeout => "uto",
+        Mechanism::Heartbeat => "hb",
+        Mechanism::Reset => "rst",
+        Mechanism::Eof => "eof",
+        Mechanism::Unreachable => "icmp",
+    }
+}
+
+/// One line per (fault, load) whose connections received ICMP errors: what, from whom, how many,
+/// and which strategies saw them — the cause, whatever errno the kernel ended with.
+pub(super) fn icmp_causes(rep: &CompareReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut keys: Vec<(Fault, Load)> = Vec::new();
+    for r in rep.results.iter().filter(|r| r.icmp.is_some()) {
+        if !keys.contains(&(r.fault, r.load)) {
+            keys.push((r.fault, r.load));
+        }
+    }
+    for (fault, load) in keys {
+        let cells: Vec<_> = rep
+            .results
+            .iter()
+            .filter(|r| r.fault == fault && r.load == load && r.icmp.is_some())
+            .collect();
+        let first = cells[0].icmp.as_ref().expect("filtered");
+        let who: Vec<String> = cells
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}×",
+                    r.strategy,
+                    r.icmp.as_ref().map_or(0, |i| i.messages)
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "{fault} {load}: {} from {} ({})",
+            first.what,
+            first.reporter,
+            who.join(", ")
+        ));
+    }
+    lines
+}
