@@ -349,7 +349,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__probe)
-            opts="-k -u -H -w -i -d -f -h --keepalive --user-timeout --heartbeat --detect-within --idle-timeout --recverr --duration --connect-timeout --format --help"
+            opts="-k -u -H -w -i -d -f -h --keepalive --user-timeout --heartbeat --os --detect-within --idle-timeout --recverr --duration --connect-timeout --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -377,6 +377,10 @@ _tcphb() {
                     ;;
                 -H)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --os)
+                    COMPREPLY=($(compgen -W "linux macos windows" -- "${cur}"))
                     return 0
                     ;;
                 --detect-within)

@@ -88,6 +88,7 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand --user-timeout 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped'
             cand -H 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
             cand --heartbeat 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence'
+            cand --os 'Predict offline what the strategy flags do on this OS, with its defaults and rules (Windows keepalive in ms with 10 fixed probes; macOS whole seconds, TCP_RXT_CONNDROPTIME for the user timeout): no HOST:PORT, no socket opened'
             cand -w 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout'
             cand --detect-within 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout'
             cand -i 'Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines'

@@ -83,6 +83,9 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s h -l help -d 'Pr
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l os -d 'Predict offline what the strategy flags do on this OS, with its defaults and rules (Windows keepalive in ms with 10 fixed probes; macOS whole seconds, TCP_RXT_CONNDROPTIME for the user timeout): no HOST:PORT, no socket opened' -r -f -a "linux\t''
+macos\t''
+windows\t''"
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s w -l detect-within -d 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s i -l idle-timeout -d 'Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s d -l duration -d 'How long --recverr keeps the connection busy' -r

@@ -106,13 +106,15 @@ Connects once to measure the path and read back the settings, then prints the ho
 the connection's measured RTT and RTO, and for each mechanism (none, the OS default keepalive, each
 requested one, all of them together) when a silently dead peer would be noticed, idle and busy.
 With --idle-timeout and --recverr the peer must answer `PING n` lines (a tcphb listen, or any echo
-service); the plain probe and --detect-within work against any TCP service.
+service); the plain probe and --detect-within work against any TCP service. With --os and no
+HOST:PORT it opens nothing and predicts for that OS instead.
 
 Examples:
   tcphb probe db.internal:5432 --keepalive 5s,5s,3 --user-timeout 20s
   tcphb probe db.internal:5432 --detect-within 30s
   tcphb probe 10.0.0.5:7878 --idle-timeout 15m
   tcphb probe 10.0.0.5:7878 --recverr --duration 30s --format json
+  tcphb probe --os windows --keepalive 5500ms,3000ms      (SIO_KEEPALIVE_VALS 5500/3000: offline)
 
 A --detect-within that cannot be met on this path (under two round trips, or a heartbeat interval
 under 10 ms) prints the report with the reason and exits 2.
@@ -254,14 +256,37 @@ pub struct ConnectArgs {
     pub connections: u32,
 }
 
+/// An operating system `probe --os` predicts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OsArg {
+    Linux,
+    Macos,
+    Windows,
+}
+
+impl From<OsArg> for crate::settings::Os {
+    fn from(o: OsArg) -> Self {
+        match o {
+            OsArg::Linux => crate::settings::Os::Linux,
+            OsArg::Macos => crate::settings::Os::Macos,
+            OsArg::Windows => crate::settings::Os::Windows,
+        }
+    }
+}
+
 /// `tcphb probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
-    /// The peer, HOST:PORT (a name, IPv4 or [IPv6]).
-    #[arg(value_name = "HOST:PORT")]
-    pub peer: String,
+    /// The peer, HOST:PORT (a name, IPv4 or [IPv6]). Not with --os.
+    #[arg(value_name = "HOST:PORT", required_unless_present = "os")]
+    pub peer: Option<String>,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    /// Predict offline what the strategy flags do on this OS, with its defaults and rules (Windows
+    /// keepalive in ms with 10 fixed probes; macOS whole seconds, TCP_RXT_CONNDROPTIME for the user
+    /// timeout): no HOST:PORT, no socket opened.
+    #[arg(long, value_enum, value_name = "OS", conflicts_with_all = ["peer", "detect_within", "idle_timeout", "recverr"])]
+    pub os: Option<OsArg>,
     /// Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on
     /// this path — and keep idle traffic under the idle timeout found by --idle-timeout.
     #[arg(long, short = 'w', value_name = "DURATION", value_parser = crate::recommend::parse_deadline)]

@@ -21,11 +21,12 @@ use common::{
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-const FILES: [&str; 5] = [
+const FILES: [&str; 6] = [
     "common.schema.json",
     "connect.schema.json",
     "listen-event.schema.json",
     "probe.schema.json",
+    "probe-os.schema.json",
     "compare.schema.json",
 ];
 

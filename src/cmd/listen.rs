@@ -40,23 +40,34 @@ pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
         rst_on_exit: args.rst_on_exit,
         max_conns,
     };
-    rt.block_on(serve(listener, opts))
+    // The signal handlers are installed inside the runtime, before the banner says we serve.
+    rt.block_on(async { serve(listener, opts, sys::shutdown()).await })
 }
 
 /// What `serve` needs besides the listener.
-struct Serve {
-    local: SocketAddr,
-    strategy: crate::strategy::Strategy,
-    kernel: KernelTimers,
-    format: Format,
-    rst_on_exit: bool,
-    max_conns: u64,
+pub struct Serve {
+    /// The address served (for the banner and the summary).
+    pub local: SocketAddr,
+    /// Applied to every accepted connection.
+    pub strategy: crate::strategy::Strategy,
+    pub kernel: KernelTimers,
+    pub format: Format,
+    /// Reset open connections on exit instead of closing them.
+    pub rst_on_exit: bool,
+    /// Connections held at most; more are refused.
+    pub max_conns: u64,
 }
 
 /// Refusals are logged at most once a second, so a flood cannot flood the log too.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 
-async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> {
+/// Serve `listener` until `shutdown` completes (the binary passes SIGINT/SIGTERM; a test passes
+/// its own signal), printing an event per ended connection and the summary; returns the exit code.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    o: Serve,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     // Each task sends back only what it cannot recompute: the prediction is made here, per event,
     // so a held connection carries no strings.
@@ -75,7 +86,6 @@ async fn serve(listener: std::net::TcpListener, o: Serve) -> anyhow::Result<u8> 
     let mut open: u64 = 0;
     let mut refused_unlogged: u64 = 0;
     let mut last_refusal_log: Option<Instant> = None;
-    let shutdown = sys::shutdown();
     tokio::pin!(shutdown);
     // Always said, even in pipes: scripts and tests read the port chosen for port 0 from here. Said
     // only once the loop below is about to run and SIGTERM is handled, so whoever waits for it (the

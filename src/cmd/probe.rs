@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 use crate::cli::ProbeArgs;
 use crate::exit;
 use crate::idle::{self, IdleTimeout};
+use crate::predict::os::for_os;
 use crate::predict::{PathTimes, Prediction, assumed_effective, predict_on_path};
 use crate::recommend::{self, Ask};
 use crate::recverr::{self, EarlyWarnings};
-use crate::report::model::{PredictionRow, ProbeFacts, ProbeReport, RecommendationReport};
+use crate::report::model::{
+    OsDefaults, OsReport, PredictionRow, ProbeFacts, ProbeReport, RecommendationReport,
+};
 use crate::report::{Format, SCHEMA};
 use crate::scenario::Load;
-use crate::settings::{Effective, KernelTimers};
+use crate::settings::{Effective, KernelTimers, Os};
 use crate::strategy::{Keepalive, Strategy};
 use crate::sys;
 use crate::units::Millis;
@@ -23,11 +26,14 @@ use crate::units::human_ms;
 /// --detect-within cannot be met on this path).
 pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
     let strategy = args.strategy.strategy();
+    let Some(peer) = &args.peer else {
+        return offline(args, &strategy, format);
+    };
     sys::check(&strategy)?;
     if args.recverr {
         sys::check_recverr()?;
     }
-    let addrs = super::resolve(&args.peer)?;
+    let addrs = super::resolve(peer)?;
     let started = Instant::now();
     let (sock, peer, effective) = crate::sockets::connect(&addrs, &strategy, args.connect_timeout)?;
     let handshake = started.elapsed();
@@ -188,6 +194,34 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// `probe --os`: what the strategy does on that OS with its defaults, predicted without a socket.
+fn offline(args: &ProbeArgs, strategy: &Strategy, format: Format) -> anyhow::Result<u8> {
+    let os: Os = args
+        .os
+        .expect("clap requires --os without HOST:PORT")
+        .into();
+    sys::validate(strategy, os.rules())?;
+    let predictions = mechanism_parts(strategy)
+        .iter()
+        .map(|(name, s)| {
+            let p = for_os(s, os);
+            PredictionRow::new(name, s.spec(), &p.idle, &p.busy)
+        })
+        .collect();
+    let whole = for_os(strategy, os);
+    let report = OsReport {
+        schema: SCHEMA,
+        os,
+        strategy: strategy.to_string(),
+        defaults: OsDefaults::of(os.rules()),
+        effective: whole.effective,
+        predictions,
+        pitfalls: whole.pitfalls,
+    };
+    super::print(&format.exporter().os_prediction(&report))?;
+    Ok(exit::OK)
+}
+
 /// What idle traffic must stay under: the longest idle a connection survived (the low end of the
 /// bracket), or, when even the shortest one tried was forgotten, half the shortest forgotten.
 fn keep_under(found: Option<&IdleTimeout>) -> Option<Duration> {
@@ -220,6 +254,18 @@ fn prediction_rows(
     kernel: &KernelTimers,
     path: &PathTimes,
 ) -> Vec<PredictionRow> {
+    mechanism_parts(requested)
+        .iter()
+        .map(|(name, s)| match *name {
+            "strategy" => row(name, requested, effective, kernel, path),
+            _ => row(name, s, &assumed_effective(s, kernel), kernel, path),
+        })
+        .collect()
+}
+
+/// The strategies the prediction rows are about: none, the OS default keepalive, each requested
+/// mechanism alone, and the whole request (`strategy`) when it combines two or more.
+fn mechanism_parts(requested: &Strategy) -> Vec<(&'static str, Strategy)> {
     let alone = |f: &dyn Fn(&mut Strategy)| {
         let mut s = Strategy::default();
         f(&mut s);
@@ -238,10 +284,6 @@ fn prediction_rows(
     if let Some(h) = requested.heartbeat {
         parts.push(("heartbeat", alone(&|s| s.heartbeat = Some(h))));
     }
-    let mut rows: Vec<PredictionRow> = parts
-        .iter()
-        .map(|(name, s)| row(name, s, &assumed_effective(s, kernel), kernel, path))
-        .collect();
     let requested_parts = [
         requested.keepalive != Keepalive::Off,
         requested.user_timeout.is_some(),
@@ -251,9 +293,9 @@ fn prediction_rows(
     .filter(|x| **x)
     .count();
     if requested_parts >= 2 {
-        rows.push(row("strategy", requested, effective, kernel, path));
+        parts.push(("strategy", requested.clone()));
     }
-    rows
+    parts
 }
 
 /// Which mechanism notices first for the requested strategy, idle and busy, and why.

@@ -121,7 +121,12 @@ mod tests {
             (5000, 5000, 55_000),
         ] {
             let p = on(Os::Windows, &format!("ka={idle}ms,{interval}ms"));
-            assert_eq!(idle_ms(&p), Some(expected_ms), "{idle}/{interval}: {:?}", p.idle);
+            assert_eq!(
+                idle_ms(&p),
+                Some(expected_ms),
+                "{idle}/{interval}: {:?}",
+                p.idle
+            );
             assert_eq!(p.idle.mechanism, Some(Mechanism::Keepalive));
             assert_eq!(p.effective.keepalive_count, Some(10));
             assert!(
@@ -130,7 +135,12 @@ mod tests {
                 p.pitfalls
             );
             let ms_pitfall = p.pitfalls.iter().any(|w| w.contains("not one probe"));
-            assert_eq!(ms_pitfall, interval == 1, "{idle}/{interval}: {:?}", p.pitfalls);
+            assert_eq!(
+                ms_pitfall,
+                interval == 1,
+                "{idle}/{interval}: {:?}",
+                p.pitfalls
+            );
         }
         // Busy: TcpMaxDataRetransmissions 5 from a 300 ms RTO: 0.3 × (2^6 − 1) = 18.9 s.
         let p = on(Os::Windows, "ka=5500ms,3000ms");
@@ -144,7 +154,9 @@ mod tests {
         let p = on(Os::Windows, "ka=5s,1s,3");
         assert_eq!(idle_ms(&p), Some(8_000));
         assert!(
-            p.pitfalls.iter().any(|w| w.contains("TCP_KEEPCNT") && w.contains("15s")),
+            p.pitfalls
+                .iter()
+                .any(|w| w.contains("TCP_KEEPCNT") && w.contains("15s")),
             "{:?}",
             p.pitfalls
         );
@@ -171,7 +183,11 @@ mod tests {
         assert_eq!(idle_ms(&p), Some(20_000));
         assert_eq!(p.idle.mechanism, Some(Mechanism::Keepalive));
         assert_eq!(p.busy.mechanism, Some(Mechanism::UserTimeout));
-        assert!(p.pitfalls.iter().any(|w| w.contains("TCP_RXT_CONNDROPTIME")));
+        assert!(
+            p.pitfalls
+                .iter()
+                .any(|w| w.contains("TCP_RXT_CONNDROPTIME"))
+        );
         // Defaults: 2 h idle + 8 × 75 s.
         let p = on(Os::Macos, "os");
         assert_eq!(idle_ms(&p), Some(7_200_000 + 8 * 75_000));

@@ -4,8 +4,8 @@
 
 use super::Exporter;
 use super::model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, PredictionRow,
-    ProbeReport,
+    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
+    PredictionRow, ProbeReport,
 };
 use super::words::opt;
 use crate::detection::{CloseHow, ClosedBy};
@@ -45,6 +45,11 @@ impl Exporter for Csv {
 
     /// The predictions only: the tabular part of the report.
     fn probe(&self, r: &ProbeReport) -> String {
+        to_csv(&PROBE_HEADER, r.predictions.iter().map(probe_row))
+    }
+
+    /// The predictions, as for `probe`.
+    fn os_prediction(&self, r: &OsReport) -> String {
         to_csv(&PROBE_HEADER, r.predictions.iter().map(probe_row))
     }
 }

@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use super::Exporter;
 use super::model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, ProbeReport,
+    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
+    ProbeReport,
 };
 
 /// Writes `--format json`.
@@ -36,6 +37,9 @@ impl Exporter for Json {
         line(r)
     }
     fn probe(&self, r: &ProbeReport) -> String {
+        line(r)
+    }
+    fn os_prediction(&self, r: &OsReport) -> String {
         line(r)
     }
 }

@@ -6,7 +6,8 @@ use comfy_table::presets::ASCII_MARKDOWN;
 
 use super::Exporter;
 use super::model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, ProbeReport,
+    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
+    ProbeReport,
 };
 use super::table;
 
@@ -39,5 +40,8 @@ impl Exporter for Markdown {
     }
     fn probe(&self, r: &ProbeReport) -> String {
         table::probe(r, PRESET)
+    }
+    fn os_prediction(&self, r: &OsReport) -> String {
+        table::os_prediction(r, PRESET)
     }
 }

@@ -13,7 +13,8 @@ mod table;
 mod words;
 
 use model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, ProbeReport,
+    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
+    ProbeReport,
 };
 
 /// Version of the JSON output; bumped when a key changes meaning or disappears.
@@ -62,4 +63,6 @@ pub trait Exporter {
     fn compare(&self, r: &CompareReport, wide: bool) -> String;
     /// The result of `probe`.
     fn probe(&self, r: &ProbeReport) -> String;
+    /// The result of `probe --os`: predictions for another OS, offline.
+    fn os_prediction(&self, r: &OsReport) -> String;
 }

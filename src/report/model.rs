@@ -9,7 +9,8 @@ use crate::matrix::{CellResult, MechanismStats, Verdict};
 use crate::predict::{Expected, Prediction};
 use crate::recverr::EarlyWarnings;
 use crate::scenario::Load;
-use crate::settings::{Effective, HostFacts};
+use crate::settings::{Effective, HostFacts, KeepaliveCount, Os, OsRules, UserTimeout};
+use crate::units::Millis;
 
 /// The result of `tcphb connect`.
 #[derive(Debug, Clone, Serialize)]
@@ -203,4 +204,67 @@ pub struct ProbeReport {
     pub recommendation: Option<RecommendationReport>,
     pub idle_timeout: Option<IdleTimeout>,
     pub early_warnings: Option<EarlyWarnings>,
+}
+
+/// The defaults and rules of the OS `probe --os` predicts for.
+#[derive(Debug, Clone, Serialize)]
+pub struct OsDefaults {
+    /// Default keepalive (SO_KEEPALIVE on, nothing else set): idle, interval, probes.
+    pub keepalive_idle_ms: u64,
+    pub keepalive_interval_ms: u64,
+    pub keepalive_count: u32,
+    /// Keepalive idle and interval are set in multiples of this (1000 or 1).
+    pub keepalive_resolution_ms: u64,
+    /// Whether the probe count can be set per socket (`settable`), only on newer versions
+    /// (`since_windows_10_1703`, otherwise fixed).
+    pub keepalive_count_rule: &'static str,
+    /// Retransmissions before a busy connection is given up, and the RTO floor and ceiling.
+    pub retransmissions: u32,
+    pub rto_min_ms: u64,
+    pub rto_max_ms: u64,
+    /// The option standing for `--user-timeout`: `TCP_USER_TIMEOUT`, `TCP_RXT_CONNDROPTIME`, or
+    /// null (none: Windows' TCP_MAXRT is not one).
+    pub user_timeout_option: Option<&'static str>,
+}
+
+impl OsDefaults {
+    /// The defaults of `rules`' OS.
+    pub fn of(rules: &OsRules) -> OsDefaults {
+        let d = rules.defaults;
+        OsDefaults {
+            keepalive_idle_ms: d.keepalive_time_ms,
+            keepalive_interval_ms: d.keepalive_intvl_ms,
+            keepalive_count: d.keepalive_probes,
+            keepalive_resolution_ms: rules.keepalive_resolution.ms(),
+            keepalive_count_rule: match rules.keepalive_count {
+                KeepaliveCount::Settable { .. } => "settable",
+                KeepaliveCount::SinceVersion { .. } => "since_windows_10_1703",
+            },
+            retransmissions: d.tcp_retries2,
+            rto_min_ms: d.rto_min_ms,
+            rto_max_ms: d.rto_max_ms,
+            user_timeout_option: match rules.user_timeout {
+                UserTimeout::Linux => Some("TCP_USER_TIMEOUT"),
+                UserTimeout::RxtConnDropTime => Some("TCP_RXT_CONNDROPTIME"),
+                UserTimeout::None { .. } => None,
+            },
+        }
+    }
+}
+
+/// The result of `tcphb probe --os OS`: predictions for that OS, made offline.
+#[derive(Debug, Clone, Serialize)]
+pub struct OsReport {
+    pub schema: u32,
+    /// `linux`, `macos` or `windows`.
+    pub os: Os,
+    /// The strategy predicted (`none` if no strategy flag).
+    pub strategy: String,
+    pub defaults: OsDefaults,
+    /// The settings that OS would run with (its defaults filling what the strategy leaves).
+    pub effective: Effective,
+    /// As `probe`'s, counted from the last packet heard; no path measured (RTT 0).
+    pub predictions: Vec<PredictionRow>,
+    /// Where the settings do not do what they seem to, in words.
+    pub pitfalls: Vec<String>,
 }

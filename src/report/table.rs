@@ -8,7 +8,8 @@ use comfy_table::{ContentArrangement, Table as Grid, TableStyle};
 
 use super::Exporter;
 use super::model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, ProbeReport,
+    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
+    PredictionRow, ProbeReport,
 };
 use super::words::{
     agreement_text, closer_text, effective_text, ending_sentence, icmp_causes, idle_text, opt,
@@ -47,6 +48,9 @@ impl Exporter for Table {
     }
     fn probe(&self, r: &ProbeReport) -> String {
         probe(r, PRESET)
+    }
+    fn os_prediction(&self, r: &OsReport) -> String {
+        os_prediction(r, PRESET)
     }
 }
 
@@ -469,6 +473,80 @@ fn facts_rows(r: &ProbeReport) -> Vec<(&'static str, String)> {
 
 /// The probe report: the facts, the predictions and their summary, then the idle timeout found, the
 /// early warnings and the recommendation, each when asked for.
+/// One row per mechanism: when a silently dead peer would be noticed, idle and busy.
+fn predictions_table(rows: &[PredictionRow], preset: TableStyle) -> String {
+    let mut t = new_table(preset);
+    t.set_header(vec![
+        "mechanism",
+        "settings",
+        "idle: noticed after (predicted)",
+        "busy: noticed after (predicted)",
+    ]);
+    for p in rows {
+        t.add_row(vec![
+            p.mechanism.replace('_', " "),
+            p.settings.clone(),
+            predicted(p.idle_ms, p.idle_by),
+            predicted(p.busy_ms, p.busy_by),
+        ]);
+    }
+    format!("{t}\n")
+}
+
+/// `probe --os`: the OS's defaults, the predictions, and the pitfalls.
+pub(super) fn os_prediction(r: &OsReport, preset: TableStyle) -> String {
+    let d = &r.defaults;
+    let mut t = new_table(preset);
+    t.set_header(vec!["fact", "value"]);
+    for (k, v) in [
+        (
+            "system",
+            format!("{} (predicted offline, no socket opened)", r.os),
+        ),
+        (
+            "default keepalive",
+            format!(
+                "{} idle, {} interval, {} probes (count {})",
+                human_ms(Some(d.keepalive_idle_ms)),
+                human_ms(Some(d.keepalive_interval_ms)),
+                d.keepalive_count,
+                d.keepalive_count_rule.replace('_', " ")
+            ),
+        ),
+        (
+            "keepalive resolution",
+            human_ms(Some(d.keepalive_resolution_ms)),
+        ),
+        (
+            "retransmissions / RTO floor / ceiling",
+            format!(
+                "{} / {} / {}",
+                d.retransmissions,
+                human_ms(Some(d.rto_min_ms)),
+                human_ms(Some(d.rto_max_ms))
+            ),
+        ),
+        (
+            "user timeout option",
+            d.user_timeout_option.unwrap_or("none").to_string(),
+        ),
+        ("strategy", r.strategy.clone()),
+        (
+            "effective (as that OS would run it)",
+            effective_text(&r.effective),
+        ),
+    ] {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    let mut out = format!("{t}\n");
+    out += &predictions_table(&r.predictions, preset);
+    out += "Predicted from the last packet heard, on a path of negligible RTT.\n";
+    for p in &r.pitfalls {
+        out += &format!("Pitfall: {p}.\n");
+    }
+    out
+}
+
 pub(super) fn probe(r: &ProbeReport, preset: TableStyle) -> String {
     let mut out = String::new();
     let mut t = new_table(preset);
@@ -478,22 +556,7 @@ pub(super) fn probe(r: &ProbeReport, preset: TableStyle) -> String {
     }
     out += &format!("{t}\n");
 
-    let mut t = new_table(preset);
-    t.set_header(vec![
-        "mechanism",
-        "settings",
-        "idle: noticed after (predicted)",
-        "busy: noticed after (predicted)",
-    ]);
-    for p in &r.predictions {
-        t.add_row(vec![
-            p.mechanism.replace('_', " "),
-            p.settings.clone(),
-            predicted(p.idle_ms, p.idle_by),
-            predicted(p.busy_ms, p.busy_by),
-        ]);
-    }
-    out += &format!("{t}\n");
+    out += &predictions_table(&r.predictions, preset);
     for s in &r.summary {
         out += &format!("{s}\n");
     }
