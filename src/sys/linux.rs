@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
 use super::{AsSocket, Capabilities, PlatformError};
@@ -16,7 +16,7 @@ use crate::strategy::Strategy;
 use crate::tcpinfo::TcpInfo;
 use crate::units::Millis;
 
-pub use super::posix::{errno_name, raise_nofile, reuse_address, shutdown};
+pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, shutdown};
 
 /// Everything: Linux is where tcphb measures.
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -26,20 +26,6 @@ pub const CAPABILITIES: Capabilities = Capabilities {
     lab: true,
 };
 
-/// TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT (whole seconds: `validate` refused anything else).
-pub fn set_keepalive(
-    sock: &Socket,
-    idle: Duration,
-    interval: Duration,
-    count: Option<u32>,
-) -> io::Result<()> {
-    let ka = TcpKeepalive::new().with_time(idle).with_interval(interval);
-    sock.set_tcp_keepalive(&match count {
-        Some(c) => ka.with_retries(c),
-        None => ka,
-    })
-}
-
 /// TCP_USER_TIMEOUT, in milliseconds.
 pub fn set_user_timeout(sock: &Socket, uto: Duration) -> io::Result<()> {
     sock.set_tcp_user_timeout(Some(uto))
@@ -47,12 +33,7 @@ pub fn set_user_timeout(sock: &Socket, uto: Duration) -> io::Result<()> {
 
 /// Every value is read back from the kernel: nothing is assumed.
 pub fn read_back(sock: &Socket, _asked: &Strategy) -> io::Result<Effective> {
-    let mut eff = Effective::default();
-    if sock.keepalive()? {
-        eff.keepalive_idle_ms = Some(sock.tcp_keepalive_time()?.ms());
-        eff.keepalive_interval_ms = Some(sock.tcp_keepalive_interval()?.ms());
-        eff.keepalive_count = Some(sock.tcp_keepalive_retries()?);
-    }
+    let mut eff = super::posix::keepalive_read_back(sock)?;
     eff.user_timeout_ms = sock.tcp_user_timeout()?.map(|d| d.ms());
     Ok(eff)
 }

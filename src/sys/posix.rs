@@ -3,7 +3,38 @@
 use std::future::Future;
 use std::io;
 
-use socket2::Socket;
+use std::time::Duration;
+
+use socket2::{Socket, TcpKeepalive};
+
+use crate::settings::Effective;
+use crate::units::Millis;
+
+/// SO_KEEPALIVE's idle, interval and (when given) count: TCP_KEEPIDLE (macOS: TCP_KEEPALIVE),
+/// TCP_KEEPINTVL, TCP_KEEPCNT, in whole seconds (`validate` refused anything else).
+pub fn set_keepalive(
+    sock: &Socket,
+    idle: Duration,
+    interval: Duration,
+    count: Option<u32>,
+) -> io::Result<()> {
+    let ka = TcpKeepalive::new().with_time(idle).with_interval(interval);
+    sock.set_tcp_keepalive(&match count {
+        Some(c) => ka.with_retries(c),
+        None => ka,
+    })
+}
+
+/// The keepalive settings as the kernel holds them (all off when SO_KEEPALIVE is).
+pub fn keepalive_read_back(sock: &Socket) -> io::Result<Effective> {
+    let mut eff = Effective::default();
+    if sock.keepalive()? {
+        eff.keepalive_idle_ms = Some(sock.tcp_keepalive_time()?.ms());
+        eff.keepalive_interval_ms = Some(sock.tcp_keepalive_interval()?.ms());
+        eff.keepalive_count = Some(sock.tcp_keepalive_retries()?);
+    }
+    Ok(eff)
+}
 
 /// Raise RLIMIT_NOFILE's soft limit towards `wanted` (up to the hard limit).
 pub fn raise_nofile(wanted: u64) -> Option<u64> {

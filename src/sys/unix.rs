@@ -6,17 +6,16 @@
 use std::io;
 use std::time::Duration;
 
-use socket2::{Socket, TcpKeepalive};
+use socket2::Socket;
 
 use super::Capabilities;
 use crate::settings::{Effective, KernelTimers, Os};
 use crate::strategy::Strategy;
-use crate::units::Millis;
 
 pub use super::elsewhere::{
     IcmpSocket, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code, tcp_info,
 };
-pub use super::posix::{errno_name, raise_nofile, reuse_address, shutdown};
+pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, shutdown};
 
 /// macOS's rules (the other BSDs are close: whole-second keepalive, settable count).
 pub const CAPABILITIES: Capabilities = Capabilities {
@@ -29,19 +28,6 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 /// TCP_RXT_CONNDROPTIME from macOS's <netinet/tcp.h> (the libc crate does not define it).
 #[cfg(target_vendor = "apple")]
 const TCP_RXT_CONNDROPTIME: libc::c_int = 0x80;
-
-pub fn set_keepalive(
-    sock: &Socket,
-    idle: Duration,
-    interval: Duration,
-    count: Option<u32>,
-) -> io::Result<()> {
-    let ka = TcpKeepalive::new().with_time(idle).with_interval(interval);
-    sock.set_tcp_keepalive(&match count {
-        Some(c) => ka.with_retries(c),
-        None => ka,
-    })
-}
 
 /// TCP_RXT_CONNDROPTIME in whole seconds (`validate` refused fractions).
 #[cfg(target_vendor = "apple")]
@@ -102,12 +88,7 @@ fn user_timeout_read_back(_sock: &Socket) -> io::Result<Option<u64>> {
 
 /// Keepalive and the drop time are read back from the kernel.
 pub fn read_back(sock: &Socket, _asked: &Strategy) -> io::Result<Effective> {
-    let mut eff = Effective::default();
-    if sock.keepalive()? {
-        eff.keepalive_idle_ms = Some(sock.tcp_keepalive_time()?.ms());
-        eff.keepalive_interval_ms = Some(sock.tcp_keepalive_interval()?.ms());
-        eff.keepalive_count = Some(sock.tcp_keepalive_retries()?);
-    }
+    let mut eff = super::posix::keepalive_read_back(sock)?;
     eff.user_timeout_ms = user_timeout_read_back(sock)?;
     Ok(eff)
 }
