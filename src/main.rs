@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                 eprintln!("tcphb: error: {message}");
                 return ExitCode::from(code);
             }
-            cmd::compare::run(&args, cli.format)
+            tcphb::sys::compare(&args, cli.format)
         }
         Command::Probe(args) => cmd::probe::run(&args, cli.format),
     };

@@ -1,11 +1,5 @@
 //! Subcommands: thin orchestration of strategy, sockets, watch, predict and report.
 
-#[cfg(target_os = "linux")]
-pub mod compare;
-/// `compare` needs Linux network namespaces; elsewhere it says so (exit 4).
-#[cfg(not(target_os = "linux"))]
-#[path = "compare_elsewhere.rs"]
-pub mod compare;
 pub mod connect;
 pub mod listen;
 pub mod probe;

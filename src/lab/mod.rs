@@ -14,6 +14,7 @@
 //! Sockets are made inside a node with [`Lab::enter`], and keep that node's namespace for life.
 
 mod cell;
+pub mod compare;
 mod fault;
 mod netlink;
 mod netns;

@@ -37,6 +37,14 @@ pub fn enter_lab() -> Result<(), (String, u8)> {
     Ok(())
 }
 
+/// `compare` builds its lab from Linux network namespaces: refuse.
+pub fn compare(_: &crate::cli::CompareArgs, _: crate::report::Format) -> anyhow::Result<u8> {
+    Err(crate::exit::CliError::Environment(
+        "compare builds its lab from Linux network namespaces: run it on Linux (a VM or container will do)".into(),
+    )
+    .into())
+}
+
 pub fn lab_exit_code(_cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     None
 }

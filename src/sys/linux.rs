@@ -21,9 +21,7 @@ pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, s
 /// Everything: Linux is where tcphb measures.
 pub const CAPABILITIES: Capabilities = Capabilities {
     rules: Os::Linux.rules(),
-    tcp_info: true,
     recverr: true,
-    lab: true,
 };
 
 /// TCP_USER_TIMEOUT, in milliseconds.
@@ -178,6 +176,13 @@ pub fn enable_recverr(sock: &Socket, ipv6: bool) -> Result<(), PlatformError> {
 
 pub fn enter_lab() -> Result<(), (String, u8)> {
     crate::lab::ensure_lab_privileges().map_err(|e| (e.to_string(), e.exit_code() as u8))
+}
+
+pub fn compare(
+    args: &crate::cli::CompareArgs,
+    format: crate::report::Format,
+) -> anyhow::Result<u8> {
+    crate::lab::compare::run(args, format)
 }
 
 pub fn lab_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {

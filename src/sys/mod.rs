@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use crate::settings::{
-    Effective, HostFacts, KeepaliveCount, KernelTimers, Os, OsRules, UserTimeout,
-};
+use crate::settings::{Effective, HostFacts, KeepaliveCount, KernelTimers, OsRules, UserTimeout};
 use crate::strategy::{Keepalive, SpecError, Strategy};
 use crate::tcpinfo::TcpInfo;
 use crate::units::{Millis, format_duration};
@@ -53,12 +51,8 @@ impl<T: std::os::windows::io::AsSocket> AsSocket for T {}
 pub struct Capabilities {
     /// The OS's rules for detection settings (resolution, ranges, count, user timeout, defaults).
     pub rules: &'static OsRules,
-    /// TCP_INFO is read (RTT, RTO, last heard, probes): Linux.
-    pub tcp_info: bool,
     /// IP_RECVERR and a raw ICMP observer (`probe --recverr`, ICMP evidence): Linux.
     pub recverr: bool,
-    /// The network-namespace lab (`compare`): Linux.
-    pub lab: bool,
 }
 
 /// What this platform can do.
@@ -250,11 +244,6 @@ pub fn host_facts() -> HostFacts {
     imp::host_facts()
 }
 
-/// The OS this build runs on.
-pub fn os() -> Os {
-    capabilities().rules.os
-}
-
 /// Raise the open-file limit's soft value towards `wanted` (up to the hard limit) and return the
 /// limit in force afterwards; `None` where the platform has no such limit.
 pub fn raise_nofile(wanted: u64) -> Option<u64> {
@@ -313,6 +302,14 @@ pub fn enter_lab() -> Result<(), (String, u8)> {
     imp::enter_lab()
 }
 
+/// Run `compare` in the lab (Linux); elsewhere one clear refusal (exit 4).
+pub fn compare(
+    args: &crate::cli::CompareArgs,
+    format: crate::report::Format,
+) -> anyhow::Result<u8> {
+    imp::compare(args, format)
+}
+
 /// The exit code a lab error asks for, if `cause` is one (the lab exists on Linux only).
 pub fn lab_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     imp::lab_exit_code(cause)
@@ -321,6 +318,7 @@ pub fn lab_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::Os;
 
     fn strategy(s: &str) -> Strategy {
         s.parse().unwrap()

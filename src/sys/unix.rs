@@ -13,16 +13,15 @@ use crate::settings::{Effective, KernelTimers, Os};
 use crate::strategy::Strategy;
 
 pub use super::elsewhere::{
-    IcmpSocket, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code, tcp_info,
+    IcmpSocket, compare, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code,
+    tcp_info,
 };
 pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, shutdown};
 
 /// macOS's rules (the other BSDs are close: whole-second keepalive, settable count).
 pub const CAPABILITIES: Capabilities = Capabilities {
     rules: Os::Macos.rules(),
-    tcp_info: false,
     recverr: false,
-    lab: false,
 };
 
 /// TCP_RXT_CONNDROPTIME from macOS's <netinet/tcp.h> (the libc crate does not define it).

@@ -10,7 +10,8 @@ use socket2::{Socket, TcpKeepalive};
 
 use super::Capabilities;
 pub use super::elsewhere::{
-    IcmpSocket, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code, tcp_info,
+    IcmpSocket, compare, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code,
+    tcp_info,
 };
 use crate::settings::{Effective, KeepaliveCount, KernelTimers, Os};
 use crate::strategy::{Keepalive, Strategy};
@@ -18,9 +19,7 @@ use crate::units::Millis;
 
 pub const CAPABILITIES: Capabilities = Capabilities {
     rules: Os::Windows.rules(),
-    tcp_info: false,
     recverr: false,
-    lab: false,
 };
 
 /// The count Windows uses when TCP_KEEPCNT is not there (10 since Vista).
@@ -69,16 +68,20 @@ pub fn read_back(sock: &Socket, asked: &Strategy) -> io::Result<Effective> {
     };
     eff.keepalive_idle_ms = Some(idle);
     eff.keepalive_interval_ms = Some(interval);
-    eff.keepalive_count = Some(sock.tcp_keepalive_retries().unwrap_or(FIXED_COUNT));
-    eff.assumed = if sock.tcp_keepalive_retries().is_ok() {
-        &["keepalive_idle_ms", "keepalive_interval_ms"]
-    } else {
-        &[
-            "keepalive_idle_ms",
-            "keepalive_interval_ms",
-            "keepalive_count",
-        ]
+    // TCP_KEEPCNT reads back where it exists; elsewhere the count is Windows' fixed one.
+    let (count, assumed): (u32, &'static [&'static str]) = match sock.tcp_keepalive_retries() {
+        Ok(c) => (c, &["keepalive_idle_ms", "keepalive_interval_ms"]),
+        Err(_) => (
+            FIXED_COUNT,
+            &[
+                "keepalive_idle_ms",
+                "keepalive_interval_ms",
+                "keepalive_count",
+            ],
+        ),
     };
+    eff.keepalive_count = Some(count);
+    eff.assumed = assumed;
     Ok(eff)
 }
 

@@ -84,7 +84,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
 
     let rounds = specs.len().div_ceil(MAX_LABS_PER_ROUND);
     let bar = progress_bar((specs.len() * strategies.len()) as u64);
-    let rt = super::runtime()?;
+    let rt = crate::cmd::runtime()?;
     let started = Instant::now();
     let mut measured: Vec<(CellSpec, Measured)> = Vec::new();
     let mut facts = None;
@@ -172,7 +172,7 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
         verdicts: verdicts(&results, &faults),
         results,
     };
-    super::print(&format.exporter().compare(&report, args.wide))?;
+    crate::cmd::print(&format.exporter().compare(&report, args.wide))?;
     Ok(crate::exit::OK)
 }
 
