@@ -21,18 +21,18 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Listen(args) => cmd::listen::run(&args, cli.format),
-        Command::Connect(args) => cmd::connect::run(&args, cli.format),
+        Command::Connect(args) => cmd::connect::run(&args),
         Command::Compare(args) => {
             // Still single-threaded here: the only moment an unprivileged user namespace can be entered.
             if let Err((message, code)) = tcphb::sys::enter_lab() {
                 eprintln!("tcphb: error: {message}");
                 return ExitCode::from(code);
             }
-            tcphb::sys::compare(&args, cli.format)
+            tcphb::sys::compare(&args)
         }
-        Command::Probe(args) => cmd::probe::run(&args, cli.format),
+        Command::Probe(args) => cmd::probe::run(&args),
     };
-    match result {
+    match result.and_then(|f| cmd::show(&f.report, cli.format).map(|()| f.code)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             // One line: every context joined by ": ".

@@ -19,11 +19,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::Interest;
-use tokio::time::{Instant as TokioInstant, sleep_until};
+use std::sync::Mutex;
 
+use crate::detection::{CloseHow, Outcome};
 use crate::sys::{self, IcmpSocket};
 use crate::units::Millis;
+use crate::watch::{Watch, watch_reporting};
 
 /// One ICMP error that quotes a segment of the watched connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -276,14 +277,15 @@ fn errno_words(e: &io::Error) -> String {
     }
 }
 
-/// Keep `stream` busy (DATA lines, as `connect --load busy`; answers are read and discarded) for
-/// `duration`, and report every soft error as it arrives: `on_warning` is called at once with each new
-/// one. IP_RECVERR must already be on. Ends early if the connection dies.
+/// Keep `stream` busy (DATA lines, as `connect --load busy`, on the one watch loop) for `duration`, and
+/// report every soft error as it arrives: `on_warning` is called at once with each new one. IP_RECVERR
+/// must already be on. Ends early if the connection dies.
 pub async fn watch_busy(
     stream: tokio::net::TcpStream,
+    w: &Watch,
     opened: Instant,
     duration: Duration,
-    on_warning: &dyn Fn(&Warning),
+    on_warning: &(dyn Fn(&Warning) + Sync),
 ) -> EarlyWarnings {
     let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) else {
         return EarlyWarnings {
@@ -295,132 +297,107 @@ pub async fn watch_busy(
         };
     };
     let mut icmp = IcmpWatch::open(local, peer);
-    let mut out = EarlyWarnings {
+    let out = Mutex::new(EarlyWarnings {
         duration_ms: duration.ms(),
         warnings: Vec::new(),
         reporter_unavailable: icmp.unavailable().map(str::to_string),
         ended_at_ms: None,
         ended_errno: None,
-    };
-    let end = TokioInstant::now() + duration;
-    let mut tick = tokio::time::interval(crate::scenario::BUSY_TICK);
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let at = || opened.elapsed();
-    // A socket error is a soft one (a warning) while the kernel still holds the connection open.
-    let socket_error = |out: &mut EarlyWarnings, e: io::Error| -> bool {
-        let errno = e.raw_os_error().map(sys::errno_name);
-        if sys::is_established(&stream) == Some(true) {
-            let now = at();
-            if let Some(last) = out.warnings.last_mut()
-                && last.errno.is_none()
-                && now.saturating_sub(Duration::from_millis(last.at_ms)) <= SAME_EVENT
-            {
-                last.errno = errno;
-                return true;
-            }
-            let w = Warning {
-                at_ms: now.ms(),
-                what: errno_words(&e),
-                reporter: None,
-                errno,
-                icmp_type: None,
-                icmp_code: None,
-                messages: 0,
-            };
+    });
+    let note = |f: &dyn Fn(&mut EarlyWarnings) -> Option<Warning>| {
+        let mut out = out
+            .lock()
+            .expect("never poisoned: nothing panics while it is held");
+        if let Some(w) = f(&mut out) {
             on_warning(&w);
             if out.warnings.len() < MAX_WARNINGS {
                 out.warnings.push(w);
             }
-            true
-        } else {
-            out.ended_at_ms = Some(at().ms());
-            out.ended_errno = errno.or_else(|| Some(format!("{:?}", e.kind())));
-            false
         }
     };
-    loop {
-        tokio::select! {
-            // ICMP first: the raw socket has the message before TCP raises the error, so when both are
-            // ready the warning gets its reporter before the errno is attached to it.
-            biased;
-            _ = sleep_until(end) => break,
-            r = icmp.next() => {
-                let now = at();
-                let from = r.from.to_string();
-                if let Some(last) = out.warnings.last_mut()
-                    && last.reporter.as_deref() == Some(from.as_str())
-                    && (last.icmp_type, last.icmp_code) == (Some(r.icmp_type), Some(r.icmp_code))
-                    && now.saturating_sub(Duration::from_millis(last.at_ms)) <= SAME_EVENT
-                {
-                    last.messages += 1;
-                    continue;
-                }
-                if let Some(last) = out.warnings.last_mut()
-                    && last.reporter.is_none()
-                    && last.icmp_type.is_none()
-                    && now.saturating_sub(Duration::from_millis(last.at_ms)) <= SAME_EVENT
-                {
-                    last.reporter = Some(from);
-                    last.what = r.what.to_string();
-                    (last.icmp_type, last.icmp_code) = (Some(r.icmp_type), Some(r.icmp_code));
-                    last.messages = 1;
-                    continue;
-                }
-                let w = Warning {
-                    at_ms: now.ms(),
-                    what: r.what.to_string(),
-                    reporter: Some(from),
-                    errno: None,
-                    icmp_type: Some(r.icmp_type),
-                    icmp_code: Some(r.icmp_code),
-                    messages: 1,
-                };
-                on_warning(&w);
-                if out.warnings.len() < MAX_WARNINGS {
-                    out.warnings.push(w);
-                }
-            }
-            r = stream.ready(Interest::READABLE | Interest::ERROR) => {
-                let ready = match r {
-                    Ok(r) => r,
-                    Err(e) => { if socket_error(&mut out, e) { continue } else { break } }
-                };
-                match stream.take_error() {
-                    Ok(Some(e)) => if !socket_error(&mut out, e) { break },
-                    Ok(None) => {}
-                    Err(e) => if !socket_error(&mut out, e) { break },
-                }
-                if ready.is_error() {
-                    // Consumed above; clear the readiness so the loop waits for the next one.
-                    let _ = stream.try_io(Interest::ERROR, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
-                }
-                if ready.is_readable() || ready.is_read_closed() {
-                    match stream.try_read(&mut buf) {
-                        Ok(0) => {
-                            out.ended_at_ms = Some(at().ms());
-                            out.ended_errno = Some("EOF".into());
-                            break;
-                        }
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => if !socket_error(&mut out, e) { break },
-                    }
-                }
-            }
-            _ = tick.tick() => {
-                if pending.is_empty() {
-                    pending.extend_from_slice(crate::heartbeat::data_block());
-                }
-                match stream.try_write(&pending) {
-                    Ok(n) => { pending.drain(..n); }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => if !socket_error(&mut out, e) { break },
-                }
+    let soft = |e: &io::Error| note(&|out| out.errno(opened.elapsed(), e));
+    // The watch borrows the accumulator; it ends (and is dropped) before the accumulator is taken.
+    let end = {
+        let watching =
+            watch_reporting(stream, w, opened, tokio::time::sleep(duration), Some(&soft));
+        tokio::pin!(watching);
+        loop {
+            tokio::select! {
+                // ICMP first: the raw socket has the message before TCP raises the error, so when both are
+                // ready the warning gets its reporter before the errno is attached to it.
+                biased;
+                r = icmp.next() => note(&|out| out.icmp(opened.elapsed(), &r)),
+                d = &mut watching => break d,
             }
         }
+    };
+    let mut out = out.into_inner().expect("never poisoned");
+    if end.outcome != Outcome::Alive {
+        out.ended_at_ms = Some(end.elapsed_ms);
+        out.ended_errno = Some(match (end.errno, end.how) {
+            (Some(e), _) => e,
+            (None, Some(CloseHow::Fin)) => "EOF".into(),
+            (None, _) => end.note.unwrap_or_else(|| "closed".into()),
+        });
     }
     out
+}
+
+impl EarlyWarnings {
+    /// A socket error at `now` while the connection lives: the errno of the ICMP warning just seen,
+    /// or a warning of its own.
+    fn errno(&mut self, now: Duration, e: &io::Error) -> Option<Warning> {
+        let errno = e.raw_os_error().map(sys::errno_name);
+        if let Some(last) = self.warnings.last_mut()
+            && last.errno.is_none()
+            && now.saturating_sub(Duration::from_millis(last.at_ms)) <= SAME_EVENT
+        {
+            last.errno = errno;
+            return None;
+        }
+        Some(Warning {
+            at_ms: now.ms(),
+            what: errno_words(e),
+            reporter: None,
+            errno,
+            icmp_type: None,
+            icmp_code: None,
+            messages: 0,
+        })
+    }
+
+    /// An ICMP error about the connection at `now`: one more message of the last warning, the
+    /// reporter of an errno-only warning just seen, or a warning of its own.
+    fn icmp(&mut self, now: Duration, r: &IcmpReport) -> Option<Warning> {
+        let from = r.from.to_string();
+        let recent = |w: &Warning| now.saturating_sub(Duration::from_millis(w.at_ms)) <= SAME_EVENT;
+        if let Some(last) = self.warnings.last_mut()
+            && recent(last)
+        {
+            if last.reporter.as_deref() == Some(from.as_str())
+                && (last.icmp_type, last.icmp_code) == (Some(r.icmp_type), Some(r.icmp_code))
+            {
+                last.messages += 1;
+                return None;
+            }
+            if last.reporter.is_none() && last.icmp_type.is_none() {
+                last.reporter = Some(from);
+                last.what = r.what.to_string();
+                (last.icmp_type, last.icmp_code) = (Some(r.icmp_type), Some(r.icmp_code));
+                last.messages = 1;
+                return None;
+            }
+        }
+        Some(Warning {
+            at_ms: now.ms(),
+            what: r.what.to_string(),
+            reporter: Some(from),
+            errno: None,
+            icmp_type: Some(r.icmp_type),
+            icmp_code: Some(r.icmp_code),
+            messages: 1,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -202,6 +202,42 @@ pub struct Strategy {
 }
 
 impl Strategy {
+    /// The strategies the prediction rows are about: none, the OS default keepalive, each requested
+    /// mechanism alone, and the whole request (`strategy`) when it combines two or more.
+    pub fn mechanism_parts(&self) -> Vec<(&'static str, Strategy)> {
+        let requested = self;
+        let alone = |f: &dyn Fn(&mut Strategy)| {
+            let mut s = Strategy::default();
+            f(&mut s);
+            s
+        };
+        let mut parts: Vec<(&'static str, Strategy)> = vec![
+            ("none", Strategy::default()),
+            ("os_keepalive", alone(&|s| s.keepalive = Keepalive::Os)),
+        ];
+        if let k @ Keepalive::Custom { .. } = requested.keepalive {
+            parts.push(("keepalive", alone(&|s| s.keepalive = k)));
+        }
+        if let Some(u) = requested.user_timeout {
+            parts.push(("user_timeout", alone(&|s| s.user_timeout = Some(u))));
+        }
+        if let Some(h) = requested.heartbeat {
+            parts.push(("heartbeat", alone(&|s| s.heartbeat = Some(h))));
+        }
+        let requested_parts = [
+            requested.keepalive != Keepalive::Off,
+            requested.user_timeout.is_some(),
+            requested.heartbeat.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if requested_parts >= 2 {
+            parts.push(("strategy", requested.clone()));
+        }
+        parts
+    }
+
     /// The name shown in tables: the label if any, else the spec.
     pub fn name(&self) -> String {
         match &self.label {

@@ -10,6 +10,7 @@ use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 
@@ -47,8 +48,12 @@ pub struct Watch {
     pub kernel: KernelTimers,
 }
 
+/// Told of each soft error: the path reported a problem (an ICMP raised through IP_RECVERR) while
+/// the kernel still holds the connection open.
+pub type OnSoftError<'a> = &'a (dyn Fn(&io::Error) + Sync);
+
 /// Per-connection state kept across wake-ups.
-struct Conn {
+struct Conn<'a> {
     opened: Instant,
     last_heard: Instant,
     /// The last byte read or written: a peer's idle timeout counts from here.
@@ -61,6 +66,8 @@ struct Conn {
     unknown_lines: u64,
     /// At least one PING, PONG or DATA line was received.
     spoke_protocol: bool,
+    /// Where soft errors go; without it every socket error ends the watch.
+    soft: Option<OnSoftError<'a>>,
 }
 
 enum Event {
@@ -76,6 +83,18 @@ pub async fn watch(
     opened: Instant,
     stop: impl Future<Output = ()>,
 ) -> Detection {
+    watch_reporting(stream, w, opened, stop, None).await
+}
+
+/// [`watch`], and with `soft`, a socket error raised while the connection is still ESTABLISHED (IP_RECVERR
+/// must be on) goes to `soft` and the watch goes on: only the kernel closing the connection ends it.
+pub async fn watch_reporting(
+    stream: TcpStream,
+    w: &Watch,
+    opened: Instant,
+    stop: impl Future<Output = ()>,
+    soft: Option<OnSoftError<'_>>,
+) -> Detection {
     let now = Instant::now();
     let mut c = Conn {
         opened,
@@ -87,6 +106,12 @@ pub async fn watch(
         ping_outstanding: false,
         unknown_lines: 0,
         spoke_protocol: false,
+        soft,
+    };
+    // A soft error wakes only a waiter for errors: without one, nothing else changes (no EPOLLIN).
+    let interest = match soft {
+        Some(_) => Interest::READABLE | Interest::ERROR,
+        None => Interest::READABLE,
     };
     let hb = w.effective.heartbeat();
     let far = TokioInstant::now() + Duration::from_secs(86_400 * 365);
@@ -107,7 +132,11 @@ pub async fn watch(
             Some((interval, misses)) => TokioInstant::from_std(c.last_heard) + interval * misses,
             None => far,
         };
-        let want_write = !c.pending.is_empty();
+        // Waiting for writability is only safe without soft errors: an EPOLLERR marks tokio's
+        // registration write-closed for good (mio reads EPOLLOUT|EPOLLERR as a closed pipe), after which
+        // `writable()` is ready forever and would spin. With soft errors the queue is retried at the
+        // next tick, read or ping instead.
+        let want_write = !c.pending.is_empty() && c.soft.is_none();
         let timers = hb.is_some() || w.load == Load::Busy;
         tokio::select! {
             biased;
@@ -116,12 +145,20 @@ pub async fn watch(
                 let _ = read_some(&stream, &mut c);
                 return finish(&stream, &c, Outcome::Alive, None, None);
             }
-            r = stream.readable() => {
-                if let Err(e) = r { return from_error(&stream, &c, e, w); }
+            r = stream.ready(interest) => {
+                let ready = match r {
+                    Ok(r) => r,
+                    Err(e) => return from_error(&stream, &c, e, w),
+                };
+                if ready.is_error() {
+                    if let Some(d) = pending_error(&stream, &c, w) { return d; }
+                    // Taken: clear the readiness so the loop waits for the next one.
+                    let _ = stream.try_io(Interest::ERROR, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
+                }
                 match read_some(&stream, &mut c) {
                     Ok(Event::Lines) => {}
                     Ok(Event::Closed(d)) => return d,
-                    Err(e) => return from_error(&stream, &c, e, w),
+                    Err(e) => if let Some(d) = failed(&stream, &c, e, w) { return d },
                 }
                 if let Some(d) = flush(&stream, &mut c, w) { return d; }
             }
@@ -155,7 +192,7 @@ pub async fn watch(
 }
 
 /// Read what is there, decode lines, queue answers. `Err` carries the socket error.
-fn read_some(stream: &TcpStream, c: &mut Conn) -> io::Result<Event> {
+fn read_some(stream: &TcpStream, c: &mut Conn<'_>) -> io::Result<Event> {
     READ_BUFFER.with(|buf| {
         let mut buf = buf.borrow_mut();
         loop {
@@ -218,14 +255,14 @@ fn read_some(stream: &TcpStream, c: &mut Conn) -> io::Result<Event> {
 }
 
 /// tcphb closes a connection whose peer breaks the protocol: reported as closed with the reason.
-fn protocol_close(stream: &TcpStream, c: &Conn, why: String) -> Detection {
+fn protocol_close(stream: &TcpStream, c: &Conn<'_>, why: String) -> Detection {
     closed(stream, c, ClosedBy::Tcphb, CloseHow::Protocol, Some(why))
 }
 
 /// A connection that ended `closed`, by whom and how.
 fn closed(
     stream: &TcpStream,
-    c: &Conn,
+    c: &Conn<'_>,
     by: ClosedBy,
     how: CloseHow,
     note: Option<String>,
@@ -250,7 +287,7 @@ fn closed(
 }
 
 /// Write as much pending output as the socket takes. Returns a Detection if the write failed.
-fn flush(stream: &TcpStream, c: &mut Conn, w: &Watch) -> Option<Detection> {
+fn flush(stream: &TcpStream, c: &mut Conn<'_>, w: &Watch) -> Option<Detection> {
     while !c.pending.is_empty() {
         match stream.try_write(&c.pending) {
             Ok(n) => {
@@ -261,7 +298,11 @@ fn flush(stream: &TcpStream, c: &mut Conn, w: &Watch) -> Option<Detection> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Some(from_error(stream, c, e, w)),
+            Err(e) => match failed(stream, c, e, w) {
+                // Still connected: the bytes are queued again at the next tick or ping.
+                None => break,
+                d => return d,
+            },
         }
     }
     if c.pending.is_empty() && c.pending.capacity() > 256 {
@@ -270,9 +311,29 @@ fn flush(stream: &TcpStream, c: &mut Conn, w: &Watch) -> Option<Detection> {
     None
 }
 
+/// The socket's pending error (readiness said there is one): soft or the end.
+fn pending_error(stream: &TcpStream, c: &Conn<'_>, w: &Watch) -> Option<Detection> {
+    match stream.take_error() {
+        Ok(None) => None,
+        Ok(Some(e)) | Err(e) => failed(stream, c, e, w),
+    }
+}
+
+/// A socket error: reported as soft (`None`) while the kernel still holds the connection and a
+/// caller asked for soft errors, else the Detection that ends the watch.
+fn failed(stream: &TcpStream, c: &Conn<'_>, e: io::Error, w: &Watch) -> Option<Detection> {
+    if let Some(soft) = c.soft
+        && sys::is_established(stream) == Some(true)
+    {
+        soft(&e);
+        return None;
+    }
+    Some(from_error(stream, c, e, w))
+}
+
 /// Turn a socket error into a Detection, naming the mechanism from what was armed and whether data was
 /// in flight — the errno alone cannot tell keepalive from retransmission from user timeout.
-fn from_error(stream: &TcpStream, c: &Conn, e: io::Error, w: &Watch) -> Detection {
+fn from_error(stream: &TcpStream, c: &Conn<'_>, e: io::Error, w: &Watch) -> Detection {
     let in_flight = w.load == Load::Busy || c.ping_outstanding;
     let mechanism = classify(e.kind(), in_flight, c, stream, w);
     let errno = crate::sys::errno_text(&e);
@@ -282,7 +343,7 @@ fn from_error(stream: &TcpStream, c: &Conn, e: io::Error, w: &Watch) -> Detectio
 fn classify(
     kind: io::ErrorKind,
     in_flight: bool,
-    c: &Conn,
+    c: &Conn<'_>,
     stream: &TcpStream,
     w: &Watch,
 ) -> Mechanism {
@@ -317,7 +378,7 @@ fn silence(stream: &TcpStream, c: &Conn) -> u64 {
 
 /// The connection's lifetime and its idle time at the end, read at one instant so that the idle
 /// time (which starts no earlier than the connection) never exceeds the lifetime.
-fn lifetime_and_idle(c: &Conn) -> (u64, u64) {
+fn lifetime_and_idle(c: &Conn<'_>) -> (u64, u64) {
     let now = Instant::now();
     let ms = |since: Instant| now.saturating_duration_since(since).ms();
     (ms(c.opened), ms(c.last_io))
@@ -325,7 +386,7 @@ fn lifetime_and_idle(c: &Conn) -> (u64, u64) {
 
 fn finish(
     stream: &TcpStream,
-    c: &Conn,
+    c: &Conn<'_>,
     outcome: Outcome,
     by: Option<Mechanism>,
     errno: Option<String>,

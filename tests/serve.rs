@@ -37,7 +37,11 @@ fn serve_answers_pings_until_its_shutdown_completes() {
             .unwrap();
         assert_eq!(line, "PONG 7\n");
         stop.send(()).unwrap();
-        let code = server.await.unwrap().unwrap();
-        assert_eq!(code, tcphb::exit::OK, "a live client is no death");
+        let finished = server.await.unwrap().unwrap();
+        assert_eq!(finished.code, tcphb::exit::OK, "a live client is no death");
+        let tcphb::report::Report::ListenSummary(summary) = finished.report else {
+            panic!("listen returns its summary, not {:?}", finished.report);
+        };
+        assert_eq!(summary.accepted, 1, "{summary:?}");
     });
 }

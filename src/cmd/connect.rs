@@ -13,7 +13,7 @@ use crate::matrix::mechanism_stats;
 use crate::predict::{Expected, predict};
 use crate::recverr::{IcmpReport, IcmpWatch};
 use crate::report::model::{ConnectManyReport, ConnectReport};
-use crate::report::{Format, SCHEMA};
+use crate::report::{Finished, Report, SCHEMA};
 use crate::scenario::Fault;
 use crate::settings::Effective;
 use crate::strategy::Strategy;
@@ -24,12 +24,12 @@ use crate::watch::{Watch, watch};
 
 /// Run `tcphb connect`; returns the exit code (0 alive, 3 a dead peer detected, 5 the peer closed the
 /// connection itself). A peer that never answered a heartbeat, or broke the protocol, is an error.
-pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
+pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
     let strategy = args.strategy.strategy();
     sys::check(&strategy)?;
     let addrs = super::resolve(&args.peer)?;
     if args.connections > 1 {
-        return run_many(args, &strategy, &addrs, format);
+        return run_many(args, &strategy, &addrs);
     }
     let (sock, peer, effective) = crate::sockets::connect(&addrs, &strategy, args.connect_timeout)?;
     let local = super::local_text(&sock)?;
@@ -75,8 +75,11 @@ pub fn run(args: &ConnectArgs, format: Format) -> anyhow::Result<u8> {
         expected: Expected::new(&prediction, &detection),
         detection,
     };
-    super::print(&format.exporter().connect(&report))?;
-    Ok(exit_code(&[&report.detection]))
+    let code = exit_code(&[&report.detection]);
+    Ok(Finished {
+        report: Report::Connect(report),
+        code,
+    })
 }
 
 /// [`watch`], and beside it a raw ICMP observer (it needs root or CAP_NET_RAW; without, nothing is
@@ -165,8 +168,7 @@ fn run_many(
     args: &ConnectArgs,
     strategy: &Strategy,
     addrs: &[SocketAddr],
-    format: Format,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Finished> {
     let wanted = u64::from(args.connections);
     let fit = crate::limits::ensure_room_for(wanted);
     if fit < wanted {
@@ -265,6 +267,8 @@ fn run_many(
         by_mechanism: mechanism_stats(samples),
         expected: Expected::many(&prediction, &detections),
     };
-    super::print(&format.exporter().connect_many(&report))?;
-    Ok(exit_code(&detections.iter().collect::<Vec<_>>()))
+    Ok(Finished {
+        report: Report::ConnectMany(report),
+        code: exit_code(&detections.iter().collect::<Vec<_>>()),
+    })
 }

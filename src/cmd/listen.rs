@@ -13,7 +13,7 @@ use crate::exit::{self};
 use crate::matrix::mechanism_stats;
 use crate::predict::{Expected, predict};
 use crate::report::model::{ListenEvent, ListenSummary};
-use crate::report::{Format, SCHEMA};
+use crate::report::{Finished, Format, Report, SCHEMA};
 use crate::scenario::{Fault, Load};
 use crate::settings::{Effective, KernelTimers};
 use crate::sys;
@@ -21,7 +21,7 @@ use crate::watch::{Watch, watch};
 
 /// Run `tcphb listen`; returns the exit code (0, or 3 if any connection was declared dead). Clients
 /// that close their connections are what clients do: counted and reported, not an exit code.
-pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<u8> {
+pub fn run(args: &ListenArgs, format: Format) -> anyhow::Result<Finished> {
     let strategy = args.strategy.strategy();
     sys::check(&strategy)?;
     let addr = *super::resolve(&args.addr)?
@@ -62,12 +62,12 @@ pub struct Serve {
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Serve `listener` until `shutdown` completes (the binary passes SIGINT/SIGTERM; a test passes
-/// its own signal), printing an event per ended connection and the summary; returns the exit code.
+/// its own signal), printing an event per ended connection; returns the summary and the exit code.
 pub async fn serve(
     listener: std::net::TcpListener,
     o: Serve,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<u8> {
+) -> anyhow::Result<Finished> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     // Each task sends back only what it cannot recompute: the prediction is made here, per event,
     // so a held connection carries no strings.
@@ -162,16 +162,14 @@ pub async fn serve(
     }
     summary.events_dropped = out.finish();
     summary.by_mechanism = mechanism_stats(samples);
-    if o.format == Format::Csv {
-        // stdout is one CSV table of events; the summary would break it, so people read it on stderr.
-        super::say(Format::Table.exporter().listen_summary(&summary).trim_end());
-    } else {
-        super::print(&o.format.exporter().listen_summary(&summary))?;
-    }
-    Ok(if summary.dead > 0 {
+    let code = if summary.dead > 0 {
         exit::DETECTED
     } else {
         exit::OK
+    };
+    Ok(Finished {
+        report: Report::ListenSummary(summary),
+        code,
     })
 }
 

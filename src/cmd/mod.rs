@@ -8,6 +8,7 @@ use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use crate::exit::CliError;
+use crate::report::{Format, Report};
 
 /// Write to stdout; a closed pipe (`tcphb ... | head`) is a normal end, not an error.
 pub fn print(s: &str) -> anyhow::Result<()> {
@@ -15,6 +16,18 @@ pub fn print(s: &str) -> anyhow::Result<()> {
     match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
+    }
+}
+
+/// Write a command's report: to stdout in `format`, except `listen`'s summary in CSV, which goes to
+/// stderr as a table because stdout there is one CSV table of events and a summary would break it.
+pub fn show(report: &Report, format: Format) -> anyhow::Result<()> {
+    match report {
+        Report::ListenSummary(_) if format == Format::Csv => {
+            say(report.render(Format::Table).trim_end());
+            Ok(())
+        }
+        _ => print(&report.render(format)),
     }
 }
 

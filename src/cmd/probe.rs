@@ -8,26 +8,27 @@ use crate::cli::ProbeArgs;
 use crate::exit;
 use crate::idle::{self, IdleTimeout};
 use crate::predict::os::for_os;
-use crate::predict::{PathTimes, Prediction, assumed_effective, predict_on_path};
+use crate::predict::{PathTimes, assumed_effective, predict_on_path};
 use crate::recommend::{self, Ask};
 use crate::recverr::{self, EarlyWarnings};
 use crate::report::model::{
     OsDefaults, OsReport, PredictionRow, ProbeFacts, ProbeReport, RecommendationReport,
 };
-use crate::report::{Format, SCHEMA};
+use crate::report::{Finished, Report, SCHEMA, probe_summary};
 use crate::scenario::Load;
 use crate::settings::{Effective, KernelTimers, Os};
-use crate::strategy::{Keepalive, Strategy};
+use crate::strategy::Strategy;
 use crate::sys;
 use crate::units::Millis;
 use crate::units::human_ms;
+use crate::watch::Watch;
 
 /// Run `tcphb probe`; returns the exit code (0; 3 if the busy connection died during --recverr; 2 if
 /// --detect-within cannot be met on this path).
-pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
+pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     let strategy = args.strategy.strategy();
     let Some(peer) = &args.peer else {
-        return offline(args, &strategy, format);
+        return offline(args, &strategy);
     };
     sys::check(&strategy)?;
     if args.recverr {
@@ -43,6 +44,11 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
     }
     let local = super::local_text(&sock)?;
     let kernel = sys::kernel_timers();
+    let busy_watch = Watch {
+        effective,
+        load: Load::Busy,
+        kernel,
+    };
     let info = sys::tcp_info(&sock);
     // Without TCP_INFO the handshake is the only round trip measured, and the RTO is unknown: the
     // predictions then use the RTO_min lower bound.
@@ -101,9 +107,9 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
                     Some(s) => {
                         let stream = tokio::net::TcpStream::from_std(s)?;
                         anyhow::Ok(Some(
-                            recverr::watch_busy(stream, opened, args.duration, &|w| {
+                            recverr::watch_busy(stream, &busy_watch, opened, args.duration, &|w| {
                                 // A warning is a result, not progress: said even in pipes.
-                                eprintln!("tcphb: warning: {}", w.sentence());
+                                super::say(&format!("tcphb: warning: {}", w.sentence()));
                             })
                             .await,
                         ))
@@ -120,7 +126,11 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
     };
 
     let rows = prediction_rows(&strategy, &effective, &kernel, &path);
-    let summary = summary(&strategy, &effective, &kernel, &path);
+    let summary = probe_summary(
+        &strategy,
+        &predict_on_path(&effective, Load::Idle, &kernel, &path),
+        &predict_on_path(&effective, Load::Busy, &kernel, &path),
+    );
     let mut code = exit::OK;
     let recommendation = args.detect_within.map(|within| {
         let ask = Ask {
@@ -133,32 +143,12 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
                 crate::settings::UserTimeout::None { .. }
             ),
         };
-        match recommend::recommend(&ask) {
-            Ok(r) => RecommendationReport {
-                detect_within_ms: within.ms(),
-                possible: true,
-                strategy: Some(r.strategy.spec()),
-                flags: Some(r.flags),
-                idle_ms: r.idle.expected_ms(),
-                busy_ms: r.busy.expected_ms(),
-                notes: r.notes,
-                refused: None,
-            },
-            Err(why) => {
-                code = exit::USAGE;
-                eprintln!("tcphb: --detect-within: {why}");
-                RecommendationReport {
-                    detect_within_ms: within.ms(),
-                    possible: false,
-                    strategy: None,
-                    flags: None,
-                    idle_ms: None,
-                    busy_ms: None,
-                    notes: Vec::new(),
-                    refused: Some(why.0),
-                }
-            }
+        let r = recommend::recommend(&ask);
+        if let Err(why) = &r {
+            code = exit::USAGE;
+            super::say(&format!("tcphb: --detect-within: {why}"));
         }
+        RecommendationReport::new(within, r)
     });
     let mut predictions = rows;
     if let Some(RecommendationReport {
@@ -190,18 +180,21 @@ pub fn run(args: &ProbeArgs, format: Format) -> anyhow::Result<u8> {
         idle_timeout,
         early_warnings,
     };
-    super::print(&format.exporter().probe(&report))?;
-    Ok(code)
+    Ok(Finished {
+        report: Report::Probe(Box::new(report)),
+        code,
+    })
 }
 
 /// `probe --os`: what the strategy does on that OS with its defaults, predicted without a socket.
-fn offline(args: &ProbeArgs, strategy: &Strategy, format: Format) -> anyhow::Result<u8> {
+fn offline(args: &ProbeArgs, strategy: &Strategy) -> anyhow::Result<Finished> {
     let os: Os = args
         .os
         .expect("clap requires --os without HOST:PORT")
         .into();
     sys::validate(strategy, os.rules())?;
-    let predictions = mechanism_parts(strategy)
+    let predictions = strategy
+        .mechanism_parts()
         .iter()
         .map(|(name, s)| {
             let p = for_os(s, os);
@@ -218,8 +211,10 @@ fn offline(args: &ProbeArgs, strategy: &Strategy, format: Format) -> anyhow::Res
         predictions,
         pitfalls: whole.pitfalls,
     };
-    super::print(&format.exporter().os_prediction(&report))?;
-    Ok(exit::OK)
+    Ok(Finished {
+        report: Report::Os(report),
+        code: exit::OK,
+    })
 }
 
 /// What idle traffic must stay under: the longest idle a connection survived (the low end of the
@@ -254,71 +249,12 @@ fn prediction_rows(
     kernel: &KernelTimers,
     path: &PathTimes,
 ) -> Vec<PredictionRow> {
-    mechanism_parts(requested)
+    requested
+        .mechanism_parts()
         .iter()
         .map(|(name, s)| match *name {
             "strategy" => row(name, requested, effective, kernel, path),
             _ => row(name, s, &assumed_effective(s, kernel), kernel, path),
         })
         .collect()
-}
-
-/// The strategies the prediction rows are about: none, the OS default keepalive, each requested
-/// mechanism alone, and the whole request (`strategy`) when it combines two or more.
-fn mechanism_parts(requested: &Strategy) -> Vec<(&'static str, Strategy)> {
-    let alone = |f: &dyn Fn(&mut Strategy)| {
-        let mut s = Strategy::default();
-        f(&mut s);
-        s
-    };
-    let mut parts: Vec<(&'static str, Strategy)> = vec![
-        ("none", Strategy::default()),
-        ("os_keepalive", alone(&|s| s.keepalive = Keepalive::Os)),
-    ];
-    if let k @ Keepalive::Custom { .. } = requested.keepalive {
-        parts.push(("keepalive", alone(&|s| s.keepalive = k)));
-    }
-    if let Some(u) = requested.user_timeout {
-        parts.push(("user_timeout", alone(&|s| s.user_timeout = Some(u))));
-    }
-    if let Some(h) = requested.heartbeat {
-        parts.push(("heartbeat", alone(&|s| s.heartbeat = Some(h))));
-    }
-    let requested_parts = [
-        requested.keepalive != Keepalive::Off,
-        requested.user_timeout.is_some(),
-        requested.heartbeat.is_some(),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    if requested_parts >= 2 {
-        parts.push(("strategy", requested.clone()));
-    }
-    parts
-}
-
-/// Which mechanism notices first for the requested strategy, idle and busy, and why.
-fn summary(
-    requested: &Strategy,
-    effective: &Effective,
-    kernel: &KernelTimers,
-    path: &PathTimes,
-) -> Vec<String> {
-    let say = |load: &str, p: &Prediction| match (p.expected, p.mechanism) {
-        (Some(t), Some(m)) => format!(
-            "{load}: {} notices first, after {} — {}.",
-            m.name().replace('_', " "),
-            human_ms(Some(t.ms())),
-            p.reason
-        ),
-        _ => format!("{load}: nothing notices — {}.", p.reason),
-    };
-    let idle = predict_on_path(effective, Load::Idle, kernel, path);
-    let busy = predict_on_path(effective, Load::Busy, kernel, path);
-    vec![
-        format!("With {requested}, counted from the last packet heard:"),
-        say("  idle", &idle),
-        say("  busy", &busy),
-    ]
 }

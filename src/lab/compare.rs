@@ -22,7 +22,7 @@ use crate::predict::phase::{AtCut, KeepalivePhase};
 use crate::predict::{REBOOT_HEAL, predict, predict_at};
 use crate::recverr::IcmpTap;
 use crate::report::model::{CompareReport, LabFacts};
-use crate::report::{Format, SCHEMA};
+use crate::report::{Finished, Report, SCHEMA};
 use crate::scenario::{Fault, Load};
 use crate::settings::{Effective, KernelTimers};
 use crate::strategy::Strategy;
@@ -56,7 +56,7 @@ struct Measured {
 }
 
 /// Run `tcphb compare`; exit 0 when the comparison ran.
-pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
+pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
     let strategies: Vec<Strategy> = if args.strategies.is_empty() {
         DEFAULT_STRATEGIES
             .iter()
@@ -172,8 +172,13 @@ pub fn run(args: &CompareArgs, format: Format) -> anyhow::Result<u8> {
         verdicts: verdicts(&results, &faults),
         results,
     };
-    crate::cmd::print(&format.exporter().compare(&report, args.wide))?;
-    Ok(crate::exit::OK)
+    Ok(Finished {
+        report: Report::Compare {
+            report,
+            wide: args.wide,
+        },
+        code: crate::exit::OK,
+    })
 }
 
 fn progress_bar(total: u64) -> ProgressBar {

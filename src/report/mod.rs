@@ -12,10 +12,51 @@ pub mod model;
 mod table;
 mod words;
 
+pub use words::probe_summary;
+
 use model::{
     CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
     ProbeReport,
 };
+
+/// What a command hands back to `main`: its report, to be written in the format asked for.
+#[derive(Debug)]
+pub enum Report {
+    /// `connect`.
+    Connect(ConnectReport),
+    /// `connect --connections N`.
+    ConnectMany(ConnectManyReport),
+    /// `listen`, once stopped (its events were written as they happened).
+    ListenSummary(ListenSummary),
+    /// `compare`; `wide` asks for one table with fault × load columns.
+    Compare { report: CompareReport, wide: bool },
+    /// `probe HOST:PORT`.
+    Probe(Box<ProbeReport>),
+    /// `probe --os`.
+    Os(OsReport),
+}
+
+impl Report {
+    /// The report as `format` writes it.
+    pub fn render(&self, format: Format) -> String {
+        let e = format.exporter();
+        match self {
+            Report::Connect(r) => e.connect(r),
+            Report::ConnectMany(r) => e.connect_many(r),
+            Report::ListenSummary(s) => e.listen_summary(s),
+            Report::Compare { report, wide } => e.compare(report, *wide),
+            Report::Probe(r) => e.probe(r),
+            Report::Os(r) => e.os_prediction(r),
+        }
+    }
+}
+
+/// A command's result: the report to print and the exit code by the contract.
+#[derive(Debug)]
+pub struct Finished {
+    pub report: Report,
+    pub code: u8,
+}
 
 /// Version of the JSON output; bumped when a key changes meaning or disappears.
 pub const SCHEMA: u32 = 2;

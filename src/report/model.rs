@@ -7,10 +7,12 @@ use crate::detection::{Detection, Mechanism};
 use crate::idle::IdleTimeout;
 use crate::matrix::{CellResult, MechanismStats, Verdict};
 use crate::predict::{Expected, Prediction};
+use crate::recommend::{Recommendation, Refusal};
 use crate::recverr::EarlyWarnings;
 use crate::scenario::Load;
 use crate::settings::{Effective, HostFacts, KeepaliveCount, Os, OsRules, UserTimeout};
 use crate::units::Millis;
+use std::time::Duration;
 
 /// The result of `tcphb connect`.
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +185,37 @@ pub struct RecommendationReport {
     pub notes: Vec<String>,
     /// Why nothing can be recommended.
     pub refused: Option<String>,
+}
+
+impl RecommendationReport {
+    /// The answer to `--detect-within`: the recommended strategy, or why there is none.
+    pub fn new(within: Duration, r: Result<Recommendation, Refusal>) -> RecommendationReport {
+        let base = RecommendationReport {
+            detect_within_ms: within.ms(),
+            possible: false,
+            strategy: None,
+            flags: None,
+            idle_ms: None,
+            busy_ms: None,
+            notes: Vec::new(),
+            refused: None,
+        };
+        match r {
+            Ok(r) => RecommendationReport {
+                possible: true,
+                strategy: Some(r.strategy.spec()),
+                flags: Some(r.flags),
+                idle_ms: r.idle.expected_ms(),
+                busy_ms: r.busy.expected_ms(),
+                notes: r.notes,
+                ..base
+            },
+            Err(why) => RecommendationReport {
+                refused: Some(why.0),
+                ..base
+            },
+        }
+    }
 }
 
 /// The result of `tcphb probe`.

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
 use crate::idle::IdleTimeout;
-use crate::predict::Expected;
+use crate::predict::{Expected, Prediction};
 use crate::scenario::{Fault, Load};
 use crate::settings::Effective;
+use crate::strategy::Strategy;
+use crate::units::Millis;
 use crate::units::{format_duration, human_ms, secs2};
 
 use super::model::CompareReport;
@@ -165,4 +167,22 @@ pub(super) fn icmp_causes(rep: &CompareReport) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// Which mechanism notices first for the requested strategy, idle and busy, and why.
+pub fn probe_summary(requested: &Strategy, idle: &Prediction, busy: &Prediction) -> Vec<String> {
+    let say = |load: &str, p: &Prediction| match (p.expected, p.mechanism) {
+        (Some(t), Some(m)) => format!(
+            "{load}: {} notices first, after {} — {}.",
+            m.name().replace('_', " "),
+            human_ms(Some(t.ms())),
+            p.reason
+        ),
+        _ => format!("{load}: nothing notices — {}.", p.reason),
+    };
+    vec![
+        format!("With {requested}, counted from the last packet heard:"),
+        say("  idle", idle),
+        say("  busy", busy),
+    ]
 }

@@ -38,7 +38,7 @@ pub fn enter_lab() -> Result<(), (String, u8)> {
 }
 
 /// `compare` builds its lab from Linux network namespaces: refuse.
-pub fn compare(_: &crate::cli::CompareArgs, _: crate::report::Format) -> anyhow::Result<u8> {
+pub fn compare(_: &crate::cli::CompareArgs) -> anyhow::Result<crate::report::Finished> {
     Err(crate::exit::CliError::Environment(
         "compare builds its lab from Linux network namespaces: run it on Linux (a VM or container will do)".into(),
     )

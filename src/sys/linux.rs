@@ -178,11 +178,8 @@ pub fn enter_lab() -> Result<(), (String, u8)> {
     crate::lab::ensure_lab_privileges().map_err(|e| (e.to_string(), e.exit_code() as u8))
 }
 
-pub fn compare(
-    args: &crate::cli::CompareArgs,
-    format: crate::report::Format,
-) -> anyhow::Result<u8> {
-    crate::lab::compare::run(args, format)
+pub fn compare(args: &crate::cli::CompareArgs) -> anyhow::Result<crate::report::Finished> {
+    crate::lab::compare::run(args)
 }
 
 pub fn lab_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {

@@ -303,11 +303,8 @@ pub fn enter_lab() -> Result<(), (String, u8)> {
 }
 
 /// Run `compare` in the lab (Linux); elsewhere one clear refusal (exit 4).
-pub fn compare(
-    args: &crate::cli::CompareArgs,
-    format: crate::report::Format,
-) -> anyhow::Result<u8> {
-    imp::compare(args, format)
+pub fn compare(args: &crate::cli::CompareArgs) -> anyhow::Result<crate::report::Finished> {
+    imp::compare(args)
 }
 
 /// The exit code a lab error asks for, if `cause` is one (the lab exists on Linux only).
