@@ -6,7 +6,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::report::Format;
 use crate::scenario::Load;
-use crate::strategy::{Heartbeat, Keepalive, Strategy, parse_duration, parse_user_timeout};
+use crate::strategy::{
+    Heartbeat, Keepalive, Strategy, parse_bounded, parse_duration, parse_user_timeout,
+};
+
+/// Bounds of a run's durations, in ms: a deadline or warm-up of zero measures nothing, and one of
+/// years is a typo.
+const SECOND: u64 = 1000;
+const HOUR: u64 = 3600 * SECOND;
 
 /// Exit codes, the contract scripts rely on.
 pub const EXIT_CODES: &str = "\
@@ -164,10 +171,10 @@ pub struct CompareArgs {
     #[arg(long, short = 'r', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub repeat: u32,
     /// After the cut, how long to wait before a cell is `never`.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "8s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_bounded::<100, HOUR>, default_value = "8s")]
     pub deadline: Duration,
     /// Quiet time before the cut, so keepalive and heartbeats have been exchanged.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_bounded::<100, { 10 * 60 * SECOND }>, default_value = "2s")]
     pub warmup: Duration,
     /// nat-expiry: how long the router keeps an idle flow (whole seconds).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3s")]
@@ -244,10 +251,10 @@ pub struct ConnectArgs {
     #[arg(long, short = 'l', value_enum, default_value_t = Load::Idle)]
     pub load: Load,
     /// Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies).
-    #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_bounded::<100, { 30 * 24 * HOUR }>)]
     pub duration: Option<Duration>,
     /// Give up connecting after this long.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_bounded::<100, { 10 * 60 * SECOND }>, default_value = "10s")]
     pub connect_timeout: Duration,
     /// Open this many connections with the same strategy and report the distribution (e.g. to load a
     /// `tcphb listen`); the open-file limit is raised as needed.
@@ -301,9 +308,9 @@ pub struct ProbeArgs {
     #[arg(long)]
     pub recverr: bool,
     /// How long --recverr keeps the connection busy.
-    #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_duration, default_value = "10s", requires = "recverr")]
+    #[arg(long, short = 'd', value_name = "DURATION", value_parser = parse_bounded::<100, HOUR>, default_value = "10s", requires = "recverr")]
     pub duration: Duration,
     /// Give up connecting after this long.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_bounded::<100, { 10 * 60 * SECOND }>, default_value = "10s")]
     pub connect_timeout: Duration,
 }

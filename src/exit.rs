@@ -15,6 +15,8 @@ pub const DETECTED: u8 = 3;
 pub const ENVIRONMENT: u8 = 4;
 /// 5: the peer closed the connection itself (FIN: its own idle timeout, a proxy limit): not a death.
 pub const CLOSED: u8 = 5;
+/// 130: interrupted (SIGINT/SIGTERM) during a measurement; what was measured is printed, marked partial.
+pub const INTERRUPTED: u8 = 130;
 
 /// An error whose exit code is not 1.
 #[derive(Debug, thiserror::Error)]

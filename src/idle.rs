@@ -115,6 +115,8 @@ pub struct IdleTimeout {
     pub connections: Vec<Evidence>,
     /// Anything odd: connections that were not idle, answers that contradict each other.
     pub notes: Vec<String>,
+    /// Interrupted: the bracket as far as the rounds got.
+    pub partial: bool,
 }
 
 /// The current bracket: the idle timeout is in (`low`, `high`].
@@ -200,14 +202,18 @@ pub struct NoEvidence(pub String);
 
 /// Find the path's idle timeout up to `max`, against `peer`. `progress` receives one line per round
 /// and per verdict. Fails when no connection told anything (the peer does not answer `PING`, or
-/// cannot be reached).
+/// cannot be reached). When `stop` completes first, the search ends with what it has: the bracket so
+/// far, marked `partial`.
 pub async fn discover(
     peer: SocketAddr,
     max: Duration,
     rtt: Duration,
     connect_timeout: Duration,
     progress: &dyn Fn(String),
+    stop: impl std::future::Future<Output = ()>,
 ) -> Result<IdleTimeout, NoEvidence> {
+    tokio::pin!(stop);
+    let mut partial = false;
     let start = Instant::now();
     let reply = reply_timeout(rtt);
     let resolution = (rtt * 4).max(Duration::from_millis(100));
@@ -215,7 +221,7 @@ pub async fn discover(
     let mut evidence = Vec::new();
     let mut notes = Vec::new();
     let mut round = 0u32;
-    loop {
+    'rounds: loop {
         let points = next_round(
             &bracket,
             round == 0,
@@ -240,7 +246,18 @@ pub async fn discover(
             let h = set.spawn(test_one(peer, idle, reply, connect_timeout, i as u64));
             handles.push((idle, h));
         }
-        while let Some(joined) = set.join_next().await {
+        loop {
+            let joined = tokio::select! {
+                j = set.join_next() => match j {
+                    Some(j) => j,
+                    None => break,
+                },
+                // The connections still idle end with the JoinSet.
+                _ = &mut stop => {
+                    partial = true;
+                    break 'rounds;
+                }
+            };
             // A task aborted because a shorter idle already expired: nothing to learn from it.
             let Ok((idle, e)) = joined else { continue };
             progress(format!(
@@ -265,9 +282,10 @@ pub async fn discover(
         }
     }
     evidence.sort_by_key(|e| (e.idle_ms, e.round));
-    if !evidence
-        .iter()
-        .any(|e| e.verdict == Verdict::Alive || e.verdict.is_dead())
+    if !partial
+        && !evidence
+            .iter()
+            .any(|e| e.verdict == Verdict::Alive || e.verdict.is_dead())
     {
         let why = evidence
             .iter()
@@ -329,6 +347,7 @@ pub async fn discover(
         elapsed_ms: start.elapsed().ms(),
         connections: evidence,
         notes,
+        partial,
     })
 }
 
@@ -582,6 +601,7 @@ mod tests {
                 Duration::from_micros(50),
                 s(2.0),
                 &|_| {},
+                std::future::pending(),
             ))
             .unwrap();
         assert!(start.elapsed() < s(0.8) + s(1.0), "{:?}", start.elapsed());

@@ -235,33 +235,33 @@ pub struct Verdict {
     pub text: String,
 }
 
+/// What a fault teaches, in one short sentence.
 fn hint(fault: Fault) -> &'static str {
     match fault {
         Fault::Blackhole => {
-            "keepalive covers idle connections only; busy ones need a user timeout (or heartbeats), else retransmissions take ~15 min"
+            "Keepalive covers idle connections only; busy ones need a user timeout or heartbeats, else retransmissions take ~15 min."
         }
         Fault::Unreachable | Fault::Prohibit => {
-            "the router's ICMP is only a soft error: timers still decide when; a busy connection's errno tells why, an idle one's stays ETIMEDOUT (the kernel ignores ICMP about keepalive probes, whose sequence number is out of window), so the ICMP seen is the evidence"
+            "The router's ICMP is a soft error: timers still decide when; the ICMP seen is the evidence of the cause."
         }
-        Fault::Linkdown => {
-            "a local link failure is still detected only by timers; the errno names the missing route"
-        }
+        Fault::Linkdown => "A local link failure is still noticed only by timers.",
         Fault::Reboot => {
-            "the rebooted peer answers RST to the first segment after the path heals; a connection that sends nothing never learns"
+            "The rebooted peer answers RST to the first segment after the path heals; a silent connection never learns."
         }
         Fault::Freeze => {
-            "a hung peer's kernel still ACKs keepalive and window probes: only heartbeats (and a user timeout on busy connections) notice"
+            "A hung peer's kernel still ACKs: only heartbeats (and a user timeout when busy) notice."
         }
         Fault::Crash => {
-            "the peer's kernel closes for it: FIN when idle, RST over unread data, noticed at once"
+            "The peer's kernel closes for it (FIN, or RST over unread data): noticed at once."
         }
         Fault::NatExpiry => {
-            "traffic more often than the middlebox's timeout keeps the flow; a silent flow is forgotten and nothing notices until it sends"
+            "A flow silent longer than the middlebox's timeout is forgotten; nothing notices until it sends."
         }
     }
 }
 
-/// One verdict per fault, in the order given.
+/// One verdict per fault, in the order given: the fastest strategy per load, how many missed, and
+/// what the fault teaches.
 pub fn verdicts(results: &[CellResult], faults: &[Fault]) -> Vec<Verdict> {
     faults
         .iter()
@@ -275,49 +275,133 @@ pub fn verdicts(results: &[CellResult], faults: &[Fault]) -> Vec<Verdict> {
                 if cells.is_empty() {
                     continue;
                 }
+                let missed = cells.iter().filter(|c| c.latency_ms.is_none()).count();
                 let fastest = cells
                     .iter()
                     .filter(|c| c.latency_ms.is_some())
                     .min_by_key(|c| c.latency_ms);
                 let slowest = cells.iter().filter_map(|c| c.latency_ms).max();
-                if fastest.is_some()
-                    && cells.iter().all(|c| c.latency_ms.is_some())
-                    && slowest < Some(200)
-                {
-                    parts.push(format!(
-                        "{load}: every strategy noticed within {}",
+                parts.push(match fastest {
+                    None => format!("{load} nothing noticed"),
+                    Some(_) if missed == 0 => format!(
+                        "{load} every strategy noticed, within {}",
                         crate::units::human_ms(slowest)
-                    ));
-                    continue;
-                }
-                let never: Vec<&str> = cells
-                    .iter()
-                    .filter(|c| c.latency_ms.is_none())
-                    .map(|c| c.strategy.as_str())
-                    .collect();
-                let mut s = format!("{load}: ");
-                match fastest {
+                    ),
                     Some(c) => {
-                        s += &format!(
-                            "first {} in {} ({})",
+                        let mut s = format!(
+                            "{load} {} first ({})",
                             c.strategy,
-                            crate::units::human_ms(c.latency_ms),
-                            c.detected_by.map_or("?", Mechanism::name)
+                            crate::units::human_ms(c.latency_ms)
                         );
+                        if missed > 0 {
+                            s += &format!(", {missed} of {} missed", cells.len());
+                        }
+                        s
                     }
-                    None => s += "nothing noticed",
-                }
-                if !never.is_empty() && fastest.is_some() {
-                    s += &format!("; never: {}", never.join(", "));
-                }
-                parts.push(s);
+                });
             }
             Verdict {
                 fault,
-                text: format!("{fault}: {}. {}.", parts.join("; "), hint(fault)),
+                text: format!("{fault}: {}. {}", parts.join("; "), hint(fault)),
             }
         })
         .collect()
+}
+
+/// The bottom line of a comparison, as data: which strategies noticed everything and how fast, and
+/// what nothing noticed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Answer {
+    /// Strategies that noticed every (fault, load) measured, fastest worst case first.
+    pub noticed_all: Vec<StrategyWorst>,
+    /// When none noticed everything: the strategy that noticed the most cells.
+    pub best: Option<StrategyCount>,
+    /// The (fault, load) cells no strategy noticed within the deadline.
+    pub unnoticed: Vec<FaultLoad>,
+}
+
+/// A strategy and its slowest detection over every cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyWorst {
+    pub strategy: String,
+    pub worst_ms: u64,
+}
+
+/// A strategy and how many cells it noticed, of how many.
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategyCount {
+    pub strategy: String,
+    pub noticed: usize,
+    pub of: usize,
+}
+
+/// One cell of the matrix, by fault and load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FaultLoad {
+    pub fault: Fault,
+    pub load: Load,
+}
+
+/// The bottom line over all results.
+pub fn answer(results: &[CellResult]) -> Answer {
+    let mut strategies: Vec<&str> = Vec::new();
+    let mut cells: Vec<FaultLoad> = Vec::new();
+    for r in results {
+        if !strategies.contains(&r.strategy.as_str()) {
+            strategies.push(&r.strategy);
+        }
+        let c = FaultLoad {
+            fault: r.fault,
+            load: r.load,
+        };
+        if !cells.contains(&c) {
+            cells.push(c);
+        }
+    }
+    fn of<'a>(results: &'a [CellResult], s: &'a str) -> impl Iterator<Item = &'a CellResult> {
+        results.iter().filter(move |r| r.strategy == s)
+    }
+    let mut noticed_all: Vec<StrategyWorst> = strategies
+        .iter()
+        .filter(|s| of(results, s).all(|r| r.latency_ms.is_some()))
+        .map(|s| StrategyWorst {
+            strategy: s.to_string(),
+            worst_ms: of(results, s)
+                .filter_map(|r| r.latency_ms)
+                .max()
+                .unwrap_or(0),
+        })
+        .collect();
+    noticed_all.sort_by_key(|w| w.worst_ms);
+    let best = if noticed_all.is_empty() {
+        strategies
+            .iter()
+            .map(|s| StrategyCount {
+                strategy: s.to_string(),
+                noticed: of(results, s).filter(|r| r.latency_ms.is_some()).count(),
+                of: of(results, s).count(),
+            })
+            // The first of equals: strategies keep the order they were given in.
+            .rev()
+            .max_by_key(|c| c.noticed)
+            .filter(|c| c.noticed > 0)
+    } else {
+        None
+    };
+    let unnoticed = cells
+        .into_iter()
+        .filter(|c| {
+            results
+                .iter()
+                .filter(|r| r.fault == c.fault && r.load == c.load)
+                .all(|r| r.latency_ms.is_none())
+        })
+        .collect();
+    Answer {
+        noticed_all,
+        best,
+        unnoticed,
+    }
 }
 
 #[cfg(test)]
@@ -426,11 +510,24 @@ mod tests {
         let v = verdicts(&results, &[Fault::Freeze]);
         assert_eq!(v.len(), 1);
         assert!(
-            v[0].text.starts_with(
-                "freeze: idle: first hb=500ms,3 in 1.2 s (heartbeat); never: ka=1s,1s,3."
-            ),
+            v[0].text
+                .starts_with("freeze: idle hb=500ms,3 first (1.2 s), 1 of 2 missed. A hung"),
             "{}",
             v[0].text
+        );
+        let a = answer(&results);
+        assert_eq!(a.noticed_all.len(), 1);
+        assert_eq!(a.noticed_all[0].strategy, "hb=500ms,3");
+        assert_eq!(a.noticed_all[0].worst_ms, 1200);
+        assert!(a.best.is_none() && a.unnoticed.is_empty(), "{a:?}");
+        let blind = answer(&results[1..]);
+        assert!(blind.noticed_all.is_empty() && blind.best.is_none());
+        assert_eq!(
+            blind.unnoticed,
+            vec![FaultLoad {
+                fault: Fault::Freeze,
+                load: Load::Idle
+            }]
         );
     }
 }

@@ -285,6 +285,7 @@ pub async fn watch_busy(
     w: &Watch,
     opened: Instant,
     duration: Duration,
+    stop: impl std::future::Future<Output = ()>,
     on_warning: &(dyn Fn(&Warning) + Sync),
 ) -> EarlyWarnings {
     let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) else {
@@ -318,8 +319,13 @@ pub async fn watch_busy(
     let soft = |e: &io::Error| note(&|out| out.errno(opened.elapsed(), e));
     // The watch borrows the accumulator; it ends (and is dropped) before the accumulator is taken.
     let end = {
-        let watching =
-            watch_reporting(stream, w, opened, tokio::time::sleep(duration), Some(&soft));
+        let until = async {
+            tokio::select! {
+                _ = tokio::time::sleep(duration) => {}
+                _ = stop => {}
+            }
+        };
+        let watching = watch_reporting(stream, w, opened, until, Some(&soft));
         tokio::pin!(watching);
         loop {
             tokio::select! {

@@ -29,9 +29,32 @@ impl From<crate::units::DurationError> for SpecError {
     }
 }
 
+/// A count (keepalive probes, heartbeat misses): a whole number, and one too large for any count
+/// is said to be that, not "not a number".
+fn whole(s: &str) -> Result<u32, &'static str> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().map_err(
+            |_| "too large (keepalive counts stop at 127 on Linux, heartbeat misses at 1000)",
+        )
+    } else {
+        Err("must be a whole number (e.g. 3)")
+    }
+}
+
 /// [`crate::units::parse_duration`], refused as a usage error.
 pub fn parse_duration(s: &str) -> Result<Duration, SpecError> {
     Ok(crate::units::parse_duration(s)?)
+}
+
+/// A run's duration bound (`--deadline`, `--warmup`, `--duration`, `--connect-timeout`): from
+/// `MIN_MS` to `MAX_MS` milliseconds, as a usage error otherwise.
+pub fn parse_bounded<const MIN_MS: u64, const MAX_MS: u64>(s: &str) -> Result<Duration, SpecError> {
+    Ok(crate::units::parse_bounded(
+        s,
+        Duration::from_millis(MIN_MS),
+        Duration::from_millis(MAX_MS),
+    )?)
 }
 
 /// TCP keepalive as asked for.
@@ -73,11 +96,7 @@ impl FromStr for Keepalive {
         let interval = parse_duration(interval)?;
         let count: Option<u32> = count
             .map(|c| {
-                c.trim().parse().map_err(|_| {
-                    SpecError(format!(
-                        "invalid keepalive count '{c}': must be a whole number (e.g. 3)"
-                    ))
-                })
+                whole(c).map_err(|why| SpecError(format!("invalid keepalive count '{c}': {why}")))
             })
             .transpose()?;
         if idle.is_zero() || interval.is_zero() {
@@ -144,11 +163,8 @@ impl FromStr for Heartbeat {
             ));
         };
         let interval = parse_duration(interval)?;
-        let misses: u32 = misses.trim().parse().map_err(|_| {
-            SpecError(format!(
-                "invalid heartbeat misses '{misses}': must be a whole number (e.g. 3)"
-            ))
-        })?;
+        let misses = whole(misses)
+            .map_err(|why| SpecError(format!("invalid heartbeat misses '{misses}': {why}")))?;
         if interval < Duration::from_millis(10) {
             return err(format!(
                 "invalid heartbeat '{s}': interval must be at least 10ms"
@@ -376,8 +392,8 @@ mod tests {
         // Capped at ten years, so interval × misses cannot overflow either.
         assert!(parse_duration("1e18").is_err());
         assert!(parse_duration("500000d").is_err());
-        assert_eq!(parse_duration("3650d").unwrap(), crate::units::MAX_DURATION);
-        let h: Heartbeat = "3650d,1000".parse().unwrap();
+        assert_eq!(parse_duration("10y").unwrap(), crate::units::MAX_DURATION);
+        let h: Heartbeat = "10y,1000".parse().unwrap();
         assert_eq!(h.deadline(), crate::units::MAX_DURATION * 1000);
     }
 

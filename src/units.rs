@@ -8,9 +8,10 @@ use std::time::Duration;
 #[error("{0}")]
 pub struct DurationError(pub String);
 
-/// Longest duration accepted anywhere (ten years): far beyond any sane timer, and small enough that
-/// interval × misses or idle + interval × count can never overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// Longest duration accepted anywhere (ten years as humantime counts them, so `10y` is accepted): far
+/// beyond any sane timer, and small enough that interval × misses or idle + interval × count can never
+/// overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
 
 /// Parse a duration: humantime syntax, or a bare (possibly fractional) number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
@@ -42,6 +43,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     Ok(d)
 }
 
+/// Parse a duration that must lie within `min..=max` (a run's deadline, warm-up, duration, connect
+/// timeout): zero and years are refused with the bounds in the message.
+pub fn parse_bounded(s: &str, min: Duration, max: Duration) -> Result<Duration, DurationError> {
+    let d = parse_duration(s)?;
+    if d < min || d > max {
+        return Err(DurationError(format!(
+            "'{s}' is out of range: write a duration from {} to {}",
+            format_duration(min),
+            format_duration(max)
+        )));
+    }
+    Ok(d)
+}
+
 /// Write a duration the way [`parse_duration`] reads it back (`1s`, `500ms`, `1m30s`).
 pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
@@ -57,6 +72,21 @@ pub fn human_ms(ms: Option<u64>) -> String {
         Some(ms) if ms < 1000 => format!("{ms} ms"),
         Some(ms) if ms < 600_000 => format!("{:.1} s", ms as f64 / 1000.0),
         Some(ms) => humantime::format_duration(Duration::from_secs(ms / 1000)).to_string(),
+    }
+}
+
+/// A predicted time, roughly, as far as a prediction deserves: `3.0 s`, `15 min`, `2 h 11 m`.
+pub fn rough_ms(ms: u64) -> String {
+    match ms {
+        ms if ms < 600_000 => human_ms(Some(ms)),
+        ms if ms < 3_600_000 => format!("{} min", (ms + 30_000) / 60_000),
+        ms => {
+            let m = (ms + 30_000) / 60_000;
+            match m % 60 {
+                0 => format!("{} h", m / 60),
+                rest => format!("{} h {rest} m", m / 60),
+            }
+        }
     }
 }
 
@@ -96,7 +126,7 @@ mod tests {
         assert!(parse_duration("").unwrap_err().0.contains("empty"));
         assert!(parse_duration("-1").unwrap_err().0.contains("non-negative"));
         assert!(
-            parse_duration("11y")
+            parse_duration("10y1d")
                 .unwrap_err()
                 .0
                 .contains("at most 10 years")
@@ -108,6 +138,21 @@ mod tests {
                 .contains("at most 10 years")
         );
         assert!(parse_duration("5 parsecs").unwrap_err().0.contains("500ms"));
+        assert_eq!(parse_duration("10y").unwrap(), MAX_DURATION);
+        let (lo, hi) = (Duration::from_millis(100), Duration::from_secs(3600));
+        assert!(
+            parse_bounded("0", lo, hi)
+                .unwrap_err()
+                .0
+                .contains("from 100ms to 1h")
+        );
+        assert!(
+            parse_bounded("9y", lo, hi)
+                .unwrap_err()
+                .0
+                .contains("out of range")
+        );
+        assert_eq!(parse_bounded("8s", lo, hi).unwrap(), Duration::from_secs(8));
     }
 
     #[test]
@@ -117,6 +162,10 @@ mod tests {
         assert_eq!(human_ms(Some(4040)), "4.0 s");
         assert_eq!(human_ms(Some(924_600)), "15m 24s");
         assert_eq!(secs2(Duration::from_millis(4040)), "4.04 s");
+        assert_eq!(rough_ms(3000), "3.0 s");
+        assert_eq!(rough_ms(924_600), "15 min");
+        assert_eq!(rough_ms(7_875_000), "2 h 11 m");
+        assert_eq!(rough_ms(7_200_000), "2 h");
     }
 
     #[test]

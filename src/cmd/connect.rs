@@ -13,7 +13,7 @@ use crate::matrix::mechanism_stats;
 use crate::predict::{Expected, predict};
 use crate::recverr::{IcmpReport, IcmpWatch};
 use crate::report::model::{ConnectManyReport, ConnectReport};
-use crate::report::{Finished, Report, SCHEMA};
+use crate::report::{Finished, Report, SCHEMA, expected_text};
 use crate::scenario::Fault;
 use crate::settings::Effective;
 use crate::strategy::Strategy;
@@ -27,7 +27,7 @@ use crate::watch::{Watch, watch};
 pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
     let strategy = args.strategy.strategy();
     sys::check(&strategy)?;
-    let addrs = super::resolve(&args.peer)?;
+    let addrs = super::resolve_peer(&args.peer)?;
     if args.connections > 1 {
         return run_many(args, &strategy, &addrs);
     }
@@ -47,11 +47,10 @@ pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
         kernel,
     };
     super::progress(&format!(
-        "tcphb: connected to {peer} ({}, {} load); a silent death would be noticed after {} by {}. Ctrl-C to stop.",
+        "tcphb: connected to {peer} ({}, {} load); a silent death would be noticed after {}. Ctrl-C to stop.",
         strategy,
         args.load,
-        human_ms(prediction.expected_ms()),
-        prediction.mechanism.map_or("nothing", |m| m.name()),
+        expected_text(prediction.expected_ms(), prediction.mechanism),
     ));
     let opened = Instant::now();
     let ends = (std_stream.local_addr()?, std_stream.peer_addr()?);
@@ -177,11 +176,27 @@ fn run_many(
         ))
         .into());
     }
+    let rt = super::runtime()?;
+    // Ctrl-C or SIGTERM, from now on: the connections as they stand are reported, marked partial.
+    let (interrupt_tx, interrupted) = tokio::sync::watch::channel(false);
+    {
+        let _in_runtime = rt.enter();
+        let signal = sys::shutdown();
+        rt.spawn(async move {
+            signal.await;
+            let _ = interrupt_tx.send(true);
+        });
+    }
     let bar = indicatif::ProgressBar::new(wanted).with_message("connecting");
     let mut socks = Vec::with_capacity(wanted as usize);
     let mut peer = addrs[0];
     let mut effective = Effective::default();
     for i in 0..wanted {
+        // Let the signal task run (it only does while the runtime does).
+        rt.block_on(tokio::task::yield_now());
+        if *interrupted.borrow() {
+            break;
+        }
         let (sock, p, eff) = crate::sockets::connect(addrs, strategy, args.connect_timeout)
             .with_context(|| format!("connection {} of {wanted}", i + 1))?;
         sock.set_nonblocking(true)?;
@@ -200,14 +215,14 @@ fn run_many(
     );
     super::progress(&format!(
         "tcphb: {wanted} connections to {peer} ({strategy}); a silent death would be noticed after {}. Ctrl-C to stop.",
-        human_ms(prediction.expected_ms())
+        expected_text(prediction.expected_ms(), prediction.mechanism)
     ));
     let w = Watch {
         effective,
         load: args.load,
         kernel,
     };
-    let rt = super::runtime()?;
+    let opened = socks.len() as u64;
     let detections = rt.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut set = tokio::task::JoinSet::new();
@@ -222,7 +237,18 @@ fn run_many(
                 watch(stream, &w, Instant::now(), stopped).await
             });
         }
-        let stop = stop_after(args.duration);
+        let mut signalled = interrupted.clone();
+        let stop = async move {
+            match args.duration {
+                Some(d) => tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = signalled.wait_for(|i| *i) => {}
+                },
+                None => {
+                    let _ = signalled.wait_for(|i| *i).await;
+                }
+            }
+        };
         tokio::pin!(stop);
         let mut out = Vec::with_capacity(wanted as usize);
         let mut stopped = false;
@@ -253,13 +279,15 @@ fn run_many(
         .iter()
         .filter_map(|d| d.detected_by.map(|m| (m.name().to_string(), d.silence_ms)))
         .collect();
+    let partial = *interrupted.borrow();
     let report = ConnectManyReport {
         schema: SCHEMA,
+        partial,
         peer: peer.to_string(),
         strategy: strategy.to_string(),
         load: args.load,
         effective,
-        connections: wanted,
+        connections: opened,
         alive: count(Outcome::Alive),
         dead: count(Outcome::Dead),
         closed: by(Detection::closed_by_peer),
@@ -267,8 +295,13 @@ fn run_many(
         by_mechanism: mechanism_stats(samples),
         expected: Expected::many(&prediction, &detections),
     };
+    let code = if partial {
+        exit::INTERRUPTED
+    } else {
+        exit_code(&detections.iter().collect::<Vec<_>>())
+    };
     Ok(Finished {
         report: Report::ConnectMany(report),
-        code: exit_code(&detections.iter().collect::<Vec<_>>()),
+        code,
     })
 }

@@ -119,6 +119,17 @@ pub fn resolve(what: &str) -> Result<Vec<SocketAddr>, CliError> {
     Ok(addrs)
 }
 
+/// Resolve a peer to connect to: as [`resolve`], and port 0 (which no peer listens on) is refused.
+pub fn resolve_peer(what: &str) -> Result<Vec<SocketAddr>, CliError> {
+    let addrs = resolve(what)?;
+    if addrs.iter().all(|a| a.port() == 0) {
+        return Err(CliError::Usage(format!(
+            "'{what}': port 0 cannot be connected to: write the port the peer listens on"
+        )));
+    }
+    Ok(addrs)
+}
+
 /// A connected socket's local address as text (empty where it is not an IP socket).
 pub fn local_text(sock: &socket2::Socket) -> std::io::Result<String> {
     Ok(sock

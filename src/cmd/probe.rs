@@ -34,7 +34,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     if args.recverr {
         sys::check_recverr()?;
     }
-    let addrs = super::resolve(peer)?;
+    let addrs = super::resolve_peer(peer)?;
     let started = Instant::now();
     let (sock, peer, effective) = crate::sockets::connect(&addrs, &strategy, args.connect_timeout)?;
     let handshake = started.elapsed();
@@ -72,7 +72,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
         path.rto.as_millis()
     ));
     // The idle-timeout search and the busy --recverr connection run side by side on one event loop.
-    let (idle_timeout, early_warnings) = if args.idle_timeout.is_some() || args.recverr {
+    let (idle_timeout, early_warnings, partial) = if args.idle_timeout.is_some() || args.recverr {
         let rt = super::runtime()?;
         let busy = if args.recverr {
             sock.set_nonblocking(true)?;
@@ -83,6 +83,19 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
             None
         };
         rt.block_on(async {
+            // Ctrl-C or SIGTERM ends both with what they have, printed as partial.
+            let (interrupt_tx, interrupted) = tokio::sync::watch::channel(false);
+            let signal = sys::shutdown();
+            tokio::spawn(async move {
+                signal.await;
+                let _ = interrupt_tx.send(true);
+            });
+            let stop = || {
+                let mut rx = interrupted.clone();
+                async move {
+                    let _ = rx.wait_for(|i| *i).await;
+                }
+            };
             let discovery = async {
                 match args.idle_timeout {
                     Some(max) => {
@@ -92,9 +105,14 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                             human_ms(Some((max + idle::reply_timeout(path.rtt)).ms()))
                         ));
                         Some(
-                            idle::discover(peer, max, path.rtt, args.connect_timeout, &|line| {
-                                super::progress(&line)
-                            })
+                            idle::discover(
+                                peer,
+                                max,
+                                path.rtt,
+                                args.connect_timeout,
+                                &|line| super::progress(&line),
+                                stop(),
+                            )
                             .await,
                         )
                         .transpose()
@@ -107,10 +125,17 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                     Some(s) => {
                         let stream = tokio::net::TcpStream::from_std(s)?;
                         anyhow::Ok(Some(
-                            recverr::watch_busy(stream, &busy_watch, opened, args.duration, &|w| {
-                                // A warning is a result, not progress: said even in pipes.
-                                super::say(&format!("tcphb: warning: {}", w.sentence()));
-                            })
+                            recverr::watch_busy(
+                                stream,
+                                &busy_watch,
+                                opened,
+                                args.duration,
+                                stop(),
+                                &|w| {
+                                    // A warning is a result, not progress: said even in pipes.
+                                    super::say(&format!("tcphb: warning: {}", w.sentence()));
+                                },
+                            )
                             .await,
                         ))
                     }
@@ -118,11 +143,12 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                 }
             };
             let (found, warned) = tokio::join!(discovery, warnings);
-            anyhow::Ok((found?, warned?))
+            let partial = *interrupted.borrow();
+            anyhow::Ok((found?, warned?, partial))
         })?
     } else {
         drop(sock);
-        (None, None)
+        (None, None, false)
     };
 
     let rows = prediction_rows(&strategy, &effective, &kernel, &path);
@@ -166,8 +192,12 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     {
         code = code.max(exit::DETECTED);
     }
+    if partial {
+        code = exit::INTERRUPTED;
+    }
     let report = ProbeReport {
         schema: SCHEMA,
+        partial,
         peer: peer.to_string(),
         local,
         strategy: strategy.to_string(),

@@ -17,7 +17,7 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
 use crate::detection::{Detection, IcmpSeen};
 use crate::lab::Cell;
-use crate::matrix::{CellResult, CutPhase, Run, aggregate, verdicts};
+use crate::matrix::{CellResult, CutPhase, Run, aggregate, answer, verdicts};
 use crate::predict::phase::{AtCut, KeepalivePhase};
 use crate::predict::{REBOOT_HEAL, predict, predict_at};
 use crate::recverr::IcmpTap;
@@ -85,12 +85,28 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
     let rounds = specs.len().div_ceil(MAX_LABS_PER_ROUND);
     let bar = progress_bar((specs.len() * strategies.len()) as u64);
     let rt = crate::cmd::runtime()?;
+    // Ctrl-C or SIGTERM: the round under way stops, keeps what it detected, and the report is printed
+    // as partial. The handler is installed now, so a signal while labs are built is not lost either.
+    let (interrupt_tx, interrupted) = stop_channel::channel(false);
+    {
+        let _in_runtime = rt.enter();
+        let signal = sys::shutdown();
+        rt.spawn(async move {
+            signal.await;
+            let _ = interrupt_tx.send(true);
+        });
+    }
     let started = Instant::now();
     let mut measured: Vec<(CellSpec, Measured)> = Vec::new();
     let mut facts = None;
     let mut effective: Vec<Option<Effective>> = vec![None; strategies.len()];
     let mut kernel = KernelTimers::default();
     for (round, chunk) in specs.chunks(MAX_LABS_PER_ROUND).enumerate() {
+        // The signal task runs only while the runtime does: let it see a signal that came meanwhile.
+        rt.block_on(tokio::task::yield_now());
+        if *interrupted.borrow() {
+            break;
+        }
         bar.set_message(format!(
             "round {}/{rounds}: building {} labs",
             round + 1,
@@ -111,11 +127,20 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
             }
             cells.push(cell);
         }
-        let out = rt.block_on(measure(args, chunk, &mut cells, conns, kernel, &bar))?;
+        let out = rt.block_on(measure(
+            args,
+            chunk,
+            &mut cells,
+            conns,
+            kernel,
+            &bar,
+            interrupted.clone(),
+        ))?;
         measured.extend(out.into_iter().map(|m| (chunk[m.cell], m)));
         drop(cells);
     }
     bar.finish_and_clear();
+    let partial = *interrupted.borrow();
 
     let mut results: Vec<CellResult> = Vec::new();
     for (j, s) in strategies.iter().enumerate() {
@@ -153,6 +178,10 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
                         (run, own)
                     })
                     .collect();
+                if runs.is_empty() {
+                    // Interrupted before this cell was measured: not shown, rather than `never`.
+                    continue;
+                }
                 let pred = predict(&eff, fault, load, &kernel, Duration::ZERO);
                 results.push(aggregate(s, fault, load, &pred, args.deadline, runs));
             }
@@ -160,6 +189,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
     }
     let report = CompareReport {
         schema: SCHEMA,
+        partial,
         lab: LabFacts {
             facts: facts.unwrap_or_default(),
             deadline_ms: args.deadline.ms(),
@@ -169,6 +199,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
             repeat: args.repeat,
             wall_ms: started.elapsed().ms(),
         },
+        answer: answer(&results),
         verdicts: verdicts(&results, &faults),
         results,
     };
@@ -177,7 +208,11 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
             report,
             wide: args.wide,
         },
-        code: crate::exit::OK,
+        code: if partial {
+            crate::exit::INTERRUPTED
+        } else {
+            crate::exit::OK
+        },
     })
 }
 
@@ -203,6 +238,7 @@ async fn measure(
     conns: Vec<(usize, usize, std::net::TcpStream, Effective)>,
     kernel: KernelTimers,
     bar: &ProgressBar,
+    mut interrupted: stop_channel::Receiver<bool>,
 ) -> anyhow::Result<Vec<Measured>> {
     let (stop_tx, stop_rx) = stop_channel::channel(false);
     // Each cell's cut instant, published as it is made.
@@ -267,7 +303,11 @@ async fn measure(
         "warming up {}",
         crate::units::format_duration(args.warmup)
     ));
-    tokio::time::sleep(args.warmup).await;
+    tokio::select! {
+        _ = tokio::time::sleep(args.warmup) => {}
+        // Nothing cut yet, so nothing measured: the watchers and taps end with their JoinSets.
+        _ = interrupted.wait_for(|i| *i) => return Ok(Vec::new()),
+    }
     let mut cut_at = Vec::with_capacity(cells.len());
     // (cell, strategy) → its timers at the cut and the time since it last heard the peer.
     let mut phases = std::collections::HashMap::new();
@@ -340,6 +380,10 @@ async fn measure(
                 stopped = true;
                 let _ = stop_tx.send(true);
             }
+            _ = interrupted.wait_for(|i| *i), if !stopped => {
+                stopped = true;
+                let _ = stop_tx.send(true);
+            }
         }
     }
     let _ = stop_tx.send(true);
@@ -352,8 +396,12 @@ async fn measure(
             }
         }
     }
+    // Interrupted: a connection still watched at the signal was not watched to the deadline, so it is
+    // no `never`; only what ended is kept.
+    let cut_short = *interrupted.borrow();
     Ok(out
         .into_iter()
+        .filter(|(_, _, d, _, _)| !(cut_short && d.outcome == crate::detection::Outcome::Alive))
         .map(|(i, j, detection, latency, before_cut)| Measured {
             cell: i,
             strategy: j,

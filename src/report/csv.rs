@@ -259,6 +259,7 @@ mod tests {
     fn many_connections_are_the_header_and_rows_only() {
         let r = ConnectManyReport {
             schema: super::super::SCHEMA,
+            partial: false,
             peer: "127.0.0.1:7878".into(),
             strategy: "hb=1s,3".into(),
             load: Load::Idle,

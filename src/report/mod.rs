@@ -12,7 +12,7 @@ pub mod model;
 mod table;
 mod words;
 
-pub use words::probe_summary;
+pub use words::{expected_text, probe_summary};
 
 use model::{
     CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::detection::{Detection, Mechanism};
 use crate::idle::IdleTimeout;
-use crate::matrix::{CellResult, MechanismStats, Verdict};
+use crate::matrix::{Answer, CellResult, MechanismStats, Verdict};
 use crate::predict::{Expected, Prediction};
 use crate::recommend::{Recommendation, Refusal};
 use crate::recverr::EarlyWarnings;
@@ -33,6 +33,8 @@ pub struct ConnectReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectManyReport {
     pub schema: u32,
+    /// Interrupted: the connections as they stood at the signal.
+    pub partial: bool,
     pub peer: String,
     pub strategy: String,
     pub load: Load,
@@ -103,8 +105,12 @@ pub struct LabFacts {
 #[derive(Debug, Clone, Serialize)]
 pub struct CompareReport {
     pub schema: u32,
+    /// Interrupted: only the cells measured before the signal.
+    pub partial: bool,
     pub lab: LabFacts,
     pub results: Vec<CellResult>,
+    /// The bottom line: what noticed everything, how fast, and what nothing noticed.
+    pub answer: Answer,
     pub verdicts: Vec<Verdict>,
 }
 
@@ -222,6 +228,8 @@ impl RecommendationReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
     pub schema: u32,
+    /// Interrupted during --idle-timeout or --recverr: what was measured before the signal.
+    pub partial: bool,
     pub peer: String,
     pub local: String,
     /// The requested strategy (`none` if no strategy flag).

@@ -12,8 +12,8 @@ use super::model::{
     PredictionRow, ProbeReport,
 };
 use super::words::{
-    agreement_text, closer_text, effective_text, ending_sentence, icmp_causes, idle_text, opt,
-    predicted, short,
+    agreement_text, answer_sentences, cell_line, cell_pieces, closer_text, effective_text,
+    ending_sentence, expected_text, icmp_causes, idle_text, legend, opt, predicted,
 };
 use crate::detection::{ClosedBy, Outcome};
 use crate::idle::Verdict;
@@ -72,11 +72,7 @@ fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
         ("load", r.load.to_string()),
         ("outcome", d.outcome.name().into()),
     ];
-    let expected = format!(
-        "{} by {}",
-        human_ms(r.expected.expected_ms),
-        opt(&r.expected.expected_by)
-    );
+    let expected = expected_text(r.expected.expected_ms, r.expected.expected_by);
     if d.outcome == Outcome::Closed {
         rows.extend([
             ("closed by", closer_text(d)),
@@ -95,18 +91,26 @@ fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
             ),
         ]);
     } else {
+        if d.outcome == Outcome::Dead {
+            rows.extend([
+                ("detected by", opt(&d.detected_by)),
+                ("errno", opt(&d.errno)),
+                (
+                    "silence before detection (measured)",
+                    // Never longer than the connection lived (TCP_INFO counts from the handshake).
+                    human_ms(Some(d.silence_ms.min(d.elapsed_ms))),
+                ),
+            ]);
+        }
         rows.extend([
-            ("detected by", opt(&d.detected_by)),
-            ("errno", opt(&d.errno)),
-            (
-                "silence before detection (measured)",
-                human_ms(Some(d.silence_ms)),
-            ),
             (
                 "connection lifetime (measured)",
                 human_ms(Some(d.elapsed_ms)),
             ),
-            ("expected (predicted)", expected),
+            (
+                "a silent death would be noticed after (predicted)",
+                expected,
+            ),
         ]);
         if let Some(i) = &d.icmp {
             rows.push((
@@ -160,8 +164,13 @@ pub(super) fn connect(r: &ConnectReport, preset: TableStyle) -> String {
 /// The many-connections connect report: the counts in a sentence, the per-mechanism table, and the
 /// agreement with the prediction.
 pub(super) fn connect_many(r: &ConnectManyReport, preset: TableStyle) -> String {
+    let interrupted = if r.partial {
+        "Interrupted: the connections as they stood at the signal.\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "{} connections to {} ({}, {} load): {} alive, {} dead, {} closed by peer, {} closed by tcphb; a silent death expected after {} by {}\n",
+        "{interrupted}{} connections to {} ({}, {} load): {} alive, {} dead, {} closed by peer, {} closed by tcphb; a silent death would be noticed after {}\n",
         r.connections,
         r.peer,
         r.strategy,
@@ -170,8 +179,7 @@ pub(super) fn connect_many(r: &ConnectManyReport, preset: TableStyle) -> String 
         r.dead,
         r.closed,
         r.closed_by_tcphb,
-        human_ms(r.expected.expected_ms),
-        opt(&r.expected.expected_by)
+        expected_text(r.expected.expected_ms, r.expected.expected_by),
     );
     head + &stats_table(&r.by_mechanism, preset) + &agreement_text(&r.expected)
 }
@@ -260,51 +268,134 @@ pub(super) fn listen_summary(s: &ListenSummary, preset: TableStyle) -> String {
     head + &stats_table(&s.by_mechanism, preset)
 }
 
-/// A compare cell as text: time (and spread), then mechanism and errno; `*` marks a disagreement.
-fn cell_text(r: &CellResult, deadline_ms: u64, one_line: bool) -> String {
-    let mark = if r.agrees { "" } else { " *" };
-    let Some(lat) = r.latency_ms else {
-        // Narrow tables say the deadline once, under the table.
-        return if one_line {
-            format!("never (> {}){mark}", human_ms(Some(deadline_ms)))
-        } else {
-            format!("never{mark}")
-        };
-    };
-    let mut time = human_ms(Some(lat));
-    if r.runs.len() > 1 {
-        if let (Some(lo), Some(hi)) = (r.latency_min_ms, r.latency_max_ms)
-            && human_ms(Some(lo)) != human_ms(Some(hi))
-        {
-            time += &format!(" [{}–{}]", human_ms(Some(lo)), human_ms(Some(hi)));
-        }
-        if r.noticed < r.runs.len() {
-            time += &format!(" ({}/{})", r.noticed, r.runs.len());
-        }
+/// Widest a compare cell's line grows before its pieces go on separate lines.
+const CELL_WIDTH: usize = 12;
+
+/// Where the human output must fit: the terminal's width, or 80 columns when stdout is no terminal.
+fn output_width() -> usize {
+    use std::io::IsTerminal;
+    let out = std::io::stdout();
+    if out.is_terminal()
+        && let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size_of(&out)
+    {
+        return usize::from(w).max(40);
     }
-    let how = format!(
-        "{} {}",
-        r.detected_by.map_or("?", short),
-        r.errno.as_deref().unwrap_or("-")
-    );
-    if one_line {
-        format!("{time} {how}{mark}")
-    } else {
-        format!("{time}{mark}\n{how}")
-    }
+    80
 }
 
-/// The matrix: one row per strategy, one column per fault (× load when there are several loads).
+/// Unbreakable pieces packed into lines of at most `width` columns (a longer piece gets a line of its
+/// own): a cell never splits a word, a number from its unit, or a spec inside a piece.
+fn pack(pieces: &[String], sep: &str, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for p in pieces {
+        match lines.last_mut() {
+            Some(l) if cols(l) + sep.len() + cols(p) <= width => {
+                l.push_str(sep);
+                l.push_str(p);
+            }
+            _ => lines.push(p.clone()),
+        }
+    }
+    lines.join("\n")
+}
+
+/// A strategy's name broken only before `+` (between mechanisms, so a continuation line starts with
+/// `+` and cannot be read as a strategy of its own) and, if still too long, after `,`.
+fn strategy_lines(name: &str, width: usize) -> String {
+    let mut mechanisms: Vec<String> = Vec::new();
+    for (i, part) in name.split('+').enumerate() {
+        mechanisms.push(if i == 0 {
+            part.into()
+        } else {
+            format!("+{part}")
+        });
+    }
+    let mut pieces = Vec::new();
+    for m in mechanisms {
+        if cols(&m) > width {
+            let n = m.split(',').count();
+            pieces.extend(m.split(',').enumerate().map(|(i, p)| {
+                if i + 1 < n {
+                    format!("{p},")
+                } else {
+                    p.to_string()
+                }
+            }));
+        } else {
+            pieces.push(m);
+        }
+    }
+    pack(&pieces, "", width)
+}
+
+/// Display columns of a line.
+fn cols(s: &str) -> usize {
+    textwrap::core::display_width(s)
+}
+
+/// Widest line of a cell.
+fn cell_width(s: &str) -> usize {
+    s.lines().map(cols).max().unwrap_or(0)
+}
+
+/// Prose wrapped to `width`, each paragraph indented under a heading.
+fn wrapped(text: &str, width: usize) -> String {
+    let opts = textwrap::Options::new(width)
+        .initial_indent("  ")
+        .subsequent_indent("    ")
+        .break_words(false);
+    textwrap::fill(text, opts) + "\n"
+}
+
+/// The matrix for some faults: one row per strategy, one column per (fault, load) given.
 fn compare_table(
     rep: &CompareReport,
-    loads: &[Load],
+    columns: &[(Fault, Load)],
+    strategies: &[&str],
     preset: TableStyle,
-    one_line: bool,
-    width: Option<u16>,
+    cells: &dyn Fn(&CellResult) -> String,
+    label: &dyn Fn(&str) -> String,
 ) -> Grid {
+    let mut t = new_table(preset);
+    // The cells are laid out already (pieces packed, nothing to split): comfy-table must not wrap.
+    t.set_content_arrangement(ContentArrangement::Disabled);
+    let one_load = columns.iter().all(|c| c.1 == columns[0].1);
+    let mut header = vec!["strategy".to_string()];
+    header.extend(columns.iter().map(|(f, l)| {
+        if one_load {
+            f.to_string()
+        } else {
+            format!("{f} {l}")
+        }
+    }));
+    t.set_header(header);
+    for s in strategies {
+        let mut row = vec![label(s)];
+        for (f, l) in columns {
+            let cell = rep
+                .results
+                .iter()
+                .find(|r| r.strategy == *s && r.fault == *f && r.load == *l);
+            row.push(cell.map_or(String::new(), cells));
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+/// The compare report: the matrix, its legend, the ICMP causes, the disagreements, the answer, a
+/// verdict per fault and the lab. `wide`: one table with fault × load columns and one-line cells;
+/// otherwise one table per load, its cells packed and its columns split over as many tables as it
+/// takes to fit the output width.
+pub(super) fn compare(rep: &CompareReport, preset: TableStyle, wide: bool) -> String {
+    let width = output_width();
+    let mut loads: Vec<Load> = Vec::new();
     let mut faults: Vec<Fault> = Vec::new();
     let mut strategies: Vec<&str> = Vec::new();
     for r in &rep.results {
+        if !loads.contains(&r.load) {
+            loads.push(r.load);
+        }
         if !faults.contains(&r.fault) {
             faults.push(r.fault);
         }
@@ -312,107 +403,128 @@ fn compare_table(
             strategies.push(&r.strategy);
         }
     }
-    let mut t = new_table(preset);
-    match width {
-        Some(w) => {
-            t.set_width(w);
-        }
-        None => {
-            t.set_content_arrangement(ContentArrangement::Disabled);
-        }
+    loads.sort();
+    let deadline = rep.lab.deadline_ms;
+    let mut out = String::new();
+    if rep.partial {
+        out += "Interrupted: partial results, only what was measured before the signal.\n\n";
     }
-    let mut header = vec!["strategy".to_string()];
-    for f in &faults {
-        for l in loads {
-            header.push(if loads.len() == 1 {
-                f.to_string()
-            } else {
-                format!("{f} {l}")
-            });
-        }
-    }
-    t.set_header(header);
-    for s in strategies {
-        let mut row = vec![s.to_string()];
-        for f in &faults {
-            for l in loads {
-                let cell = rep
-                    .results
-                    .iter()
-                    .find(|r| r.strategy == s && r.fault == *f && r.load == *l);
-                row.push(cell.map_or("-".into(), |r| cell_text(r, rep.lab.deadline_ms, one_line)));
+    if wide {
+        let columns: Vec<(Fault, Load)> = faults
+            .iter()
+            .flat_map(|f| loads.iter().map(move |l| (*f, *l)))
+            .collect();
+        let cells = |r: &CellResult| cell_line(r, deadline);
+        let label = |s: &str| s.to_string();
+        out += &format!(
+            "{}\n",
+            compare_table(rep, &columns, &strategies, preset, &cells, &label)
+        );
+    } else {
+        let cells = |r: &CellResult| pack(&cell_pieces(r, deadline), " ", CELL_WIDTH);
+        let label = |s: &str| strategy_lines(s, CELL_WIDTH);
+        // Each column costs its widest line plus 3 (padding and border); the table 1 more.
+        let strategy_cols = strategies
+            .iter()
+            .map(|s| cell_width(&label(s)))
+            .chain(std::iter::once("strategy".len()))
+            .max()
+            .unwrap_or(0)
+            + 3;
+        for l in &loads {
+            let widths: Vec<(Fault, usize)> = faults
+                .iter()
+                .map(|f| {
+                    let widest = rep
+                        .results
+                        .iter()
+                        .filter(|r| r.fault == *f && r.load == *l)
+                        .map(|r| cell_width(&cells(r)))
+                        .chain(std::iter::once(cols(&f.to_string())))
+                        .max()
+                        .unwrap_or(0);
+                    (*f, widest + 3)
+                })
+                .collect();
+            let mut groups: Vec<Vec<(Fault, Load)>> = vec![Vec::new()];
+            let mut used = 1 + strategy_cols;
+            for (f, w) in widths {
+                let group = groups.last_mut().expect("one group at least");
+                if !group.is_empty() && used + w > width {
+                    groups.push(Vec::new());
+                    used = 1 + strategy_cols;
+                }
+                groups.last_mut().expect("just pushed").push((f, *l));
+                used += w;
+            }
+            out += &format!("{l}:\n");
+            for g in groups {
+                out += &format!(
+                    "{}\n",
+                    compare_table(rep, &g, &strategies, preset, &cells, &label)
+                );
             }
         }
-        t.add_row(row);
     }
-    t
-}
-
-/// The compare report: the matrix (`wide`: one table with fault × load columns; otherwise one table
-/// per load, fitted to 80 columns), its legend, the ICMP causes, the disagreements, the verdicts
-/// and the lab.
-pub(super) fn compare(rep: &CompareReport, preset: TableStyle, wide: bool) -> String {
-    let mut loads: Vec<Load> = Vec::new();
-    for r in &rep.results {
-        if !loads.contains(&r.load) {
-            loads.push(r.load);
-        }
+    out += "\n";
+    for line in legend(rep) {
+        out += &textwrap::fill(&line, textwrap::Options::new(width).break_words(false));
+        out += "\n";
     }
-    loads.sort();
-    let mut out = String::new();
-    if wide {
-        out += &format!("{}\n", compare_table(rep, &loads, preset, true, None));
-    } else {
-        for l in &loads {
-            out += &format!(
-                "{l}:\n{}\n",
-                compare_table(rep, &[*l], preset, false, Some(80))
-            );
-        }
-    }
-    out += &format!(
-        "\nMeasured time from the cut to the detection{}; never = nothing noticed within the deadline (> {}).\n\
-         ka keepalive, rtx retransmission, uto user timeout, hb heartbeat, rst reset, icmp unreachable.\n",
-        if rep.lab.repeat > 1 {
-            format!(", median [min–max] of {} runs", rep.lab.repeat)
-        } else {
-            String::new()
-        },
-        human_ms(Some(rep.lab.deadline_ms)),
-    );
     let causes = icmp_causes(rep);
     if !causes.is_empty() {
         out += "\nCause, from the ICMP errors the client received after the cut:\n";
         for c in causes {
-            out += &format!("  {c}\n");
+            out += &wrapped(&c, width);
         }
     }
     let differing: Vec<_> = rep.results.iter().filter(|r| !r.agrees).collect();
     if !differing.is_empty() {
         out += "\n* differs from the prediction:\n";
         for r in differing {
-            out += &format!(
-                "  {} / {} / {}: {}\n",
-                r.strategy,
-                r.fault,
-                r.load,
-                r.disagreement.as_deref().unwrap_or("")
+            out += &wrapped(
+                &format!(
+                    "{} / {} / {}: {}",
+                    r.strategy,
+                    r.fault,
+                    r.load,
+                    r.disagreement.as_deref().unwrap_or("")
+                ),
+                width,
             );
         }
     }
-    out += "\nVerdict:\n";
+    out += "\nAnswer:\n";
+    out += &wrapped(&answer_sentences(&rep.answer, rep).join(" "), width);
+    out += "\nBy fault:\n";
     for v in &rep.verdicts {
-        out += &format!("  {}\n", v.text);
+        out += &wrapped(&v.text, width);
     }
     let kernel = rep.lab.facts.kernel.as_deref().unwrap_or("?");
     let retries = opt(&rep.lab.facts.tcp_retries2);
-    out += &format!(
-        "\nLab: kernel {kernel}, tcp_retries2 {retries}, warm-up {}, reboot heals after {}, nat-expiry after {}; ran in {}.\n",
-        human_ms(Some(rep.lab.warmup_ms)),
-        human_ms(Some(rep.lab.reboot_heal_ms)),
-        human_ms(Some(rep.lab.nat_idle_ms)),
-        human_ms(Some(rep.lab.wall_ms)),
+    let nat = if faults.contains(&Fault::NatExpiry) {
+        format!(", nat-expiry after {}", human_ms(Some(rep.lab.nat_idle_ms)))
+    } else {
+        String::new()
+    };
+    let reboot = if faults.contains(&Fault::Reboot) {
+        format!(
+            ", reboot heals after {}",
+            human_ms(Some(rep.lab.reboot_heal_ms))
+        )
+    } else {
+        String::new()
+    };
+    out += "\n";
+    out += &textwrap::fill(
+        &format!(
+            "Lab: kernel {kernel}, tcp_retries2 {retries}, warm-up {}{reboot}{nat}; ran in {}.",
+            human_ms(Some(rep.lab.warmup_ms)),
+            human_ms(Some(rep.lab.wall_ms)),
+        ),
+        textwrap::Options::new(width).break_words(false),
     );
+    out += "\n";
     out
 }
 
@@ -549,6 +661,9 @@ pub(super) fn os_prediction(r: &OsReport, preset: TableStyle) -> String {
 
 pub(super) fn probe(r: &ProbeReport, preset: TableStyle) -> String {
     let mut out = String::new();
+    if r.partial {
+        out += "Interrupted: what was measured before the signal.\n";
+    }
     let mut t = new_table(preset);
     t.set_header(vec!["fact", "value"]);
     for (k, v) in facts_rows(r) {

@@ -10,9 +10,10 @@ use crate::scenario::{Fault, Load};
 use crate::settings::Effective;
 use crate::strategy::Strategy;
 use crate::units::Millis;
-use crate::units::{format_duration, human_ms, secs2};
+use crate::units::{format_duration, human_ms, rough_ms, secs2};
 
 use super::model::CompareReport;
+use crate::matrix::{Answer, CellResult};
 
 /// The value, or `-` for none.
 pub(super) fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -88,6 +89,15 @@ pub(super) fn ending_sentence(d: &Detection, who: &str) -> Option<String> {
     }
 }
 
+/// A predicted detection in a sentence: `5.0 s by keepalive`, or `never: nothing would notice`.
+pub fn expected_text(ms: Option<u64>, by: Option<Mechanism>) -> String {
+    match (ms, by) {
+        (Some(ms), Some(m)) => format!("{} by {}", human_ms(Some(ms)), m.name().replace('_', " ")),
+        (Some(ms), None) => human_ms(Some(ms)),
+        (None, _) => "never: nothing would notice".into(),
+    }
+}
+
 /// A predicted detection: `5.0 s (keepalive)`, or `never`.
 pub(super) fn predicted(ms: Option<u64>, by: Option<Mechanism>) -> String {
     match (ms, by) {
@@ -100,6 +110,15 @@ pub(super) fn predicted(ms: Option<u64>, by: Option<Mechanism>) -> String {
 /// The idle timeout in one sentence.
 pub(super) fn idle_text(i: &IdleTimeout) -> String {
     let s = |ms: u64| secs2(Duration::from_millis(ms));
+    if i.partial {
+        let high = i.high_ms.map_or("not yet found".into(), s);
+        return format!(
+            "Idle timeout (measured, interrupted after {} rounds): at least {}, at most {high}. Evidence from {} connections:\n",
+            i.rounds,
+            s(i.low_ms),
+            i.connections.len()
+        );
+    }
     match (i.high_ms, i.behaviour) {
         (Some(high), Some(b)) => format!(
             "Idle timeout (measured): between {} and {}; the path {}. Evidence from {} connections in {} rounds, {} in all:\n",
@@ -185,4 +204,116 @@ pub fn probe_summary(requested: &Strategy, idle: &Prediction, busy: &Prediction)
         say("  idle", idle),
         say("  busy", busy),
     ]
+}
+
+/// A compare cell in pieces, none of which may be split: the measured time (with its spread, the runs
+/// that noticed, and `*` where it differs from the prediction), the mechanism and the errno; or, when
+/// nothing noticed within the deadline, `> 8.0 s` and the prediction `≈15 min rtx`; `never` only
+/// where nothing can ever notice.
+pub(super) fn cell_pieces(r: &CellResult, deadline_ms: u64) -> Vec<String> {
+    let mark = if r.agrees { "" } else { " *" };
+    let Some(lat) = r.latency_ms else {
+        return match r.expected_ms {
+            Some(ms) => vec![
+                format!("> {}{mark}", human_ms(Some(deadline_ms))),
+                format!("≈{} {}", rough_ms(ms), r.expected_by.map_or("?", short)),
+            ],
+            None => vec![format!("never{mark}")],
+        };
+    };
+    let mut pieces = vec![format!("{}{mark}", human_ms(Some(lat)))];
+    if r.runs.len() > 1 {
+        if let (Some(lo), Some(hi)) = (r.latency_min_ms, r.latency_max_ms)
+            && human_ms(Some(lo)) != human_ms(Some(hi))
+        {
+            pieces.push(format!("[{}–{}]", human_ms(Some(lo)), human_ms(Some(hi))));
+        }
+        if r.noticed < r.runs.len() {
+            pieces.push(format!("({}/{})", r.noticed, r.runs.len()));
+        }
+    }
+    pieces.push(r.detected_by.map_or("?", short).to_string());
+    pieces.push(r.errno.clone().unwrap_or_else(|| "-".into()));
+    pieces
+}
+
+/// A compare cell on one line: `3.9 s ka ETIMEDOUT`, `> 8.0 s · ≈15 min rtx`, `never`.
+pub(super) fn cell_line(r: &CellResult, deadline_ms: u64) -> String {
+    let sep = if r.latency_ms.is_some() { " " } else { " · " };
+    cell_pieces(r, deadline_ms).join(sep)
+}
+
+/// What the cells and their abbreviations mean, one sentence each.
+pub(super) fn legend(rep: &CompareReport) -> Vec<String> {
+    let deadline = human_ms(Some(rep.lab.deadline_ms));
+    let median = if rep.lab.repeat > 1 {
+        format!(
+            ", median [min–max] of {} runs, (k/n) runs that noticed",
+            rep.lab.repeat
+        )
+    } else {
+        String::new()
+    };
+    let mut lines = vec![
+        format!("Each cell: the measured time from the cut to the detection{median}, the mechanism and the errno."),
+        format!("> {deadline} · ≈15 min rtx: nothing noticed within the deadline; the prediction says when and what would. never: nothing ever can."),
+        "ka keepalive, rtx retransmission, uto user timeout, hb heartbeat, rst reset, eof the peer's FIN, icmp unreachable; - no errno; * differs from the prediction.".into(),
+    ];
+    if rep.partial {
+        lines.push("Interrupted: partial results; cells left empty were not measured.".into());
+    }
+    lines
+}
+
+/// The bottom line in one or two short sentences: what noticed every fault and how fast, and what
+/// nothing noticed.
+pub(super) fn answer_sentences(a: &Answer, rep: &CompareReport) -> Vec<String> {
+    let mut loads: Vec<Load> = rep.results.iter().map(|r| r.load).collect();
+    loads.sort();
+    loads.dedup();
+    let every = match loads.as_slice() {
+        [Load::Idle, Load::Busy] => "every fault, idle and busy,".to_string(),
+        [l] => format!("every fault ({l})"),
+        _ => "every fault".to_string(),
+    };
+    let mut out = Vec::new();
+    match (a.noticed_all.as_slice(), &a.best) {
+        ([first, rest @ ..], _) => {
+            let mut s = format!(
+                "{} noticed {every} within {}",
+                first.strategy,
+                human_ms(Some(first.worst_ms))
+            );
+            if !rest.is_empty() {
+                let others: Vec<String> = rest
+                    .iter()
+                    .map(|w| format!("{} ({})", w.strategy, human_ms(Some(w.worst_ms))))
+                    .collect();
+                s += &format!("; so did {}", others.join(", "));
+            }
+            out.push(s + ".");
+        }
+        ([], Some(b)) => out.push(format!(
+            "No strategy noticed {every}; {} noticed the most: {} of {}.",
+            b.strategy, b.noticed, b.of
+        )),
+        ([], None) => out.push("No strategy noticed anything within the deadline.".into()),
+    }
+    if a.unnoticed.is_empty() {
+        if a.noticed_all.is_empty() {
+            out.push("Every fault was noticed by some strategy.".into());
+        }
+    } else {
+        let cells: Vec<String> = a
+            .unnoticed
+            .iter()
+            .map(|c| format!("{} {}", c.fault, c.load))
+            .collect();
+        out.push(format!(
+            "Nothing noticed {} within {}.",
+            cells.join(", "),
+            human_ms(Some(rep.lab.deadline_ms))
+        ));
+    }
+    out
 }
