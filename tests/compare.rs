@@ -215,6 +215,75 @@ fn nat_expiry_forgets_only_silent_flows() {
     assert!((6000..=8000).contains(&silence), "{late}");
 }
 
+/// The table a person reads in a pipe: 80 columns at most, no word or spec split across lines, the
+/// prediction where nothing noticed in time (`never` only where nothing ever can), the answer first.
+#[test]
+fn the_table_fits_80_columns_and_says_what_it_means() {
+    if !lab_allowed("the_table_fits_80_columns_and_says_what_it_means") {
+        return;
+    }
+    let out = Command::new(bin())
+        .args([
+            "compare",
+            "-s",
+            "none",
+            "-s",
+            "os",
+            "-s",
+            "ka=1s,1s,3+uto=2s",
+            "--fault",
+            "blackhole,unreachable,crash",
+            "--deadline",
+            "4s",
+        ])
+        .output()
+        .expect("run tcphb compare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80, "wider than 80: {line:?}");
+    }
+    // Every errno in a cell is whole: a split one (`EHOSTUN` / `REACH`) is not in this list.
+    let known = [
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ECONNRESET",
+        "EPIPE",
+    ];
+    for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if word.len() > 1 && word.starts_with('E') && word.chars().all(|c| c.is_ascii_uppercase()) {
+            assert!(known.contains(&word), "a broken errno {word:?} in:\n{text}");
+        }
+    }
+    // The spec breaks before `+`, so the continuation cannot be read as a strategy of its own.
+    assert!(
+        text.lines().any(|l| l.contains("│ ka=1s,1s,3 "))
+            && text.lines().any(|l| l.contains("│ +uto=2s ")),
+        "{text}"
+    );
+    // `none` idle can never notice; the OS default keepalive would, after 2 h 11 m; busy, the
+    // retransmissions give up after ≈15 min.
+    assert!(text.contains("│ none "), "{text}");
+    assert!(text.contains("≈2 h 11 m ka"), "{text}");
+    assert!(text.contains("≈15 min rtx"), "{text}");
+    assert!(text.contains("> 4.0 s"), "{text}");
+    let answer = text
+        .split("Answer:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no answer: {text}"));
+    assert!(
+        answer
+            .trim_start()
+            .starts_with("ka=1s,1s,3+uto=2s noticed every fault, idle and busy,"),
+        "{answer}"
+    );
+    assert!(
+        !text.contains("nat-expiry after"),
+        "nat-expiry did not run: {text}"
+    );
+}
+
 #[test]
 fn bad_specs_exit_2_before_any_lab_is_built() {
     for args in [

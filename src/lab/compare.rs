@@ -221,7 +221,8 @@ fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed}] {bar:30} {pos}/{len} connections ended  {msg}",
+            // One row at 80 columns: the message takes what is left and is cut, never wrapped.
+            "{spinner} {elapsed:>3} {bar:20} {pos}/{len} ended  {wide_msg}",
         )
         .expect("valid template"),
     );
