@@ -29,29 +29,55 @@ const PRESET: TableStyle = UTF8_FULL_CONDENSED;
 
 impl Exporter for Table {
     fn connect(&self, r: &ConnectReport) -> String {
-        connect(r, PRESET)
+        fit(&connect(r, PRESET))
     }
     fn connect_many(&self, r: &ConnectManyReport) -> String {
-        connect_many(r, PRESET)
+        fit(&connect_many(r, PRESET))
     }
     fn listen_header(&self) -> Option<String> {
         None
     }
     fn listen_event(&self, e: &ListenEvent) -> String {
+        // One event, one line, whatever its length: scripts and `grep` read listen's stream.
         listen_event(e)
     }
     fn listen_summary(&self, s: &ListenSummary) -> String {
-        listen_summary(s, PRESET)
+        fit(&listen_summary(s, PRESET))
     }
     fn compare(&self, r: &CompareReport, wide: bool) -> String {
-        compare(r, PRESET, wide)
+        // --wide asks for one wide table: it is not fitted.
+        let text = compare(r, PRESET, wide);
+        if wide { text } else { fit(&text) }
     }
     fn probe(&self, r: &ProbeReport) -> String {
-        probe(r, PRESET)
+        fit(&probe(r, PRESET))
     }
     fn os_prediction(&self, r: &OsReport) -> String {
-        os_prediction(r, PRESET)
+        fit(&os_prediction(r, PRESET))
     }
+}
+
+/// The prose of a human report wrapped to the output width (tables are fitted when drawn): a long
+/// line continues indented two more than it began.
+fn fit(text: &str) -> String {
+    let width = output_width();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let table_row = line.starts_with(['│', '┌', '├', '└', '╞', '╭', '╰']);
+        if table_row || cols(line) <= width {
+            out += line;
+        } else {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            let more = format!("{indent}  ");
+            let opts = textwrap::Options::new(width)
+                .initial_indent(indent)
+                .subsequent_indent(&more)
+                .break_words(false);
+            out += &textwrap::fill(line.trim_start(), opts);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// An empty table in the comfy-table `preset`, fitted to the terminal.
@@ -59,6 +85,8 @@ fn new_table(preset: TableStyle) -> Grid {
     let mut t = Grid::new();
     t.load_style(preset);
     t.set_content_arrangement(ContentArrangement::Dynamic);
+    // comfy-table only knows a terminal's width: in a pipe it would never wrap.
+    t.set_width(u16::try_from(output_width()).unwrap_or(u16::MAX));
     t
 }
 
