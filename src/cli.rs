@@ -61,9 +61,10 @@ pub enum Command {
     /// Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client.
     #[command(after_help = format!("\
 Prints one event per connection that ends (JSON lines with --format json) and a summary on
-Ctrl-C/SIGTERM. The bound address is printed on stderr (useful with port 0). A client that closes
-its connection is reported as closed by peer, not as dead; with --heartbeat, a client that never
-answers a ping is closed by tcphb (it does not speak the protocol), not counted as dead.
+Ctrl-C/SIGTERM. When the reader of stdout goes (e.g. | head -n 1), it stops as if shut down and
+prints the summary on stderr. The bound address is printed on stderr (useful with port 0). A client
+that closes its connection is reported as closed by peer, not as dead; with --heartbeat, a client
+that never answers a ping is closed by tcphb (it does not speak the protocol), not counted as dead.
 
 Examples:
   tcphb listen 127.0.0.1:7878

@@ -14,6 +14,12 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Bare `tcphb`: the usage and the subcommands, in full (folded into one line it said only
+            // the tagline), on stderr because nothing was asked for; a usage error all the same.
+            cmd::say(e.render().to_string().trim_end());
+            return ExitCode::from(exit::USAGE);
+        }
         Err(e) => {
             eprintln!("tcphb: {}", one_line(&e.render().to_string()));
             return ExitCode::from(exit::USAGE);

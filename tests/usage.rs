@@ -257,3 +257,24 @@ fn csv_of_many_connections_and_of_probe_is_only_a_header_and_rows() {
     }
     drop(server);
 }
+
+/// Bare `tcphb` asks for nothing: the usage with every subcommand on stderr, in full (it once said
+/// only the tagline, as an error), and exit 2.
+#[test]
+fn bare_tcphb_shows_the_usage_and_exits_2() {
+    let out = Command::new(bin()).output().expect("run tcphb");
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(out.stdout.is_empty(), "usage goes to stderr");
+    assert!(err.contains("Usage: tcphb"), "{err}");
+    for sub in ["listen", "connect", "compare", "probe"] {
+        assert!(
+            err.lines().any(|l| l.trim_start().starts_with(sub)),
+            "{sub} not listed: {err}"
+        );
+    }
+    assert!(
+        !err.contains("(see 'tcphb --help')"),
+        "the usage itself, not a line about it: {err}"
+    );
+}

@@ -62,7 +62,8 @@ pub struct Serve {
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Serve `listener` until `shutdown` completes (the binary passes SIGINT/SIGTERM; a test passes
-/// its own signal), printing an event per ended connection; returns the summary and the exit code.
+/// its own signal) or stdout can no longer be written, printing an event per ended connection;
+/// returns the summary and the exit code.
 pub async fn serve(
     listener: std::net::TcpListener,
     o: Serve,
@@ -94,6 +95,17 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            // Whoever read the events is gone (`listen | head`): every later event would be lost
+            // without a word, so stop as if shut down; the summary goes to stderr (cmd::show).
+            e = out.stopped() => {
+                let why = if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    "its reader exited".to_string()
+                } else {
+                    e.to_string()
+                };
+                super::say(&format!("tcphb: stopping: stdout can no longer be written ({why})"));
+                break;
+            }
             Some(ev) = ev_rx.recv() => {
                 open -= 1;
                 record(ev, &o, &mut summary, &mut samples, &mut out);

@@ -6,24 +6,43 @@ pub mod probe;
 
 use std::io::{IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::exit::CliError;
 use crate::report::{Format, Report};
 
+/// Set once a write to stdout found its reader gone (`tcphb listen | head`): whatever comes later
+/// has nowhere to go there.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Write to stdout, and say whether its reader has gone: the one place stdout is written.
+fn write_stdout(s: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let r = out.write_all(s.as_bytes()).and_then(|_| out.flush());
+    if matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+    r
+}
+
 /// Write to stdout; a closed pipe (`tcphb ... | head`) is a normal end, not an error.
 pub fn print(s: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+    match write_stdout(s) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
     }
 }
 
 /// Write a command's report: to stdout in `format`, except `listen`'s summary in CSV, which goes to
-/// stderr as a table because stdout there is one CSV table of events and a summary would break it.
+/// stderr as a table because stdout there is one CSV table of events and a summary would break it,
+/// and `listen`'s summary once stdout's reader has gone (it stopped because of that), which goes
+/// to stderr as a table so that it is still seen.
 pub fn show(report: &Report, format: Format) -> anyhow::Result<()> {
     match report {
-        Report::ListenSummary(_) if format == Format::Csv => {
+        Report::ListenSummary(_)
+            if format == Format::Csv || STDOUT_CLOSED.load(Ordering::Relaxed) =>
+        {
             say(report.render(Format::Table).trim_end());
             Ok(())
         }
@@ -47,10 +66,18 @@ pub fn say(s: &str) {
 /// Writes events to stdout from a thread of its own, so a slow reader of stdout (a pager, a full
 /// pipe) never stalls the event loop whose timers are being measured. The queue is bounded: when a
 /// reader falls that far behind, events are counted as dropped instead of blocking detection.
+///
+/// When stdout cannot be written any more — its reader exited (`tcphb listen | head -n 1`), or an
+/// I/O error — the writer stops and [`EventWriter::stopped`] completes: every later event would be
+/// lost without a word, so `listen` ends as if shut down instead of serving on for nobody.
 pub struct EventWriter {
     tx: Option<std::sync::mpsc::SyncSender<String>>,
     thread: Option<std::thread::JoinHandle<()>>,
     dropped: u64,
+    /// Notified (once) when the writer gave up on stdout.
+    stopped: Arc<tokio::sync::Notify>,
+    /// Why it gave up.
+    failure: Arc<std::sync::Mutex<Option<std::io::Error>>>,
 }
 
 /// Events queued for stdout at most.
@@ -60,9 +87,15 @@ impl EventWriter {
     /// Start the writer thread.
     pub fn start() -> EventWriter {
         let (tx, rx) = std::sync::mpsc::sync_channel::<String>(EVENT_QUEUE);
+        let stopped = Arc::new(tokio::sync::Notify::new());
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let (notify, why) = (Arc::clone(&stopped), Arc::clone(&failure));
         let thread = std::thread::spawn(move || {
             for line in rx {
-                if print(&line).is_err() {
+                if let Err(e) = write_stdout(&line) {
+                    *why.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    // A permit is kept if nobody is waiting yet: the loop sees it on its next turn.
+                    notify.notify_one();
                     break;
                 }
             }
@@ -71,6 +104,24 @@ impl EventWriter {
             tx: Some(tx),
             thread: Some(thread),
             dropped: 0,
+            stopped,
+            failure,
+        }
+    }
+
+    /// Completes when stdout can no longer be written, with what the write failed with; pending as
+    /// long as it can. Cancel-safe: a `select!` may drop it and call it again.
+    pub async fn stopped(&self) -> std::io::Error {
+        loop {
+            self.stopped.notified().await;
+            if let Some(e) = self
+                .failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                return e;
+            }
         }
     }
 

@@ -7,7 +7,6 @@ use super::model::{
     CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
     PredictionRow, ProbeReport,
 };
-use super::words::opt;
 use crate::detection::{CloseHow, ClosedBy};
 use crate::matrix::{CellResult, MechanismStats};
 
@@ -66,7 +65,8 @@ fn to_csv(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> Strin
     String::from_utf8(w.into_inner().expect("csv to memory")).expect("csv is utf-8")
 }
 
-/// A cell: the value, or empty for none.
+/// A cell: the value, or empty for none — the one spelling of a missing value (never, off, not
+/// applicable) in every CSV, as `null` is in JSON.
 fn cell<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or(String::new(), |v| v.to_string())
 }
@@ -210,7 +210,7 @@ fn compare_row(r: &CellResult) -> Vec<String> {
         r.spec.clone(),
         r.fault.to_string(),
         r.load.to_string(),
-        opt(&r.detected_by),
+        cell(&r.detected_by),
         cell(&r.errno),
         cell(&r.latency_ms),
         cell(&r.latency_min_ms),
@@ -219,7 +219,7 @@ fn compare_row(r: &CellResult) -> Vec<String> {
         r.noticed.to_string(),
         r.runs.len().to_string(),
         cell(&r.expected_ms),
-        opt(&r.expected_by),
+        cell(&r.expected_by),
         r.agrees.to_string(),
         cell(&r.disagreement),
     ]
@@ -239,10 +239,10 @@ fn probe_row(p: &PredictionRow) -> Vec<String> {
     vec![
         p.mechanism.to_string(),
         p.settings.clone(),
-        opt(&p.idle_ms),
-        opt(&p.idle_by),
-        opt(&p.busy_ms),
-        opt(&p.busy_by),
+        cell(&p.idle_ms),
+        cell(&p.idle_by),
+        cell(&p.busy_ms),
+        cell(&p.busy_by),
     ]
 }
 

@@ -1,5 +1,6 @@
-//! The human exporter: comfy-table tables and the sentences that explain them. The Markdown exporter
-//! lays its reports out with these same functions, given its own comfy-table preset.
+//! The human exporter: comfy-table tables and the sentences that explain them. Each report is laid
+//! out once, as [`Block`]s; this exporter draws them for a terminal, and the Markdown exporter draws
+//! the same blocks as Markdown, so the two say the same things.
 
 use std::time::Duration;
 
@@ -29,32 +30,64 @@ const PRESET: TableStyle = UTF8_FULL_CONDENSED;
 
 impl Exporter for Table {
     fn connect(&self, r: &ConnectReport) -> String {
-        fit(&connect(r, PRESET))
+        fit(&draw(&connect(r)))
     }
     fn connect_many(&self, r: &ConnectManyReport) -> String {
-        fit(&connect_many(r, PRESET))
+        fit(&draw(&connect_many(r)))
     }
     fn listen_header(&self) -> Option<String> {
         None
     }
     fn listen_event(&self, e: &ListenEvent) -> String {
-        // One event, one line, whatever its length: scripts and `grep` read listen's stream.
         listen_event(e)
     }
     fn listen_summary(&self, s: &ListenSummary) -> String {
-        fit(&listen_summary(s, PRESET))
+        fit(&draw(&listen_summary(s)))
     }
     fn compare(&self, r: &CompareReport, wide: bool) -> String {
+        let text = draw(&compare(r, wide));
         // --wide asks for one wide table: it is not fitted.
-        let text = compare(r, PRESET, wide);
         if wide { text } else { fit(&text) }
     }
     fn probe(&self, r: &ProbeReport) -> String {
-        fit(&probe(r, PRESET))
+        fit(&draw(&probe(r)))
     }
     fn os_prediction(&self, r: &OsReport) -> String {
-        fit(&os_prediction(r, PRESET))
+        fit(&draw(&os_prediction(r)))
     }
+}
+
+/// A part of a human report. A report is laid out once, as blocks, and each human format draws them
+/// its own way: a terminal puts them one under the other, Markdown keeps each apart from the next so
+/// that no sentence is read as a row of a table, nor two sentences as one paragraph.
+pub(super) enum Block {
+    /// A table with a header row.
+    Table(Grid),
+    /// One sentence (or a few) on a line of its own: a paragraph.
+    Line(String),
+    /// A line that introduces the items under it: indented lines on a terminal, a list in Markdown.
+    List { title: String, items: Vec<String> },
+    /// An empty line on a terminal, between parts of a report (Markdown separates every block).
+    Gap,
+}
+
+/// The blocks as a terminal shows them.
+fn draw(blocks: &[Block]) -> String {
+    let mut out = String::new();
+    for b in blocks {
+        match b {
+            Block::Table(t) => out += &format!("{t}\n"),
+            Block::Line(s) => out += &format!("{s}\n"),
+            Block::List { title, items } => {
+                out += &format!("{title}\n");
+                for i in items {
+                    out += &format!("  {i}\n");
+                }
+            }
+            Block::Gap => out += "\n",
+        }
+    }
+    out
 }
 
 /// The prose of a human report wrapped to the output width (tables are fitted when drawn): a long
@@ -80,10 +113,39 @@ fn fit(text: &str) -> String {
     out
 }
 
-/// An empty table in the comfy-table `preset`, fitted to the terminal.
-fn new_table(preset: TableStyle) -> Grid {
+/// Lines as blocks: a line followed by indented ones is a list of them, any other line stands alone.
+fn lines_as_blocks(lines: &[String]) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::new();
+    for l in lines {
+        match blocks.last_mut() {
+            Some(Block::List { items, .. }) if l.starts_with(char::is_whitespace) => {
+                items.push(l.trim_start().to_string())
+            }
+            _ => blocks.push(Block::List {
+                title: l.clone(),
+                items: Vec::new(),
+            }),
+        }
+    }
+    blocks
+        .into_iter()
+        .map(|b| match b {
+            Block::List { title, items } if items.is_empty() => Block::Line(title),
+            b => b,
+        })
+        .collect()
+}
+
+/// Text that may end in a newline as one line-block (nothing when empty).
+fn line(s: impl AsRef<str>) -> Option<Block> {
+    let s = s.as_ref().trim_end();
+    (!s.is_empty()).then(|| Block::Line(s.to_string()))
+}
+
+/// An empty table with box-drawing borders, fitted to the terminal.
+fn new_table() -> Grid {
     let mut t = Grid::new();
-    t.load_style(preset);
+    t.load_style(PRESET);
     t.set_content_arrangement(ContentArrangement::Dynamic);
     // comfy-table only knows a terminal's width: in a pipe it would never wrap.
     t.set_width(u16::try_from(output_width()).unwrap_or(u16::MAX));
@@ -173,32 +235,29 @@ fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
 
 /// The connect report: a key/value table, then the agreement with the prediction, or what the
 /// ending was when it is not judged.
-pub(super) fn connect(r: &ConnectReport, preset: TableStyle) -> String {
-    let mut t = new_table(preset);
+pub(super) fn connect(r: &ConnectReport) -> Vec<Block> {
+    let mut t = new_table();
     t.set_header(vec!["", "value"]);
     for (k, v) in connect_rows(r) {
         t.add_row(vec![k.to_string(), v]);
     }
     let agreement = agreement_text(&r.expected);
-    if !agreement.is_empty() {
-        return format!("{t}\n{agreement}");
-    }
-    match ending_sentence(&r.detection, "server") {
-        Some(s) => format!("{t}\n{s}\n"),
-        None => format!("{t}\n"),
-    }
+    let after = if agreement.is_empty() {
+        ending_sentence(&r.detection, "server").unwrap_or_default()
+    } else {
+        agreement
+    };
+    [Some(Block::Table(t)), line(after)]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// The many-connections connect report: the counts in a sentence, the per-mechanism table, and the
 /// agreement with the prediction.
-pub(super) fn connect_many(r: &ConnectManyReport, preset: TableStyle) -> String {
-    let interrupted = if r.partial {
-        "Interrupted: the connections as they stood at the signal.\n"
-    } else {
-        ""
-    };
+pub(super) fn connect_many(r: &ConnectManyReport) -> Vec<Block> {
     let head = format!(
-        "{interrupted}{} connections to {} ({}, {} load): {} alive, {} dead, {} closed by peer, {} closed by tcphb; a silent death would be noticed after {}\n",
+        "{} connections to {} ({}, {} load): {} alive, {} dead, {} closed by peer, {} closed by tcphb; a silent death would be noticed after {}",
         r.connections,
         r.peer,
         r.strategy,
@@ -209,15 +268,25 @@ pub(super) fn connect_many(r: &ConnectManyReport, preset: TableStyle) -> String 
         r.closed_by_tcphb,
         expected_text(r.expected.expected_ms, r.expected.expected_by),
     );
-    head + &stats_table(&r.by_mechanism, preset) + &agreement_text(&r.expected)
+    [
+        r.partial.then(|| {
+            Block::Line("Interrupted: the connections as they stood at the signal.".into())
+        }),
+        Some(Block::Line(head)),
+        stats_table(&r.by_mechanism),
+        line(agreement_text(&r.expected)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Per-mechanism statistics as a table (nothing when nothing died).
-fn stats_table(stats: &[MechanismStats], preset: TableStyle) -> String {
+fn stats_table(stats: &[MechanismStats]) -> Option<Block> {
     if stats.is_empty() {
-        return String::new();
+        return None;
     }
-    let mut t = new_table(preset);
+    let mut t = new_table();
     t.set_header(vec![
         "detected by",
         "connections",
@@ -236,7 +305,7 @@ fn stats_table(stats: &[MechanismStats], preset: TableStyle) -> String {
             human_ms(Some(m.silence_max_ms)),
         ]);
     }
-    format!("{t}\n")
+    Some(Block::Table(t))
 }
 
 /// One listen event as a sentence on one line.
@@ -281,9 +350,9 @@ pub(super) fn listen_event(e: &ListenEvent) -> String {
 }
 
 /// The listen summary: the counts in a sentence, then the per-mechanism table.
-pub(super) fn listen_summary(s: &ListenSummary, preset: TableStyle) -> String {
+pub(super) fn listen_summary(s: &ListenSummary) -> Vec<Block> {
     let head = format!(
-        "{} ({}): {} accepted, {} refused over --max-conns, {} dead, {} closed by peer, {} closed by tcphb, {} still open\n",
+        "{} ({}): {} accepted, {} refused over --max-conns, {} dead, {} closed by peer, {} closed by tcphb, {} still open",
         s.local,
         s.strategy,
         s.accepted,
@@ -293,15 +362,25 @@ pub(super) fn listen_summary(s: &ListenSummary, preset: TableStyle) -> String {
         s.closed_by_tcphb,
         s.open_at_exit
     );
-    head + &stats_table(&s.by_mechanism, preset)
+    [Some(Block::Line(head)), stats_table(&s.by_mechanism)]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Widest a compare cell's line grows before its pieces go on separate lines.
 const CELL_WIDTH: usize = 12;
 
-/// Where the human output must fit: the terminal's width, or 80 columns when stdout is no terminal.
+/// Where the human output must fit: `COLUMNS` when set (as shells and `less` understand it), else the
+/// terminal's width, or 80 columns when stdout is no terminal.
 fn output_width() -> usize {
     use std::io::IsTerminal;
+    if let Some(w) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+    {
+        return w.clamp(40, 1000);
+    }
     let out = std::io::stdout();
     if out.is_terminal()
         && let Some((terminal_size::Width(w), _)) = terminal_size::terminal_size_of(&out)
@@ -366,25 +445,15 @@ fn cell_width(s: &str) -> usize {
     s.lines().map(cols).max().unwrap_or(0)
 }
 
-/// Prose wrapped to `width`, each paragraph indented under a heading.
-fn wrapped(text: &str, width: usize) -> String {
-    let opts = textwrap::Options::new(width)
-        .initial_indent("  ")
-        .subsequent_indent("    ")
-        .break_words(false);
-    textwrap::fill(text, opts) + "\n"
-}
-
 /// The matrix for some faults: one row per strategy, one column per (fault, load) given.
 fn compare_table(
     rep: &CompareReport,
     columns: &[(Fault, Load)],
     strategies: &[&str],
-    preset: TableStyle,
     cells: &dyn Fn(&CellResult) -> String,
     label: &dyn Fn(&str) -> String,
 ) -> Grid {
-    let mut t = new_table(preset);
+    let mut t = new_table();
     // The cells are laid out already (pieces packed, nothing to split): comfy-table must not wrap.
     t.set_content_arrangement(ContentArrangement::Disabled);
     let one_load = columns.iter().all(|c| c.1 == columns[0].1);
@@ -415,7 +484,7 @@ fn compare_table(
 /// verdict per fault and the lab. `wide`: one table with fault × load columns and one-line cells;
 /// otherwise one table per load, its cells packed and its columns split over as many tables as it
 /// takes to fit the output width.
-pub(super) fn compare(rep: &CompareReport, preset: TableStyle, wide: bool) -> String {
+pub(super) fn compare(rep: &CompareReport, wide: bool) -> Vec<Block> {
     let width = output_width();
     let mut loads: Vec<Load> = Vec::new();
     let mut faults: Vec<Fault> = Vec::new();
@@ -433,9 +502,12 @@ pub(super) fn compare(rep: &CompareReport, preset: TableStyle, wide: bool) -> St
     }
     loads.sort();
     let deadline = rep.lab.deadline_ms;
-    let mut out = String::new();
+    let mut out = Vec::new();
     if rep.partial {
-        out += "Interrupted: partial results, only what was measured before the signal.\n\n";
+        out.push(Block::Line(
+            "Interrupted: partial results, only what was measured before the signal.".into(),
+        ));
+        out.push(Block::Gap);
     }
     if wide {
         let columns: Vec<(Fault, Load)> = faults
@@ -444,10 +516,13 @@ pub(super) fn compare(rep: &CompareReport, preset: TableStyle, wide: bool) -> St
             .collect();
         let cells = |r: &CellResult| cell_line(r, deadline);
         let label = |s: &str| s.to_string();
-        out += &format!(
-            "{}\n",
-            compare_table(rep, &columns, &strategies, preset, &cells, &label)
-        );
+        out.push(Block::Table(compare_table(
+            rep,
+            &columns,
+            &strategies,
+            &cells,
+            &label,
+        )));
     } else {
         let cells = |r: &CellResult| pack(&cell_pieces(r, deadline), " ", CELL_WIDTH);
         let label = |s: &str| strategy_lines(s, CELL_WIDTH);
@@ -485,49 +560,57 @@ pub(super) fn compare(rep: &CompareReport, preset: TableStyle, wide: bool) -> St
                 groups.last_mut().expect("just pushed").push((f, *l));
                 used += w;
             }
-            out += &format!("{l}:\n");
+            out.push(Block::Line(format!("{l}:")));
             for g in groups {
-                out += &format!(
-                    "{}\n",
-                    compare_table(rep, &g, &strategies, preset, &cells, &label)
-                );
+                out.push(Block::Table(compare_table(
+                    rep,
+                    &g,
+                    &strategies,
+                    &cells,
+                    &label,
+                )));
             }
         }
     }
-    out += "\n";
-    for line in legend(rep) {
-        out += &textwrap::fill(&line, textwrap::Options::new(width).break_words(false));
-        out += "\n";
-    }
+    out.push(Block::Gap);
+    out.extend(legend(rep).into_iter().map(Block::Line));
     let causes = icmp_causes(rep);
     if !causes.is_empty() {
-        out += "\nCause, from the ICMP errors the client received after the cut:\n";
-        for c in causes {
-            out += &wrapped(&c, width);
-        }
+        out.push(Block::Gap);
+        out.push(Block::List {
+            title: "Cause, from the ICMP errors the client received after the cut:".into(),
+            items: causes,
+        });
     }
     let differing: Vec<_> = rep.results.iter().filter(|r| !r.agrees).collect();
     if !differing.is_empty() {
-        out += "\n* differs from the prediction:\n";
-        for r in differing {
-            out += &wrapped(
-                &format!(
-                    "{} / {} / {}: {}",
-                    r.strategy,
-                    r.fault,
-                    r.load,
-                    r.disagreement.as_deref().unwrap_or("")
-                ),
-                width,
-            );
-        }
+        out.push(Block::Gap);
+        out.push(Block::List {
+            title: "* differs from the prediction:".into(),
+            items: differing
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} / {} / {}: {}",
+                        r.strategy,
+                        r.fault,
+                        r.load,
+                        r.disagreement.as_deref().unwrap_or("")
+                    )
+                })
+                .collect(),
+        });
     }
-    out += "\nAnswer:\n";
-    out += &wrapped(&answer_sentences(&rep.answer, rep).join(" "), width);
-    out += "\nBy fault:\n";
-    for v in &rep.verdicts {
-        out += &wrapped(&v.text, width);
-    }
+    out.push(Block::Gap);
+    out.push(Block::List {
+        title: "Answer:".into(),
+        items: vec![answer_sentences(&rep.answer, rep).join(" ")],
+    });
+    out.push(Block::Gap);
+    out.push(Block::List {
+        title: "By fault:".into(),
+        items: rep.verdicts.iter().map(|v| v.text.clone()).collect(),
+    });
     let kernel = rep.lab.facts.kernel.as_deref().unwrap_or("?");
     let retries = opt(&rep.lab.facts.tcp_retries2);
     let nat = if faults.contains(&Fault::NatExpiry) {
@@ -543,16 +626,12 @@ pub(super) fn compare(rep: &CompareReport, preset: TableStyle, wide: bool) -> St
     } else {
         String::new()
     };
-    out += "\n";
-    out += &textwrap::fill(
-        &format!(
-            "Lab: kernel {kernel}, tcp_retries2 {retries}, warm-up {}{reboot}{nat}; ran in {}.",
-            human_ms(Some(rep.lab.warmup_ms)),
-            human_ms(Some(rep.lab.wall_ms)),
-        ),
-        textwrap::Options::new(width).break_words(false),
-    );
-    out += "\n";
+    out.push(Block::Gap);
+    out.push(Block::Line(format!(
+        "Lab: kernel {kernel}, tcp_retries2 {retries}, warm-up {}{reboot}{nat}; ran in {}.",
+        human_ms(Some(rep.lab.warmup_ms)),
+        human_ms(Some(rep.lab.wall_ms)),
+    )));
     out
 }
 
@@ -614,8 +693,8 @@ fn facts_rows(r: &ProbeReport) -> Vec<(&'static str, String)> {
 /// The probe report: the facts, the predictions and their summary, then the idle timeout found, the
 /// early warnings and the recommendation, each when asked for.
 /// One row per mechanism: when a silently dead peer would be noticed, idle and busy.
-fn predictions_table(rows: &[PredictionRow], preset: TableStyle) -> String {
-    let mut t = new_table(preset);
+fn predictions_table(rows: &[PredictionRow]) -> Block {
+    let mut t = new_table();
     t.set_header(vec![
         "mechanism",
         "settings",
@@ -630,13 +709,13 @@ fn predictions_table(rows: &[PredictionRow], preset: TableStyle) -> String {
             predicted(p.busy_ms, p.busy_by),
         ]);
     }
-    format!("{t}\n")
+    Block::Table(t)
 }
 
 /// `probe --os`: the OS's defaults, the predictions, and the pitfalls.
-pub(super) fn os_prediction(r: &OsReport, preset: TableStyle) -> String {
+pub(super) fn os_prediction(r: &OsReport) -> Vec<Block> {
     let d = &r.defaults;
-    let mut t = new_table(preset);
+    let mut t = new_table();
     t.set_header(vec!["fact", "value"]);
     for (k, v) in [
         (
@@ -678,36 +757,38 @@ pub(super) fn os_prediction(r: &OsReport, preset: TableStyle) -> String {
     ] {
         t.add_row(vec![k.to_string(), v]);
     }
-    let mut out = format!("{t}\n");
-    out += &predictions_table(&r.predictions, preset);
-    out += "Predicted from the last packet heard, on a path of negligible RTT.\n";
+    let mut out = vec![
+        Block::Table(t),
+        predictions_table(&r.predictions),
+        Block::Line("Predicted from the last packet heard, on a path of negligible RTT.".into()),
+    ];
     for p in &r.pitfalls {
-        out += &format!("Pitfall: {p}.\n");
+        out.push(Block::Line(format!("Pitfall: {p}.")));
     }
     out
 }
 
-pub(super) fn probe(r: &ProbeReport, preset: TableStyle) -> String {
-    let mut out = String::new();
+pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
+    let mut out = Vec::new();
     if r.partial {
-        out += "Interrupted: what was measured before the signal.\n";
+        out.push(Block::Line(
+            "Interrupted: what was measured before the signal.".into(),
+        ));
     }
-    let mut t = new_table(preset);
+    let mut t = new_table();
     t.set_header(vec!["fact", "value"]);
     for (k, v) in facts_rows(r) {
         t.add_row(vec![k.to_string(), v]);
     }
-    out += &format!("{t}\n");
+    out.push(Block::Table(t));
 
-    out += &predictions_table(&r.predictions, preset);
-    for s in &r.summary {
-        out += &format!("{s}\n");
-    }
+    out.push(predictions_table(&r.predictions));
+    out.extend(lines_as_blocks(&r.summary));
 
     if let Some(i) = &r.idle_timeout {
-        out += "\n";
-        out += &idle_text(i);
-        let mut t = new_table(preset);
+        out.push(Block::Gap);
+        out.extend(line(idle_text(i)));
+        let mut t = new_table();
         t.set_header(vec!["round", "idle (planned)", "idle (measured)", "result"]);
         for e in &i.connections {
             let result = match e.verdict {
@@ -736,55 +817,63 @@ pub(super) fn probe(r: &ProbeReport, preset: TableStyle) -> String {
                 result,
             ]);
         }
-        out += &format!("{t}\n");
+        out.push(Block::Table(t));
         for n in &i.notes {
-            out += &format!("Note: {n}.\n");
+            out.push(Block::Line(format!("Note: {n}.")));
         }
     }
 
     if let Some(w) = &r.early_warnings {
-        out += &format!(
-            "\nEarly warnings (IP_RECVERR, connection kept busy for {}):\n",
-            human_ms(Some(w.duration_ms))
-        );
+        let mut items = Vec::new();
         if w.warnings.is_empty() {
-            out += "  none: no router reported an error\n";
+            items.push("none: no router reported an error".to_string());
         }
         for x in &w.warnings {
-            out += &format!("  {}\n", x.sentence());
+            items.push(x.sentence());
         }
         if let Some(why) = &w.reporter_unavailable {
-            out += &format!("  ({why})\n");
+            items.push(format!("({why})"));
         }
         if let Some(at) = w.ended_at_ms {
-            out += &format!(
-                "  the connection ended at +{:.1} s ({})\n",
+            items.push(format!(
+                "the connection ended at +{:.1} s ({})",
                 at as f64 / 1000.0,
                 w.ended_errno.as_deref().unwrap_or("?")
-            );
+            ));
         }
+        out.push(Block::Gap);
+        out.push(Block::List {
+            title: format!(
+                "Early warnings (IP_RECVERR, connection kept busy for {}):",
+                human_ms(Some(w.duration_ms))
+            ),
+            items,
+        });
     }
 
     if let Some(rec) = &r.recommendation {
-        out += "\n";
         let within = human_ms(Some(rec.detect_within_ms));
         match (&rec.flags, &rec.refused) {
             (Some(flags), _) => {
-                out += &format!(
-                    "Recommended to notice a dead peer within {within}: {flags}\n  predicted on this path: idle {}, busy {}\n",
+                let mut items = vec![format!(
+                    "predicted on this path: idle {}, busy {}",
                     human_ms(rec.idle_ms),
                     human_ms(rec.busy_ms)
-                );
-                for n in &rec.notes {
-                    out += &format!("  - {n}\n");
-                }
+                )];
+                items.extend(rec.notes.iter().map(|n| format!("- {n}")));
+                out.push(Block::Gap);
+                out.push(Block::List {
+                    title: format!("Recommended to notice a dead peer within {within}: {flags}"),
+                    items,
+                });
             }
             (None, Some(why)) => {
-                out += &format!(
-                    "No strategy notices a dead peer within {within} on this path: {why}.\n"
-                )
+                out.push(Block::Gap);
+                out.push(Block::Line(format!(
+                    "No strategy notices a dead peer within {within} on this path: {why}."
+                )));
             }
-            (None, None) => {}
+            (None, None) => out.push(Block::Gap),
         }
     }
     out

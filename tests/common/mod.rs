@@ -74,6 +74,13 @@ impl Proc {
     pub fn signal(&self, s: Signal) {
         kill(self.pid(), s).expect("signal our own child");
     }
+    /// The read end of the child's stdout, to read (and close) by hand; nobody else reads it then.
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .expect("stdout piped and not yet drained")
+    }
     /// Start reading stdout in a thread (its pipe no longer fills up).
     pub fn drain_stdout(&mut self) {
         if let Some(out) = self.child.as_mut().and_then(|c| c.stdout.take()) {
