@@ -189,7 +189,7 @@ pub struct CompareArgs {
     /// Also draw a timeline per fault to FILE (SVG): a row per strategy and load, the packets each
     /// connection sent after the cut (keepalive probes, retransmissions, heartbeats), the instant it
     /// noticed, its predicted band and the deadline. The file is created before the lab is built.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub svg: Option<std::path::PathBuf>,
 }
 

@@ -153,9 +153,12 @@ fn outcome(run: &Run, deadline: u64) -> (String, bool) {
     (s, run.agrees)
 }
 
+/// A panel: one fault, its loads, each with its cells (a row each).
+type Panel<'a> = (Fault, Vec<(Load, Vec<&'a CellResult>)>);
+
 /// The panels: faults in the order they were run, each with its loads, each with its cells.
-fn panels(rep: &CompareReport) -> Vec<(Fault, Vec<(Load, Vec<&CellResult>)>)> {
-    let mut out: Vec<(Fault, Vec<(Load, Vec<&CellResult>)>)> = Vec::new();
+fn panels(rep: &CompareReport) -> Vec<Panel<'_>> {
+    let mut out: Vec<Panel<'_>> = Vec::new();
     for c in &rep.results {
         let fi = match out.iter().position(|(f, _)| *f == c.fault) {
             Some(i) => i,
@@ -228,6 +231,17 @@ pub fn compare(rep: &CompareReport) -> String {
         human_ms(Some(rep.lab.warmup_ms)),
     );
     doc_body = doc_body.add(text(MARGIN, y, &sub).set("fill", MUTED));
+    if rep.partial {
+        y += 16.0;
+        doc_body = doc_body.add(
+            text(
+                MARGIN,
+                y,
+                "partial: interrupted; connections still watched then are not shown",
+            )
+            .set("fill", DETECTION),
+        );
+    }
     y += 22.0;
     let mut lx = MARGIN;
     let ly = y;
