@@ -81,6 +81,7 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('--deadline', '--deadline', [CompletionResultType]::ParameterName, 'After the cut, how long to wait before a cell is `never`')
             [CompletionResult]::new('--warmup', '--warmup', [CompletionResultType]::ParameterName, 'Quiet time before the cut, so keepalive and heartbeats have been exchanged')
             [CompletionResult]::new('--nat-idle', '--nat-idle', [CompletionResultType]::ParameterName, 'nat-expiry: how long the router keeps an idle flow (whole seconds)')
+            [CompletionResult]::new('--svg', '--svg', [CompletionResultType]::ParameterName, 'Also draw a timeline per fault to FILE (SVG): a row per strategy and load, the packets each connection sent after the cut (keepalive probes, retransmissions, heartbeats), the instant it noticed, its predicted band and the deadline. The file is created before the lab is built')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
             [CompletionResult]::new('--wide', '--wide', [CompletionResultType]::ParameterName, 'One wide table (fault × load columns) instead of one table per load fitted to 80 columns')

@@ -75,7 +75,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__compare)
-            opts="-s -l -r -f -h --strategy --fault --load --repeat --deadline --warmup --nat-idle --wide --format --help"
+            opts="-s -l -r -f -h --strategy --fault --load --repeat --deadline --warmup --nat-idle --wide --svg --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,6 +119,21 @@ _tcphb() {
                     ;;
                 --nat-idle)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --svg)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --format)

@@ -75,6 +75,7 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand --deadline 'After the cut, how long to wait before a cell is `never`'
             cand --warmup 'Quiet time before the cut, so keepalive and heartbeats have been exchanged'
             cand --nat-idle 'nat-expiry: how long the router keeps an idle flow (whole seconds)'
+            cand --svg 'Also draw a timeline per fault to FILE (SVG): a row per strategy and load, the packets each connection sent after the cut (keepalive probes, retransmissions, heartbeats), the instant it noticed, its predicted band and the deadline. The file is created before the lab is built'
             cand -f 'Output format'
             cand --format 'Output format'
             cand --wide 'One wide table (fault × load columns) instead of one table per load fitted to 80 columns'

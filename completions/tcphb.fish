@@ -74,6 +74,7 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s r -l repeat -d '
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l deadline -d 'After the cut, how long to wait before a cell is `never`' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l warmup -d 'Quiet time before the cut, so keepalive and heartbeats have been exchanged' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l nat-idle -d 'nat-expiry: how long the router keeps an idle flow (whole seconds)' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l svg -d 'Also draw a timeline per fault to FILE (SVG): a row per strategy and load, the packets each connection sent after the cut (keepalive probes, retransmissions, heartbeats), the instant it noticed, its predicted band and the deadline. The file is created before the lab is built' -r -F
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'

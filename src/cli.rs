@@ -106,6 +106,7 @@ Examples:
   tcphb compare -s none -s os -s ka=1s,1s,3 -s 'ka=1s,1s,3+uto=2s' -s hb=500ms,3 \\
                 --fault blackhole,unreachable,freeze,reboot --load idle,busy --repeat 5
   tcphb compare --fault nat-expiry --nat-idle 3s --format json
+  tcphb compare -s ka=1s,1s,3 -s hb=500ms,3 --fault blackhole --svg timeline.svg
 
 {EXIT_CODES}"))]
     Compare(CompareArgs),
@@ -186,6 +187,11 @@ pub struct CompareArgs {
     /// One wide table (fault × load columns) instead of one table per load fitted to 80 columns.
     #[arg(long)]
     pub wide: bool,
+    /// Also draw a timeline per fault to FILE (SVG): a row per strategy and load, the packets each
+    /// connection sent after the cut (keepalive probes, retransmissions, heartbeats), the instant it
+    /// noticed, its predicted band and the deadline. The file is created before the lab is built.
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 /// Detection settings shared by every command that opens connections.

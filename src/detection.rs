@@ -290,3 +290,74 @@ mod live_path_tests {
         assert!(d.is_death());
     }
 }
+
+/// Measured: what one connection sent after the cut — keepalive probes, window probes,
+/// retransmissions (sampled from TCP_INFO) and heartbeat pings (logged by the watcher as they were
+/// queued) — up to its detection or the deadline, beside its predicted band: the data of
+/// `compare --svg`'s picture.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Timeline {
+    /// How often TCP_INFO was read, ms. A kernel event's `at_ms` is when a sample saw it: it
+    /// happened up to this much earlier (heartbeats are logged at the instant they were queued).
+    pub sample_ms: u64,
+    /// Sampled from the cut until this long after it (the detection, or the deadline), ms.
+    pub sampled_ms: u64,
+    /// In time order, at most [`Timeline::MAX_EVENTS`].
+    pub events: Vec<TimelineEvent>,
+    /// Events past that bound, not kept.
+    pub events_dropped: u64,
+    /// From the cut to the detection (the run's `latency_ms`); `null` = never.
+    pub detected_ms: Option<u64>,
+    /// The run's own predicted band (`expected_min_ms`/`expected_max_ms`) on this axis, from the
+    /// cut: a band counted from the last packet heard is moved back by the silence already
+    /// elapsed at the cut. `null` = never.
+    pub expected_min_ms: Option<u64>,
+    pub expected_max_ms: Option<u64>,
+}
+
+impl Timeline {
+    /// Events kept per run at most.
+    pub const MAX_EVENTS: usize = 200;
+}
+
+/// One packet the connection sent after the cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TimelineEvent {
+    /// After the cut, ms.
+    pub at_ms: u64,
+    pub kind: PacketKind,
+}
+
+/// What a packet on a timeline was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PacketKind {
+    /// A keepalive probe (TCP_INFO's probes rose with nothing unacknowledged on an idle connection).
+    KeepaliveProbe,
+    /// A zero-window probe (probes rose on a busy connection: data waits for a window to open).
+    WindowProbe,
+    /// A retransmission of unacknowledged data (TCP_INFO's total_retrans rose).
+    Retransmission,
+    /// An application heartbeat ping, as the watcher queued it.
+    Heartbeat,
+}
+
+impl PacketKind {
+    /// Every kind, in legend order.
+    pub const ALL: [PacketKind; 4] = [
+        PacketKind::KeepaliveProbe,
+        PacketKind::WindowProbe,
+        PacketKind::Retransmission,
+        PacketKind::Heartbeat,
+    ];
+
+    /// snake_case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            PacketKind::KeepaliveProbe => "keepalive_probe",
+            PacketKind::WindowProbe => "window_probe",
+            PacketKind::Retransmission => "retransmission",
+            PacketKind::Heartbeat => "heartbeat",
+        }
+    }
+}

@@ -25,12 +25,24 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    // compare --svg: created before the lab is built, written after the report is printed.
+    let mut svg = None;
     let result = match cli.command {
         Command::Listen(args) => cmd::listen::run(&args, cli.format),
         Command::Connect(args) => cmd::connect::run(&args),
         Command::Compare(args) => {
+            match args.svg.as_deref().map(cmd::SvgOut::create).transpose() {
+                Ok(s) => svg = s,
+                Err(e) => {
+                    eprintln!("tcphb: error: {e:#}");
+                    return ExitCode::from(exit::ERROR);
+                }
+            }
             // Still single-threaded here: the only moment an unprivileged user namespace can be entered.
             if let Err((message, code)) = tcphb::sys::enter_lab() {
+                if let Some(out) = svg.take() {
+                    out.discard();
+                }
                 eprintln!("tcphb: error: {message}");
                 return ExitCode::from(code);
             }
@@ -38,7 +50,17 @@ fn main() -> ExitCode {
         }
         Command::Probe(args) => cmd::probe::run(&args),
     };
-    match result.and_then(|f| cmd::show(&f.report, cli.format).map(|()| f.code)) {
+    let result = result.and_then(|f| {
+        cmd::show(&f.report, cli.format)?;
+        if let Some(out) = svg.take() {
+            out.write(&f.report)?;
+        }
+        Ok(f.code)
+    });
+    if let Some(out) = svg {
+        out.discard();
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             // One line: every context joined by ": ".

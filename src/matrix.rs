@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::detection::{IcmpSeen, Mechanism, Outcome};
+use crate::detection::{IcmpSeen, Mechanism, Outcome, Timeline};
 use crate::predict::{Basis, Prediction, judge_band};
 use crate::scenario::{Fault, Load};
 
@@ -33,6 +33,8 @@ pub struct Run {
     pub agrees: bool,
     /// The ICMP errors this connection received after the cut.
     pub icmp: Option<IcmpSeen>,
+    /// What it sent from the cut to its detection, beside its own band (`compare --svg` draws it).
+    pub timeline: Timeline,
 }
 
 /// Measured: one connection's timers at the instant of the cut, which its prediction is made for.
@@ -185,6 +187,17 @@ pub fn aggregate(
             r.expected_min_ms = p.expected_min_ms();
             r.expected_max_ms = p.expected_max_ms();
             r.agrees = j.agrees;
+            // The timeline's axis is the cut: a band counted from the last packet heard moves by
+            // the silence already elapsed at the cut — as judged (silence − latency) when it was
+            // detected, else as read at the cut.
+            let heard_before_cut = match (p.basis, r.latency_ms) {
+                (Basis::Fault, _) => 0,
+                (Basis::LastHeard, Some(lat)) if r.noticed() => r.silence_ms.saturating_sub(lat),
+                (Basis::LastHeard, _) => r.cut_phase.map_or(0, |c| c.heard_ago_ms),
+            };
+            r.timeline.detected_ms = r.latency_ms;
+            r.timeline.expected_min_ms = r.expected_min_ms.map(|m| m.saturating_sub(heard_before_cut));
+            r.timeline.expected_max_ms = r.expected_max_ms.map(|m| m.saturating_sub(heard_before_cut));
             if let (None, Some(note)) = (&disagreement, j.note) {
                 disagreement = Some(if n > 1 {
                     format!("run {} of {n}: {note}", k + 1)
@@ -427,6 +440,7 @@ mod tests {
             expected_max_ms: None,
             agrees: false,
             icmp: None,
+            timeline: Timeline::default(),
         };
         (r, ka_pred())
     }

@@ -58,6 +58,16 @@ impl Fault {
             Fault::NatExpiry => "nat-expiry",
         }
     }
+
+    /// What the fault stands for, in a few words (its help text: one source for both).
+    pub fn what(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .and_then(|v| {
+                v.get_help()
+                    .map(|h| h.to_string().trim_end_matches('.').to_string())
+            })
+            .unwrap_or_default()
+    }
 }
 
 impl fmt::Display for Fault {

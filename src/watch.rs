@@ -52,6 +52,53 @@ pub struct Watch {
 /// the kernel still holds the connection open.
 pub type OnSoftError<'a> = &'a (dyn Fn(&io::Error) + Sync);
 
+/// What a caller watches of a connection besides its ending. Held by reference, so a watched
+/// connection pays one pointer for it whatever it holds (`listen`'s 10,000 connections share
+/// [`Observe::NONE`]).
+#[derive(Clone, Copy, Default)]
+pub struct Observe<'a> {
+    /// Where soft errors go; without it every socket error ends the watch.
+    pub soft: Option<OnSoftError<'a>>,
+    /// Where each heartbeat ping's send instant goes (`compare`'s timeline).
+    pub pings: Option<&'a PingLog>,
+}
+
+impl Observe<'static> {
+    /// Nothing observed.
+    pub const NONE: Observe<'static> = Observe {
+        soft: None,
+        pings: None,
+    };
+}
+
+/// The instants a connection's heartbeat pings were queued, for a reader that drains it as it goes
+/// (`compare`'s timeline sampler). Bounded: past [`PingLog::CAPACITY`] undrained instants the oldest
+/// is forgotten, so an undrained log (before the cut, nobody reads it) costs a fixed few hundred
+/// bytes.
+#[derive(Debug, Default)]
+pub struct PingLog {
+    sent: std::sync::Mutex<std::collections::VecDeque<Instant>>,
+}
+
+impl PingLog {
+    /// Undrained instants kept at most.
+    pub const CAPACITY: usize = 32;
+
+    fn push(&self, at: Instant) {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        if sent.len() == Self::CAPACITY {
+            sent.pop_front();
+        }
+        sent.push_back(at);
+    }
+
+    /// The instants logged since the last drain, oldest first.
+    pub fn drain(&self) -> Vec<Instant> {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        sent.drain(..).collect()
+    }
+}
+
 /// Per-connection state kept across wake-ups.
 struct Conn<'a> {
     opened: Instant,
@@ -66,8 +113,8 @@ struct Conn<'a> {
     unknown_lines: u64,
     /// At least one PING, PONG or DATA line was received.
     spoke_protocol: bool,
-    /// Where soft errors go; without it every socket error ends the watch.
-    soft: Option<OnSoftError<'a>>,
+    /// Soft errors and ping instants go here (see [`Observe`]).
+    observe: &'a Observe<'a>,
 }
 
 enum Event {
@@ -83,7 +130,7 @@ pub async fn watch(
     opened: Instant,
     stop: impl Future<Output = ()>,
 ) -> Detection {
-    watch_reporting(stream, w, opened, stop, None).await
+    watch_observed(stream, w, opened, stop, &Observe::NONE).await
 }
 
 /// [`watch`], and with `soft`, a socket error raised while the connection is still ESTABLISHED (IP_RECVERR
@@ -94,6 +141,19 @@ pub async fn watch_reporting(
     opened: Instant,
     stop: impl Future<Output = ()>,
     soft: Option<OnSoftError<'_>>,
+) -> Detection {
+    let observe = Observe { soft, pings: None };
+    watch_observed(stream, w, opened, stop, &observe).await
+}
+
+/// [`watch`], telling `observe` what it asks for: soft errors (as [`watch_reporting`]) and the
+/// instant of each heartbeat ping.
+pub async fn watch_observed(
+    stream: TcpStream,
+    w: &Watch,
+    opened: Instant,
+    stop: impl Future<Output = ()>,
+    observe: &Observe<'_>,
 ) -> Detection {
     let now = Instant::now();
     let mut c = Conn {
@@ -106,10 +166,10 @@ pub async fn watch_reporting(
         ping_outstanding: false,
         unknown_lines: 0,
         spoke_protocol: false,
-        soft,
+        observe,
     };
     // A soft error wakes only a waiter for errors: without one, nothing else changes (no EPOLLIN).
-    let interest = match soft {
+    let interest = match observe.soft {
         Some(_) => Interest::READABLE | Interest::ERROR,
         None => Interest::READABLE,
     };
@@ -136,7 +196,7 @@ pub async fn watch_reporting(
         // registration write-closed for good (mio reads EPOLLOUT|EPOLLERR as a closed pipe), after which
         // `writable()` is ready forever and would spin. With soft errors the queue is retried at the
         // next tick, read or ping instead.
-        let want_write = !c.pending.is_empty() && c.soft.is_none();
+        let want_write = !c.pending.is_empty() && c.observe.soft.is_none();
         let timers = hb.is_some() || w.load == Load::Busy;
         tokio::select! {
             biased;
@@ -178,6 +238,9 @@ pub async fn watch_reporting(
                     c.pending.extend_from_slice(&heartbeat::ping(c.next_seq));
                     c.next_seq += 1;
                     c.ping_outstanding = true;
+                    if let Some(log) = c.observe.pings {
+                        log.push(Instant::now());
+                    }
                 }
                 if w.load == Load::Busy && now >= next_busy {
                     next_busy += BUSY_TICK;
@@ -322,7 +385,7 @@ fn pending_error(stream: &TcpStream, c: &Conn<'_>, w: &Watch) -> Option<Detectio
 /// A socket error: reported as soft (`None`) while the kernel still holds the connection and a
 /// caller asked for soft errors, else the Detection that ends the watch.
 fn failed(stream: &TcpStream, c: &Conn<'_>, e: io::Error, w: &Watch) -> Option<Detection> {
-    if let Some(soft) = c.soft
+    if let Some(soft) = c.observe.soft
         && sys::is_established(stream) == Some(true)
     {
         soft(&e);

@@ -442,3 +442,151 @@ fn an_unprivileged_user_gets_the_lab_through_a_user_namespace() {
         .unwrap();
     assert_eq!(hb["detected_by"], "heartbeat", "{hb}");
 }
+
+/// The timeline of one run: (kind, at_ms) of its events, checked against its detection: in time
+/// order, none after it, and `detected_ms` the run's own `latency_ms`.
+fn timeline(c: &Value) -> Vec<(String, u64)> {
+    let run = &c["runs"][0];
+    let t = &run["timeline"];
+    assert_eq!(t["detected_ms"], run["latency_ms"], "{c}");
+    let events: Vec<(String, u64)> = t["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["at_ms"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        events.windows(2).all(|w| w[0].1 <= w[1].1),
+        "not in order: {t}"
+    );
+    if let Some(d) = t["detected_ms"].as_u64() {
+        assert!(events.iter().all(|e| e.1 <= d), "after the detection: {t}");
+    }
+    events
+}
+
+fn times(events: &[(String, u64)], kind: &str) -> Vec<u64> {
+    events.iter().filter(|e| e.0 == kind).map(|e| e.1).collect()
+}
+
+/// `--svg`: the JSON carries each run's timeline (keepalive probes, retransmissions, heartbeats
+/// after the cut, sampled while the lab ran) and the picture has a panel per fault and a row per
+/// strategy and load.
+#[test]
+fn the_timeline_shows_what_each_connection_sent_after_the_cut() {
+    if !lab_allowed("the_timeline_shows_what_each_connection_sent_after_the_cut") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let svg_path = dir.path().join("timeline.svg");
+    let (v, by) = compare(&[
+        "-s",
+        "ka=1s,1s,3",
+        "-s",
+        "hb=500ms,3",
+        "-s",
+        "uto=2s",
+        "--fault",
+        "blackhole,reboot",
+        "--load",
+        "idle,busy",
+        "--svg",
+        svg_path.to_str().unwrap(),
+    ]);
+    for c in v["results"].as_array().unwrap() {
+        timeline(c);
+    }
+
+    // Idle keepalive 1s,1s,3 sends its probes a second apart after the cut and gives up at the
+    // fourth tick: at least two probes are seen before it notices (three unless the cut fell just
+    // before a probe that the sample at the cut already counted).
+    let ka = cell(&by, "ka=1s,1s,3", "blackhole", "idle");
+    let probes = times(&timeline(ka), "keepalive_probe");
+    assert!(probes.len() >= 2, "{ka}");
+    assert!(
+        probes
+            .windows(2)
+            .all(|w| (700..=1600).contains(&(w[1] - w[0]))),
+        "probes not an interval apart: {probes:?}"
+    );
+    assert!(
+        ka["runs"][0]["timeline"]["expected_min_ms"].is_u64(),
+        "{ka}"
+    );
+
+    // A busy connection retransmits its unacknowledged data until the user timeout gives up.
+    let uto = cell(&by, "uto=2s", "blackhole", "busy");
+    assert_eq!(uto["detected_by"], "user_timeout", "{uto}");
+    let retrans = times(&timeline(uto), "retransmission");
+    assert!(retrans.len() >= 2, "{uto}");
+    // An idle one with nothing armed sends nothing at all.
+    assert!(timeline(cell(&by, "uto=2s", "blackhole", "idle")).is_empty());
+
+    // Heartbeats go on after the cut, every 500 ms, until three intervals pass without an answer.
+    for load in ["idle", "busy"] {
+        let hb = cell(&by, "hb=500ms,3", "blackhole", load);
+        assert_eq!(hb["detected_by"], "heartbeat", "{hb}");
+        let pings = times(&timeline(hb), "heartbeat");
+        assert!(!pings.is_empty(), "{hb}");
+        assert!(
+            pings
+                .windows(2)
+                .all(|w| (250..=1000).contains(&(w[1] - w[0]))),
+            "pings not an interval apart: {pings:?}"
+        );
+    }
+
+    // The picture: well-formed XML, one panel per fault, in each a row per strategy and load.
+    let text = std::fs::read_to_string(&svg_path).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("the SVG is well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let has_class = |n: &roxmltree::Node, c: &str| {
+        n.attribute("class")
+            .is_some_and(|a| a.split(' ').any(|x| x == c))
+    };
+    let panels: Vec<_> = doc
+        .descendants()
+        .filter(|n| has_class(n, "panel"))
+        .collect();
+    assert_eq!(panels.len(), 2, "{text}");
+    for (panel, fault) in panels.iter().zip(["blackhole", "reboot"]) {
+        assert!(has_class(panel, &format!("fault-{fault}")));
+        let mut rows: Vec<(String, String)> = panel
+            .descendants()
+            .filter(|n| has_class(n, "strategy-row"))
+            .map(|n| {
+                let load = ["idle", "busy"]
+                    .into_iter()
+                    .find(|l| has_class(&n, &format!("load-{l}")))
+                    .expect("a row says its load");
+                (
+                    n.attribute("data-strategy").unwrap().to_string(),
+                    load.to_string(),
+                )
+            })
+            .collect();
+        rows.sort();
+        let mut want: Vec<(String, String)> = ["hb=500ms,3", "ka=1s,1s,3", "uto=2s"]
+            .iter()
+            .flat_map(|s| ["busy", "idle"].map(|l| (s.to_string(), l.to_string())))
+            .collect();
+        want.sort();
+        assert_eq!(rows, want, "{fault}");
+        // Each row names its strategy where a reader sees it.
+        let labels: Vec<&str> = panel
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            // The writer puts a text's content on a line of its own; SVG collapses that space.
+            .filter_map(|n| n.text().map(str::trim))
+            .collect();
+        for s in ["ka=1s,1s,3", "hb=500ms,3", "uto=2s", "idle:", "busy:"] {
+            assert!(labels.contains(&s), "{fault}: no label {s} in {labels:?}");
+        }
+    }
+    assert!(text.contains("deadline"), "the deadline is marked");
+}

@@ -95,6 +95,31 @@ fn bad_addresses_exit_2_and_refused_exits_1() {
     );
 }
 
+/// `compare --svg` to a path that cannot be written fails at once, before any lab is built (so
+/// without root too), in one line, exit 1 — not after the whole comparison.
+#[test]
+fn an_unwritable_svg_path_fails_before_measuring() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("no-such-dir").join("t.svg");
+    let started = std::time::Instant::now();
+    let (c, err) = run(&[
+        "compare",
+        "--svg",
+        bad.to_str().unwrap(),
+        "--deadline",
+        "30s",
+    ]);
+    assert_eq!(c, 1, "{err}");
+    assert_one_line(&err, "--svg");
+    assert!(err.contains("cannot create the file"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}: the lab ran first",
+        started.elapsed()
+    );
+    assert!(!bad.exists());
+}
+
 #[test]
 fn connect_json_has_the_documented_keys_and_types() {
     let (server, port) = common::listen(&[]);

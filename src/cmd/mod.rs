@@ -50,6 +50,50 @@ pub fn show(report: &Report, format: Format) -> anyhow::Result<()> {
     }
 }
 
+/// `compare --svg FILE`: the file is created before anything is measured, so a path that cannot be
+/// written fails in a second rather than after the whole comparison, and written once the report
+/// is in.
+pub struct SvgOut {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// It did not exist before: removed again when nothing is written to it.
+    created: bool,
+}
+
+impl SvgOut {
+    /// Create (or truncate) `path` for writing.
+    pub fn create(path: &std::path::Path) -> anyhow::Result<SvgOut> {
+        let created = !path.exists();
+        let file = std::fs::File::create(path).map_err(|e| {
+            anyhow::anyhow!("--svg {}: cannot create the file: {e}", path.display())
+        })?;
+        Ok(SvgOut {
+            path: path.to_path_buf(),
+            file,
+            created,
+        })
+    }
+
+    /// Write `report`'s picture (only `compare` has one).
+    pub fn write(mut self, report: &Report) -> anyhow::Result<()> {
+        let Report::Compare { report, .. } = report else {
+            return Ok(());
+        };
+        let svg = crate::report::svg::compare(report);
+        self.file
+            .write_all(svg.as_bytes())
+            .and_then(|()| self.file.flush())
+            .map_err(|e| anyhow::anyhow!("--svg {}: cannot write: {e}", self.path.display()))
+    }
+
+    /// Nothing to draw (the comparison failed): leave no empty file behind that was not there.
+    pub fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Progress and status lines go to stderr, and only when a person is watching it.
 pub fn progress(s: &str) {
     if std::io::stderr().is_terminal() {

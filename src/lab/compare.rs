@@ -15,8 +15,9 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 
 use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
-use crate::detection::{Detection, IcmpSeen};
+use crate::detection::{Detection, IcmpSeen, Timeline};
 use crate::lab::Cell;
+use crate::lab::timeline::{self, Tracked};
 use crate::matrix::{CellResult, CutPhase, Run, aggregate, answer, verdicts};
 use crate::predict::phase::{AtCut, KeepalivePhase};
 use crate::predict::{REBOOT_HEAL, predict, predict_at};
@@ -28,7 +29,7 @@ use crate::settings::{Effective, KernelTimers};
 use crate::strategy::Strategy;
 use crate::sys;
 use crate::units::Millis;
-use crate::watch::{Watch, watch};
+use crate::watch::{Observe, PingLog, Watch, watch_observed};
 
 /// Most labs alive at once; more repeats run in further rounds.
 const MAX_LABS_PER_ROUND: usize = 40;
@@ -53,6 +54,8 @@ struct Measured {
     at: Option<(AtCut, Duration)>,
     /// The ICMP errors it received after the cut.
     icmp: Option<IcmpSeen>,
+    /// What it sent from the cut to its detection.
+    timeline: Timeline,
 }
 
 /// Run `tcphb compare`; exit 0 when the comparison ran.
@@ -172,6 +175,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
                             expected_max_ms: None,
                             agrees: false,
                             icmp: m.icmp.clone(),
+                            timeline: m.timeline.clone(),
                         };
                         let at = m.at.map(|(a, _)| a).unwrap_or_default();
                         let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, at);
@@ -247,8 +251,18 @@ async fn measure(
     let mut set = JoinSet::new();
     // (cell, strategy, local address, a second handle for TCP_INFO at the cut)
     let mut handles = Vec::with_capacity(conns.len());
+    // Per cell, the connections its timeline sampler reads.
+    let mut tracked: Vec<Vec<Tracked>> = (0..cells.len()).map(|_| Vec::new()).collect();
     for (i, j, stream, effective) in conns {
         handles.push((i, j, stream.local_addr()?, stream.try_clone()?));
+        let pings = effective
+            .heartbeat()
+            .map(|_| std::sync::Arc::new(PingLog::default()));
+        tracked[i].push(Tracked {
+            strategy: j,
+            stream: stream.try_clone()?,
+            pings: pings.clone(),
+        });
         let stream = tokio::net::TcpStream::from_std(stream)?;
         let w = Watch {
             effective,
@@ -262,7 +276,11 @@ async fn measure(
                 let _ = stop.wait_for(|s| *s).await;
             };
             let opened = Instant::now();
-            let d = watch(stream, &w, opened, stopped).await;
+            let observe = Observe {
+                pings: pings.as_deref(),
+                ..Observe::NONE
+            };
+            let d = watch_observed(stream, &w, opened, stopped, &observe).await;
             let ended = opened + Duration::from_millis(d.elapsed_ms);
             let cut = cut_rx.borrow()[i];
             let latency = match (cut, d.outcome.is_detection()) {
@@ -299,6 +317,15 @@ async fn measure(
                 }
             }
         });
+    }
+    let mut samplers = JoinSet::new();
+    for (i, conns) in tracked.into_iter().enumerate() {
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let load = chunk[i].load;
+        samplers.spawn(timeline::sample(i, conns, load, cut_rx.clone(), stopped));
     }
     bar.set_message(format!(
         "warming up {}",
@@ -397,6 +424,13 @@ async fn measure(
             }
         }
     }
+    let mut sampled = std::collections::HashMap::new();
+    while let Some(r) = samplers.join_next().await {
+        let (i, by_strategy) = r.context("a timeline sampler task failed")?;
+        for (j, s) in by_strategy {
+            sampled.insert((i, j), s);
+        }
+    }
     // Interrupted: a connection still watched at the signal was not watched to the deadline, so it is
     // no `never`; only what ended is kept.
     let cut_short = *interrupted.borrow();
@@ -411,6 +445,10 @@ async fn measure(
             before_cut,
             at: phases.get(&(i, j)).copied(),
             icmp: icmp.remove(&(i, j)),
+            timeline: sampled
+                .remove(&(i, j))
+                .map(|s| s.finish(latency))
+                .unwrap_or_default(),
         })
         .collect())
 }

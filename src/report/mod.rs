@@ -9,6 +9,7 @@ mod csv;
 mod json;
 mod markdown;
 pub mod model;
+pub mod svg;
 mod table;
 mod words;
 
