@@ -131,7 +131,12 @@ fn probe_reports_facts_effective_and_predictions_as_json() {
 #[test]
 fn probe_table_names_every_mechanism_and_the_recommendation() {
     let (_listen, port) = listen(&[]);
-    let out = probe(&[&format!("127.0.0.1:{port}"), "--detect-within", "1500ms"]);
+    // Wide enough that no cell or sentence wraps: the needles are whole phrases.
+    let out = Command::new(bin())
+        .args(["probe", &format!("127.0.0.1:{port}"), "--detect-within", "1500ms"])
+        .env("COLUMNS", "1000")
+        .output()
+        .expect("run tcphb probe");
     assert_eq!(code(&out), 0);
     let text = String::from_utf8(out.stdout).unwrap();
     for needle in [

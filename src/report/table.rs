@@ -102,10 +102,12 @@ fn fit(text: &str) -> String {
         } else {
             let indent = &line[..line.len() - line.trim_start().len()];
             let more = format!("{indent}  ");
+            // Never at a hyphen: `--user-timeout` is one flag to paste.
             let opts = textwrap::Options::new(width)
                 .initial_indent(indent)
                 .subsequent_indent(&more)
-                .break_words(false);
+                .break_words(false)
+                .word_splitter(textwrap::WordSplitter::NoHyphenation);
             out += &textwrap::fill(line.trim_start(), opts);
         }
         out.push('\n');
