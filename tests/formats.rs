@@ -20,7 +20,7 @@ use std::process::{Command, Output};
 use std::thread;
 use std::time::Duration;
 
-use common::{bin, closing_server, code, listen};
+use common::{answer_first_ping, bin, closing_server, code, listen};
 use nix::sys::signal::Signal;
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
@@ -291,20 +291,6 @@ fn hung_peer() -> String {
         }
     });
     format!("127.0.0.1:{port}")
-}
-
-/// Connect a raw client to `port`, answer the first PING, and hand the stream back.
-fn answer_first_ping(port: u16) -> TcpStream {
-    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut r = BufReader::new(c.try_clone().unwrap());
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let seq = line
-        .trim()
-        .strip_prefix("PING ")
-        .expect("listen pings first");
-    (&c).write_all(format!("PONG {seq}\n").as_bytes()).unwrap();
-    c
 }
 
 const STATS_HEADER: [&str; 6] = [

@@ -133,7 +133,12 @@ fn probe_table_names_every_mechanism_and_the_recommendation() {
     let (_listen, port) = listen(&[]);
     // Wide enough that no cell or sentence wraps: the needles are whole phrases.
     let out = Command::new(bin())
-        .args(["probe", &format!("127.0.0.1:{port}"), "--detect-within", "1500ms"])
+        .args([
+            "probe",
+            &format!("127.0.0.1:{port}"),
+            "--detect-within",
+            "1500ms",
+        ])
         .env("COLUMNS", "1000")
         .output()
         .expect("run tcphb probe");

@@ -15,8 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    SCHEMA_BASE, assert_rejected, assert_valid, bin, closing_server, code, json, lab_allowed,
-    listen, load_schema, schema_validator, schema_validator_for,
+    SCHEMA_BASE, answer_first_ping, assert_rejected, assert_valid, bin, closing_server, code, json,
+    lab_allowed, listen, load_schema, schema_validator, schema_validator_for,
 };
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -345,20 +345,6 @@ fn connect_output_matches_its_schema_for_every_ending() {
         (&d["closed"], &d["closed_by_tcphb"]),
         (&json!(3), &json!(0))
     );
-}
-
-/// Connect a raw client to `port`, answer the first PING, and hand the stream back.
-fn answer_first_ping(port: u16) -> TcpStream {
-    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut r = BufReader::new(c.try_clone().unwrap());
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    let seq = line
-        .trim()
-        .strip_prefix("PING ")
-        .expect("listen pings first");
-    (&c).write_all(format!("PONG {seq}\n").as_bytes()).unwrap();
-    c
 }
 
 #[test]

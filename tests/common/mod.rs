@@ -478,3 +478,18 @@ pub fn closing_server(after: Duration) -> u16 {
     });
     port
 }
+
+/// Connect a raw client to `port`, answer the first PING, and hand the stream back.
+pub fn answer_first_ping(port: u16) -> std::net::TcpStream {
+    use std::io::{BufRead, BufReader, Write};
+    let c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let seq = line
+        .trim()
+        .strip_prefix("PING ")
+        .expect("listen pings first");
+    (&c).write_all(format!("PONG {seq}\n").as_bytes()).unwrap();
+    c
+}
