@@ -18,17 +18,17 @@ const HOUR: u64 = 3600 * SECOND;
 /// Exit codes, the contract scripts rely on.
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  no dead connection seen (the peer stayed alive, or the comparison ran)
-  1  error (e.g. connection refused, I/O failure, a peer that never answered a heartbeat)
-  2  usage error (bad flag, malformed spec, out-of-range value, unresolvable host, port in use)
-  3  a dead connection was detected: silence or reset, only that (connect: this one; listen: at
-     least one)
-  4  this environment cannot do what was asked (missing privilege, unsupported option)
-  5  the peer closed the connection itself, not a death (connect: a FIN with nothing cut, e.g.
-     the server's own idle timeout; listen counts such closes but does not exit 5)
-  130 interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr or connect
-     --connections: what was measured so far is printed, marked partial (JSON \"partial\": true).
-     For listen and a single connect, Ctrl-C is the normal way to stop: they exit 0 or 3.";
+  0    no dead connection seen (the peer stayed alive, or the comparison ran)
+  1    error (e.g. connection refused, I/O failure, a peer that never answered a heartbeat)
+  2    usage error (bad flag, malformed spec, out-of-range value, unresolvable host, port in use)
+  3    a dead connection was detected: silence or reset, only that (connect: this one; listen: at
+       least one)
+  4    this environment cannot do what was asked (missing privilege, unsupported option)
+  5    the peer closed the connection itself, not a death (connect: a FIN with nothing cut, e.g.
+       the server's own idle timeout; listen counts such closes but does not exit 5)
+  130  interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr or connect
+       --connections: what was measured so far is printed, marked partial (JSON \"partial\": true).
+       For listen and a single connect, Ctrl-C is the normal way to stop: they exit 0 or 3.";
 
 const ABOUT: &str = "How long until this side notices that the far end of a TCP connection died, which mechanism notices, and what would notice sooner";
 
