@@ -73,8 +73,9 @@ fn help_documents_exit_codes_and_examples() {
     let help = Cli::command().render_long_help().to_string();
     for needle in [
         "Exit codes:",
-        "3  a dead connection was detected",
-        "4  this environment",
+        "3    a dead connection was detected",
+        "4    this environment",
+        "130  interrupted",
         "tcphb connect",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}");
