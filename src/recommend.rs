@@ -277,7 +277,9 @@ fn search(ask: &Ask, make: Maker) -> Result<(Strategy, Vec<String>), String> {
                     ));
                 }
             },
-            Err(e) => why = e,
+            // The first reason (for the deadline itself) is the one worth saying.
+            Err(e) if why.is_empty() => why = e,
+            Err(_) => {}
         }
         let Some(t) = target.checked_sub(step) else {
             break;

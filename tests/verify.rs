@@ -44,7 +44,7 @@ fn assert_holds(rec: &Value, within_ms: u64) {
     let cells = v["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 10, "5 faults × idle, busy: {v:#}");
     for c in cells.iter().filter(|c| c["covered"] == true) {
-        assert_eq!(c["runs"], 3, "{c}");
+        assert_eq!(c["measured"], 3, "{c}");
         assert_eq!(c["noticed"], 3, "{c}");
         let worst = c["worst_ms"].as_u64().unwrap_or(u64::MAX);
         assert!(worst <= within_ms, "missed {within_ms} ms: {c}");

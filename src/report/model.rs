@@ -252,7 +252,8 @@ pub struct VerifyCell {
     pub load: Load,
     /// Whether the recommendation claims this fault (judged against the deadline).
     pub covered: bool,
-    pub runs: usize,
+    /// Runs measured (`repeat`, fewer when interrupted).
+    pub measured: usize,
     pub noticed: usize,
     /// The longest silence before a detection over the runs; `null` if none noticed.
     pub worst_ms: Option<u64>,
@@ -289,7 +290,7 @@ impl Verification {
                     fault: c.fault,
                     load: c.load,
                     covered,
-                    runs: c.runs.len(),
+                    measured: c.runs.len(),
                     noticed: noticed.len(),
                     worst_ms: worst,
                     latency_max_ms: c.latency_max_ms,

@@ -709,7 +709,7 @@ fn verification_table(v: &crate::report::model::Verification) -> Block {
         t.add_row(vec![
             c.fault.to_string(),
             c.load.to_string(),
-            format!("{}/{}", c.noticed, c.runs),
+            format!("{}/{}", c.noticed, c.measured),
             human_ms(c.worst_ms),
             c.detected_by.map_or("-".into(), |m| m.to_string()),
             match c.holds {
