@@ -364,7 +364,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__probe)
-            opts="-k -u -H -w -i -d -f -h --keepalive --user-timeout --heartbeat --os --detect-within --idle-timeout --recverr --duration --connect-timeout --format --help"
+            opts="-k -u -H -w -i -d -f -h --keepalive --user-timeout --heartbeat --os --detect-within --verify --idle-timeout --recverr --duration --connect-timeout --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -99,6 +99,7 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand --connect-timeout 'Give up connecting after this long'
             cand -f 'Output format'
             cand --format 'Output format'
+            cand --verify 'With --detect-within: run the recommended settings in the lab (the faults of compare, idle and busy, 3 runs each) and check the measured worst case against the deadline; exit 6 if missed'
             cand --recverr 'Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an echo service (it sends DATA lines)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'

@@ -95,6 +95,7 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s f -l format -d 'Ou
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'
 markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l verify -d 'With --detect-within: run the recommended settings in the lab (the faults of compare, idle and busy, 3 runs each) and check the measured worst case against the deadline; exit 6 if missed'
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l recverr -d 'Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an echo service (it sends DATA lines)'
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare probe help" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'

@@ -26,9 +26,12 @@ Exit codes:
   4    this environment cannot do what was asked (missing privilege, unsupported option)
   5    the peer closed the connection itself, not a death (connect: a FIN with nothing cut, e.g.
        the server's own idle timeout; listen counts such closes but does not exit 5)
-  130  interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr or connect
-       --connections: what was measured so far is printed, marked partial (JSON \"partial\": true).
-       For listen and a single connect, Ctrl-C is the normal way to stop: they exit 0 or 3.";
+  6    a promise broken: probe --detect-within D --verify measured the recommended settings in the
+       lab and they missed D in a fault they claim to cover
+  130  interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr/--verify or
+       connect --connections: what was measured so far is printed, marked partial (JSON
+       \"partial\": true). For listen and a single connect, Ctrl-C is the normal way to stop: they
+       exit 0 or 3.";
 
 const ABOUT: &str = "How long until this side notices that the far end of a TCP connection died, which mechanism notices, and what would notice sooner";
 
@@ -124,12 +127,25 @@ HOST:PORT it opens nothing and predicts for that OS instead.
 Examples:
   tcphb probe db.internal:5432 --keepalive 5s,5s,3 --user-timeout 20s
   tcphb probe db.internal:5432 --detect-within 30s
+  tcphb probe 127.0.0.1:7878 --detect-within 6s --verify     (Linux, root: proven in the lab)
   tcphb probe 10.0.0.5:7878 --idle-timeout 15m
   tcphb probe 10.0.0.5:7878 --recverr --duration 30s --format json
   tcphb probe --os windows --keepalive 5500ms,3000ms      (SIO_KEEPALIVE_VALS 5500/3000: offline)
 
-A --detect-within that cannot be met on this path (under two round trips, or a heartbeat interval
-under 10 ms) prints the report with the reason and exits 2.
+--detect-within D recommends settings whose predicted worst case — the high end of the band over
+every timer phase, timer slack, an unreachable router's RTO-revert overshoot, plus 100 ms of margin,
+counted from the last packet heard — is at most D in every fault they cover (blackhole,
+unreachable, reboot, crash; freeze only with a heartbeat), idle and busy. It first asks the peer
+`PING 1` on a connection of its own: a peer that answers (PONG or echo) gets a heartbeat in the
+recommendation; one that does not is told that a frozen peer goes unnoticed. It prints what the
+settings cost on an idle connection (packets and bytes per minute each way) and, with
+--idle-timeout, how they sit against the path's idle timeout. --verify then runs the recommended
+settings in the lab (Linux, root or user namespaces: the same lab as compare) under blackhole,
+unreachable, reboot, freeze and crash, idle and busy, 3 runs each, and compares the worst silence
+measured before each detection with D: exit 0 when it holds, 6 when it does not.
+
+A --detect-within that cannot be met on this path (under two round trips, or a worst case that does
+not fit) prints the report with the reason and exits 2.
 
 {EXIT_CODES}"))]
     Probe(ProbeArgs),
@@ -302,12 +318,16 @@ pub struct ProbeArgs {
     /// Predict offline what the strategy flags do on this OS, with its defaults and rules (Windows
     /// keepalive in ms with 10 fixed probes; macOS whole seconds, TCP_RXT_CONNDROPTIME for the user
     /// timeout): no HOST:PORT, no socket opened.
-    #[arg(long, value_enum, value_name = "OS", conflicts_with_all = ["peer", "detect_within", "idle_timeout", "recverr"])]
+    #[arg(long, value_enum, value_name = "OS", conflicts_with_all = ["peer", "detect_within", "idle_timeout", "recverr", "verify"])]
     pub os: Option<OsArg>,
     /// Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on
     /// this path — and keep idle traffic under the idle timeout found by --idle-timeout.
     #[arg(long, short = 'w', value_name = "DURATION", value_parser = crate::recommend::parse_deadline)]
     pub detect_within: Option<Duration>,
+    /// With --detect-within: run the recommended settings in the lab (the faults of compare, idle and
+    /// busy, 3 runs each) and check the measured worst case against the deadline; exit 6 if missed.
+    #[arg(long, requires = "detect_within")]
+    pub verify: bool,
     /// Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up
     /// to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines.
     #[arg(long, short = 'i', value_name = "MAX", value_parser = crate::idle::parse_max)]

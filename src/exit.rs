@@ -15,6 +15,9 @@ pub const DETECTED: u8 = 3;
 pub const ENVIRONMENT: u8 = 4;
 /// 5: the peer closed the connection itself (FIN: its own idle timeout, a proxy limit): not a death.
 pub const CLOSED: u8 = 5;
+/// 6: a promise broken: `probe --detect-within D --verify` measured the recommended settings in the
+/// lab, and they missed the deadline in some fault they claim to cover.
+pub const PROMISE_BROKEN: u8 = 6;
 /// 130: interrupted (SIGINT/SIGTERM) during a measurement; what was measured is printed, marked partial.
 pub const INTERRUPTED: u8 = 130;
 

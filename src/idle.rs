@@ -489,6 +489,21 @@ async fn ping(
     }
 }
 
+/// Whether `peer` answers a heartbeat: `PING 1` on a connection of its own, answered by `PONG 1` or
+/// an echo within the reply timeout for `rtt` ([`reply_timeout`]). Any failure (refused, silent,
+/// closed, garbage) is a no.
+pub async fn answers_ping(peer: SocketAddr, rtt: Duration, connect_timeout: Duration) -> bool {
+    let Ok(Ok(mut stream)) = timeout(connect_timeout, TcpStream::connect(peer)).await else {
+        return false;
+    };
+    let mut decoder = Decoder::new();
+    let ok = ping(&mut stream, &mut decoder, 1, reply_timeout(rtt))
+        .await
+        .is_ok();
+    let _ = stream.shutdown().await;
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

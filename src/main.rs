@@ -48,7 +48,16 @@ fn main() -> ExitCode {
             }
             tcphb::sys::compare(&args)
         }
-        Command::Probe(args) => cmd::probe::run(&args),
+        Command::Probe(args) => {
+            // --verify builds the lab: enter it while still single-threaded, as compare does.
+            if args.verify
+                && let Err((message, code)) = tcphb::sys::enter_lab()
+            {
+                eprintln!("tcphb: error: {message}");
+                return ExitCode::from(code);
+            }
+            cmd::probe::run(&args)
+        }
     };
     let result = result.and_then(|f| {
         cmd::show(&f.report, cli.format)?;

@@ -110,18 +110,23 @@ fn probe_reports_facts_effective_and_predictions_as_json() {
     assert_eq!(row(&v, "strategy")["busy_by"], "user_timeout");
     let rec = &v["recommendation"];
     assert_eq!(rec["possible"], true);
-    // The user timeout leaves room for that first RTO.
-    let uto = tcphb::units::format_duration(Duration::from_millis(30_000 - rto));
-    assert_eq!(
-        rec["flags"],
-        format!("--keepalive 15s,5s,3 --user-timeout {uto}")
+    // The peer (tcphb listen) answers PING: keepalive + user timeout, and a heartbeat.
+    assert_eq!(rec["peer_answers_ping"], true, "{rec}");
+    let flags = rec["flags"].as_str().unwrap();
+    assert!(
+        flags.starts_with("--keepalive ")
+            && flags.contains("--user-timeout ")
+            && flags.contains("--heartbeat "),
+        "{rec}"
     );
+    // The promise is the worst case, not the expected value: both within the deadline.
     assert!(rec["idle_ms"].as_u64().unwrap() <= 30_000);
     assert!(rec["busy_ms"].as_u64().unwrap() <= 30_000);
-    assert_eq!(
-        row(&v, "recommended")["settings"],
-        format!("ka=15s,5s,3+uto={uto}")
-    );
+    assert!(rec["worst_idle_ms"].as_u64().unwrap() <= 30_000, "{rec}");
+    assert!(rec["worst_busy_ms"].as_u64().unwrap() <= 30_000, "{rec}");
+    assert!(rec["uncovered"].as_array().unwrap().is_empty(), "{rec}");
+    assert!(rec["verification"].is_null(), "{rec}");
+    assert_eq!(row(&v, "recommended")["settings"], rec["strategy"]);
     assert!(
         v["summary"][1].as_str().unwrap().contains("keepalive"),
         "{v}"
@@ -149,8 +154,9 @@ fn probe_table_names_every_mechanism_and_the_recommendation() {
         "RTO (measured)",
         "os keepalive",
         "never",
-        "--heartbeat 500ms,3",
-        "1 s granularity",
+        "--heartbeat ",
+        "1s500ms is under 2 s",
+        "worst case ",
     ] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }

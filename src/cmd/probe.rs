@@ -13,6 +13,7 @@ use crate::recommend::{self, Ask};
 use crate::recverr::{self, EarlyWarnings};
 use crate::report::model::{
     OsDefaults, OsReport, PredictionRow, ProbeFacts, ProbeReport, RecommendationReport,
+    Verification,
 };
 use crate::report::{Finished, Report, SCHEMA, probe_summary};
 use crate::scenario::Load;
@@ -24,7 +25,7 @@ use crate::units::human_ms;
 use crate::watch::Watch;
 
 /// Run `tcphb probe`; returns the exit code (0; 3 if the busy connection died during --recverr; 2 if
-/// --detect-within cannot be met on this path).
+/// --detect-within cannot be met on this path; 6 if --verify measured a miss).
 pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     let strategy = args.strategy.strategy();
     let Some(peer) = &args.peer else {
@@ -158,24 +159,55 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
         &predict_on_path(&effective, Load::Busy, &kernel, &path),
     );
     let mut code = exit::OK;
-    let recommendation = args.detect_within.map(|within| {
-        let ask = Ask {
-            within,
-            path,
-            kernel,
-            keep_under: keep_under(idle_timeout.as_ref()),
-            user_timeout_supported: !matches!(
-                sys::capabilities().rules.user_timeout,
-                crate::settings::UserTimeout::None { .. }
-            ),
-        };
-        let r = recommend::recommend(&ask);
-        if let Err(why) = &r {
-            code = exit::USAGE;
-            super::say(&format!("tcphb: --detect-within: {why}"));
+    let mut verify_partial = false;
+    let recommendation = match args.detect_within {
+        None => None,
+        Some(within) => {
+            // Does the peer speak the heartbeat protocol? Asked on a connection of its own.
+            let answers = super::runtime()?.block_on(idle::answers_ping(
+                peer,
+                path.rtt,
+                args.connect_timeout,
+            ));
+            super::progress(&format!(
+                "tcphb: the peer {} PING 1",
+                if answers {
+                    "answered"
+                } else {
+                    "did not answer"
+                }
+            ));
+            let ask = Ask {
+                within,
+                path,
+                kernel,
+                keep_under: keep_under(idle_timeout.as_ref()),
+                peer_answers_ping: answers,
+                user_timeout_supported: !matches!(
+                    sys::capabilities().rules.user_timeout,
+                    crate::settings::UserTimeout::None { .. }
+                ),
+            };
+            let r = recommend::recommend(&ask);
+            let mut report = RecommendationReport::new(within, Some(answers), r.clone());
+            match &r {
+                Err(why) => {
+                    code = exit::USAGE;
+                    super::say(&format!("tcphb: --detect-within: {why}"));
+                }
+                Ok(rec) if args.verify && !partial => {
+                    let v = verify(within, rec)?;
+                    verify_partial = v.partial;
+                    if !v.holds && !v.partial {
+                        code = code.max(exit::PROMISE_BROKEN);
+                    }
+                    report.verification = Some(v);
+                }
+                Ok(_) => {}
+            }
+            Some(report)
         }
-        RecommendationReport::new(within, r)
-    });
+    };
     let mut predictions = rows;
     if let Some(RecommendationReport {
         strategy: Some(spec),
@@ -192,6 +224,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     {
         code = code.max(exit::DETECTED);
     }
+    let partial = partial || verify_partial;
     if partial {
         code = exit::INTERRUPTED;
     }
@@ -214,6 +247,39 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
         report: Report::Probe(Box::new(report)),
         code,
     })
+}
+
+/// How many times `--verify` measures each fault × load.
+const VERIFY_REPEAT: u32 = 3;
+
+/// `--verify`: run the recommended strategy in the lab under every fault compare makes, idle and busy,
+/// and judge the worst silence before each detection against the deadline. The lab waits 2 × D + 2 s
+/// after each cut, so a late detection is measured rather than cut off.
+fn verify(within: Duration, rec: &recommend::Recommendation) -> anyhow::Result<Verification> {
+    let lab_deadline = within * 2 + Duration::from_secs(2);
+    let plan = sys::LabPlan {
+        strategies: vec![rec.strategy.clone()],
+        faults: recommend::VERIFIED_FAULTS.to_vec(),
+        loads: vec![Load::Idle, Load::Busy],
+        repeat: VERIFY_REPEAT,
+        deadline: lab_deadline,
+        warmup: Duration::from_secs(2),
+        nat_idle: Duration::from_secs(3),
+    };
+    super::progress(&format!(
+        "tcphb: verifying {} in the lab: {} faults × idle, busy × {VERIFY_REPEAT} runs (up to {})",
+        rec.strategy.spec(),
+        plan.faults.len(),
+        human_ms(Some((plan.warmup + lab_deadline).ms()))
+    ));
+    let report = sys::lab_matrix(&plan)?;
+    Ok(Verification::judge(
+        within,
+        &rec.covers,
+        lab_deadline,
+        VERIFY_REPEAT,
+        &report,
+    ))
 }
 
 /// `probe --os`: what the strategy does on that OS with its defaults, predicted without a socket.

@@ -28,6 +28,7 @@ use crate::scenario::{Fault, Load};
 use crate::settings::{Effective, KernelTimers};
 use crate::strategy::Strategy;
 use crate::sys;
+use crate::sys::LabPlan;
 use crate::units::Millis;
 use crate::watch::{Observe, PingLog, Watch, watch_observed};
 
@@ -68,6 +69,34 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
     } else {
         args.strategies.clone()
     };
+    let plan = LabPlan {
+        strategies,
+        faults: args.faults.clone(),
+        loads: args.loads.clone(),
+        repeat: args.repeat,
+        deadline: args.deadline,
+        warmup: args.warmup,
+        nat_idle: args.nat_idle,
+    };
+    let report = run_plan(&plan)?;
+    let partial = report.partial;
+    Ok(Finished {
+        report: Report::Compare {
+            report,
+            wide: args.wide,
+        },
+        code: if partial {
+            crate::exit::INTERRUPTED
+        } else {
+            crate::exit::OK
+        },
+    })
+}
+
+/// Build the labs of `plan`, measure, and return the matrix (used by `compare` and `probe --verify`).
+/// Interrupted (Ctrl-C/SIGTERM): what was measured, marked partial.
+pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
+    let strategies = args.strategies.clone();
     for s in &strategies {
         sys::check(s).with_context(|| format!("strategy '{s}'"))?;
     }
@@ -207,17 +236,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
         verdicts: verdicts(&results, &faults),
         results,
     };
-    Ok(Finished {
-        report: Report::Compare {
-            report,
-            wide: args.wide,
-        },
-        code: if partial {
-            crate::exit::INTERRUPTED
-        } else {
-            crate::exit::OK
-        },
-    })
+    Ok(report)
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
@@ -237,7 +256,7 @@ fn progress_bar(total: u64) -> ProgressBar {
 /// connection's keepalive timer is read from the kernel just before its cell is cut (its phase), and
 /// a raw ICMP socket per cell collects the router's errors for each connection (the evidence).
 async fn measure(
-    args: &CompareArgs,
+    args: &LabPlan,
     chunk: &[CellSpec],
     cells: &mut [Cell],
     conns: Vec<(usize, usize, std::net::TcpStream, Effective)>,

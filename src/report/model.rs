@@ -6,10 +6,10 @@ use serde::Serialize;
 use crate::detection::{Detection, Mechanism};
 use crate::idle::IdleTimeout;
 use crate::matrix::{Answer, CellResult, MechanismStats, Verdict};
-use crate::predict::{Expected, Prediction};
+use crate::predict::{Basis, Expected, Prediction};
 use crate::recommend::{Recommendation, Refusal};
 use crate::recverr::EarlyWarnings;
-use crate::scenario::Load;
+use crate::scenario::{Fault, Load};
 use crate::settings::{Effective, HostFacts, KeepaliveCount, Os, OsRules, UserTimeout};
 use crate::units::Millis;
 use std::time::Duration;
@@ -184,18 +184,145 @@ pub struct RecommendationReport {
     /// The strategy as a spec, and as flags to paste.
     pub strategy: Option<String>,
     pub flags: Option<String>,
-    /// Predicted for the recommended strategy on this path, ms.
+    /// Predicted for the recommended strategy on this path (blackhole, the expected value), ms.
     pub idle_ms: Option<u64>,
     pub busy_ms: Option<u64>,
+    /// The predicted worst case over the faults covered, from the last packet heard (band and
+    /// margin included): at most `detect_within_ms`.
+    pub worst_idle_ms: Option<u64>,
+    pub worst_busy_ms: Option<u64>,
+    /// Whether the peer answered `PING 1` (PONG or echo) on a connection of its own; `null` when
+    /// not asked.
+    pub peer_answers_ping: Option<bool>,
+    /// The faults noticed within the deadline, idle and busy.
+    pub covers: Vec<Fault>,
+    /// The faults not promised, and why.
+    pub uncovered: Vec<UncoveredFault>,
+    /// What the settings send on an idle connection.
+    pub cost: Option<CostReport>,
+    /// Where the settings meet the path's idle timeout, with numbers.
+    pub warnings: Vec<String>,
     /// Why these values, one sentence each.
     pub notes: Vec<String>,
     /// Why nothing can be recommended.
     pub refused: Option<String>,
+    /// `--verify`: the recommended settings measured in the lab.
+    pub verification: Option<Verification>,
+}
+
+/// A fault the recommendation does not cover.
+#[derive(Debug, Clone, Serialize)]
+pub struct UncoveredFault {
+    pub fault: Fault,
+    pub why: String,
+}
+
+/// What the recommended settings send on an idle connection (IPv4 with TCP timestamps).
+#[derive(Debug, Clone, Serialize)]
+pub struct CostReport {
+    pub packets_per_min_out: f64,
+    pub packets_per_min_in: f64,
+    pub bytes_per_min_out: f64,
+    pub bytes_per_min_in: f64,
+    /// The period of the idle traffic; `null` when nothing is sent while idle.
+    pub period_ms: Option<u64>,
+}
+
+/// `probe --verify`: the recommended strategy measured in the lab, per fault and load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub deadline_ms: u64,
+    /// What the measured times count from: `last_heard` (the silence before the detection, the
+    /// deadline's own basis).
+    pub basis: Basis,
+    pub repeat: u32,
+    /// How long the lab waited after each cut before calling a cell `never`.
+    pub lab_deadline_ms: u64,
+    pub cells: Vec<VerifyCell>,
+    /// Every covered cell noticed in every run within the deadline.
+    pub holds: bool,
+    /// Interrupted: only part of the cells were measured.
+    pub partial: bool,
+}
+
+/// One fault × load of the verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyCell {
+    pub fault: Fault,
+    pub load: Load,
+    /// Whether the recommendation claims this fault (judged against the deadline).
+    pub covered: bool,
+    /// Runs measured (`repeat`, fewer when interrupted).
+    pub measured: usize,
+    pub noticed: usize,
+    /// The longest silence before a detection over the runs; `null` if none noticed.
+    pub worst_ms: Option<u64>,
+    /// The longest time from the cut to a detection over the runs.
+    pub latency_max_ms: Option<u64>,
+    pub detected_by: Option<Mechanism>,
+    /// Covered: every run noticed within the deadline. `null` for a fault not covered.
+    pub holds: Option<bool>,
+}
+
+impl Verification {
+    /// Judge the lab's matrix (one strategy) against the deadline.
+    pub fn judge(
+        deadline: Duration,
+        covers: &[Fault],
+        lab_deadline: Duration,
+        repeat: u32,
+        report: &CompareReport,
+    ) -> Verification {
+        let cells: Vec<VerifyCell> = report
+            .results
+            .iter()
+            .map(|c| {
+                let covered = covers.contains(&c.fault);
+                let noticed: Vec<u64> = c
+                    .runs
+                    .iter()
+                    .filter(|r| r.latency_ms.is_some() && !r.ended_before_cut)
+                    .map(|r| r.silence_ms)
+                    .collect();
+                let worst = noticed.iter().copied().max();
+                let all = noticed.len() == c.runs.len() && !c.runs.is_empty();
+                VerifyCell {
+                    fault: c.fault,
+                    load: c.load,
+                    covered,
+                    measured: c.runs.len(),
+                    noticed: noticed.len(),
+                    worst_ms: worst,
+                    latency_max_ms: c.latency_max_ms,
+                    detected_by: c.detected_by,
+                    holds: covered.then(|| all && worst.is_some_and(|w| w <= deadline.ms())),
+                }
+            })
+            .collect();
+        let holds = !report.partial
+            && covers
+                .iter()
+                .all(|f| cells.iter().filter(|c| c.fault == *f).count() >= 2)
+            && cells.iter().all(|c| c.holds != Some(false));
+        Verification {
+            deadline_ms: deadline.ms(),
+            basis: Basis::LastHeard,
+            repeat,
+            lab_deadline_ms: lab_deadline.ms(),
+            cells,
+            holds,
+            partial: report.partial,
+        }
+    }
 }
 
 impl RecommendationReport {
     /// The answer to `--detect-within`: the recommended strategy, or why there is none.
-    pub fn new(within: Duration, r: Result<Recommendation, Refusal>) -> RecommendationReport {
+    pub fn new(
+        within: Duration,
+        peer_answers_ping: Option<bool>,
+        r: Result<Recommendation, Refusal>,
+    ) -> RecommendationReport {
         let base = RecommendationReport {
             detect_within_ms: within.ms(),
             possible: false,
@@ -203,8 +330,16 @@ impl RecommendationReport {
             flags: None,
             idle_ms: None,
             busy_ms: None,
+            worst_idle_ms: None,
+            worst_busy_ms: None,
+            peer_answers_ping,
+            covers: Vec::new(),
+            uncovered: Vec::new(),
+            cost: None,
+            warnings: Vec::new(),
             notes: Vec::new(),
             refused: None,
+            verification: None,
         };
         match r {
             Ok(r) => RecommendationReport {
@@ -213,6 +348,25 @@ impl RecommendationReport {
                 flags: Some(r.flags),
                 idle_ms: r.idle.expected_ms(),
                 busy_ms: r.busy.expected_ms(),
+                worst_idle_ms: Some(r.worst_idle.ms()),
+                worst_busy_ms: Some(r.worst_busy.ms()),
+                covers: r.covers,
+                uncovered: r
+                    .uncovered
+                    .into_iter()
+                    .map(|u| UncoveredFault {
+                        fault: u.fault,
+                        why: u.why,
+                    })
+                    .collect(),
+                cost: Some(CostReport {
+                    packets_per_min_out: round1(r.cost.packets_per_min_out),
+                    packets_per_min_in: round1(r.cost.packets_per_min_in),
+                    bytes_per_min_out: round1(r.cost.bytes_per_min_out),
+                    bytes_per_min_in: round1(r.cost.bytes_per_min_in),
+                    period_ms: r.cost.period.map(|p| p.ms()),
+                }),
+                warnings: r.warnings,
                 notes: r.notes,
                 ..base
             },
@@ -222,6 +376,10 @@ impl RecommendationReport {
             },
         }
     }
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 /// The result of `tcphb probe`.

@@ -694,6 +694,59 @@ fn facts_rows(r: &ProbeReport) -> Vec<(&'static str, String)> {
 
 /// The probe report: the facts, the predictions and their summary, then the idle timeout found, the
 /// early warnings and the recommendation, each when asked for.
+/// `probe --verify`: one row per fault × load, the worst silence measured against the deadline.
+fn verification_table(v: &crate::report::model::Verification) -> Block {
+    let mut t = new_table();
+    t.set_header(vec![
+        "fault",
+        "load",
+        "noticed",
+        "worst silence (measured)",
+        "by",
+        "verdict",
+    ]);
+    for c in &v.cells {
+        t.add_row(vec![
+            c.fault.to_string(),
+            c.load.to_string(),
+            format!("{}/{}", c.noticed, c.measured),
+            human_ms(c.worst_ms),
+            c.detected_by.map_or("-".into(), |m| m.to_string()),
+            match c.holds {
+                Some(true) => format!("≤ {}", human_ms(Some(v.deadline_ms))),
+                Some(false) => "MISSED".into(),
+                None => "not covered".into(),
+            },
+        ]);
+    }
+    Block::Table(t)
+}
+
+fn verification_verdict(v: &crate::report::model::Verification, within: &str) -> String {
+    let worst = v
+        .cells
+        .iter()
+        .filter(|c| c.holds.is_some())
+        .filter_map(|c| c.worst_ms)
+        .max();
+    if v.partial {
+        format!(
+            "Verification interrupted: only part of the lab was measured, nothing is proven (deadline {within})."
+        )
+    } else if v.holds {
+        format!(
+            "Verified in the lab: the promise holds. Worst silence before a detection over every covered fault, idle and busy, {} runs each: {} ≤ {within} (measured from the last packet heard, the deadline's basis).",
+            v.repeat,
+            human_ms(worst)
+        )
+    } else {
+        format!(
+            "Promise broken: in the lab a covered fault went unnoticed or was noticed after {within} (worst silence {}); exit 6.",
+            human_ms(worst)
+        )
+    }
+}
+
 /// One row per mechanism: when a silently dead peer would be noticed, idle and busy.
 fn predictions_table(rows: &[PredictionRow]) -> Block {
     let mut t = new_table();
@@ -857,17 +910,55 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
         let within = human_ms(Some(rec.detect_within_ms));
         match (&rec.flags, &rec.refused) {
             (Some(flags), _) => {
-                let mut items = vec![format!(
-                    "predicted on this path: idle {}, busy {}",
-                    human_ms(rec.idle_ms),
-                    human_ms(rec.busy_ms)
-                )];
+                let worst = rec.worst_idle_ms.max(rec.worst_busy_ms);
+                let mut items = vec![
+                    format!(
+                        "worst case {} ≤ {within} (predicted, from the last packet heard, band and margin included: idle {}, busy {}); expected idle {}, busy {}",
+                        human_ms(worst),
+                        human_ms(rec.worst_idle_ms),
+                        human_ms(rec.worst_busy_ms),
+                        human_ms(rec.idle_ms),
+                        human_ms(rec.busy_ms)
+                    ),
+                    format!(
+                        "covers: {}",
+                        rec.covers
+                            .iter()
+                            .map(|f| f.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ];
+                match rec.peer_answers_ping {
+                    Some(true) => {
+                        items.push("the peer answers PING: a heartbeat is included".into())
+                    }
+                    Some(false) => items.push("the peer does not answer PING: no heartbeat".into()),
+                    None => {}
+                }
+                items.extend(
+                    rec.uncovered
+                        .iter()
+                        .map(|u| format!("not covered: {} ({})", u.fault, u.why)),
+                );
+                if let Some(c) = &rec.cost {
+                    items.push(format!(
+                        "cost on an idle connection: {:.1} packets/min out, {:.1} in; {:.0} bytes/min out, {:.0} in (IPv4 with TCP timestamps)",
+                        c.packets_per_min_out, c.packets_per_min_in, c.bytes_per_min_out, c.bytes_per_min_in
+                    ));
+                }
+                items.extend(rec.warnings.iter().map(|w| format!("warning: {w}")));
                 items.extend(rec.notes.iter().map(|n| format!("- {n}")));
                 out.push(Block::Gap);
                 out.push(Block::List {
                     title: format!("Recommended to notice a dead peer within {within}: {flags}"),
                     items,
                 });
+                if let Some(v) = &rec.verification {
+                    out.push(Block::Gap);
+                    out.push(verification_table(v));
+                    out.push(Block::Line(verification_verdict(v, &within)));
+                }
             }
             (None, Some(why)) => {
                 out.push(Block::Gap);

@@ -39,10 +39,19 @@ pub fn enter_lab() -> Result<(), (String, u8)> {
 
 /// `compare` builds its lab from Linux network namespaces: refuse.
 pub fn compare(_: &crate::cli::CompareArgs) -> anyhow::Result<crate::report::Finished> {
-    Err(crate::exit::CliError::Environment(
-        "compare builds its lab from Linux network namespaces: run it on Linux (a VM or container will do)".into(),
+    Err(no_lab())
+}
+
+/// `probe --verify` runs the same lab: the same refusal.
+pub fn lab_matrix(_: &super::LabPlan) -> anyhow::Result<crate::report::model::CompareReport> {
+    Err(no_lab())
+}
+
+fn no_lab() -> anyhow::Error {
+    crate::exit::CliError::Environment(
+        "compare and probe --verify build their lab from Linux network namespaces: run it on Linux (a VM or container will do)".into(),
     )
-    .into())
+    .into()
 }
 
 pub fn lab_exit_code(_cause: &(dyn std::error::Error + 'static)) -> Option<u8> {

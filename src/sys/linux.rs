@@ -182,6 +182,10 @@ pub fn compare(args: &crate::cli::CompareArgs) -> anyhow::Result<crate::report::
     crate::lab::compare::run(args)
 }
 
+pub fn lab_matrix(plan: &super::LabPlan) -> anyhow::Result<crate::report::model::CompareReport> {
+    crate::lab::compare::run_plan(plan)
+}
+
 pub fn lab_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     cause
         .downcast_ref::<crate::lab::LabError>()

@@ -307,6 +307,28 @@ pub fn compare(args: &crate::cli::CompareArgs) -> anyhow::Result<crate::report::
     imp::compare(args)
 }
 
+/// What a lab run measures: every strategy under every fault and load, `repeat` times (`compare`,
+/// and `probe --verify`).
+#[derive(Debug, Clone)]
+pub struct LabPlan {
+    pub strategies: Vec<crate::strategy::Strategy>,
+    pub faults: Vec<crate::scenario::Fault>,
+    pub loads: Vec<crate::scenario::Load>,
+    pub repeat: u32,
+    /// After the cut, how long to wait before a cell is `never`.
+    pub deadline: std::time::Duration,
+    /// Quiet time before the cut, so keepalive and heartbeats have been exchanged.
+    pub warmup: std::time::Duration,
+    /// nat-expiry: how long the router keeps an idle flow.
+    pub nat_idle: std::time::Duration,
+}
+
+/// Run `plan` in the lab and return its matrix (Linux); elsewhere the same refusal as `compare`
+/// (exit 4). Call [`enter_lab`] first, while the process is single-threaded.
+pub fn lab_matrix(plan: &LabPlan) -> anyhow::Result<crate::report::model::CompareReport> {
+    imp::lab_matrix(plan)
+}
+
 /// The exit code a lab error asks for, if `cause` is one (the lab exists on Linux only).
 pub fn lab_exit_code(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     imp::lab_exit_code(cause)

@@ -14,7 +14,7 @@ use crate::strategy::Strategy;
 
 pub use super::elsewhere::{
     IcmpSocket, compare, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code,
-    tcp_info,
+    lab_matrix, tcp_info,
 };
 pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, shutdown};
 

@@ -11,7 +11,7 @@ use socket2::{Socket, TcpKeepalive};
 use super::Capabilities;
 pub use super::elsewhere::{
     IcmpSocket, compare, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code,
-    tcp_info,
+    lab_matrix, tcp_info,
 };
 use crate::settings::{Effective, KeepaliveCount, KernelTimers, Os};
 use crate::strategy::{Keepalive, Strategy};
