@@ -263,10 +263,10 @@ fn listen_reports_client_closes_and_non_speakers_without_calling_them_dead() {
 fn help_documents_exit_5() {
     let help = tcphb::cli::Cli::command().render_long_help().to_string();
     assert!(
-        help.contains("5  the peer closed the connection itself, not a death"),
+        help.contains("5    the peer closed the connection itself, not a death"),
         "{help}"
     );
-    assert!(help.contains("3  a dead connection was detected: silence or reset, only that"));
+    assert!(help.contains("3    a dead connection was detected: silence or reset, only that"));
 }
 
 // ---- nginx ----
