@@ -5,16 +5,19 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
-use std::time::Duration;
 
-use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
 use netlink_packet_sock_diag::inet::nlas::Nla;
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
-use netlink_sys::{Socket as NetlinkSocket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
+use netlink_sys::{
+    Socket as NetlinkSocket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG,
+};
 use socket2::Socket;
 
 use super::{DiagSocket, DiagTimer};
@@ -184,14 +187,4 @@ pub fn borrow_socket(pid: u32, fd: i32) -> io::Result<Socket> {
     let dup: OwnedFd = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty())?;
     // SAFETY: the descriptor was just duplicated for us and is owned by nothing else.
     Ok(unsafe { Socket::from_raw_fd(dup.into_raw_fd()) })
-}
-
-/// Whether an address is the wildcard (the peer of a socket not connected).
-pub fn unspecified(a: &IpAddr) -> bool {
-    a.is_unspecified()
-}
-
-/// A timer's due time as sock_diag reports it may be negative (already overdue): never below zero.
-pub fn due(d: Duration) -> Duration {
-    d
 }
