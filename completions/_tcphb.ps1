@@ -31,6 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when')
             [CompletionResult]::new('compare', 'compare', [CompletionResultType]::ParameterValue, 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)')
             [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path''s idle timeout, watch for ICMP warnings')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the detection settings and live state of a running service''s TCP connections (Linux), predict when each would notice a dead peer, and flag the ones at risk or already in trouble')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -112,11 +113,25 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
+        'tcphb;audit' {
+            [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'A process whose connections to audit (repeat for several)')
+            [CompletionResult]::new('--pid', '--pid', [CompletionResultType]::ParameterName, 'A process whose connections to audit (repeat for several)')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Audit the connections on this local port (any process)')
+            [CompletionResult]::new('--peer', '--peer', [CompletionResultType]::ParameterName, 'Only connections to this peer address (IP, without port)')
+            [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Count the connections that would notice a dead peer later than this (idle or busy)')
+            [CompletionResult]::new('--detect-within', '--detect-within', [CompletionResultType]::ParameterName, 'Count the connections that would notice a dead peer later than this (idle or busy)')
+            [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'tcphb;help' {
             [CompletionResult]::new('listen', 'listen', [CompletionResultType]::ParameterValue, 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client')
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when')
             [CompletionResult]::new('compare', 'compare', [CompletionResultType]::ParameterValue, 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)')
             [CompletionResult]::new('probe', 'probe', [CompletionResultType]::ParameterValue, 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path''s idle timeout, watch for ICMP warnings')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Read the detection settings and live state of a running service''s TCP connections (Linux), predict when each would notice a dead peer, and flag the ones at risk or already in trouble')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -130,6 +145,9 @@ Register-ArgumentCompleter -Native -CommandName 'tcphb' -ScriptBlock {
             break
         }
         'tcphb;help;probe' {
+            break
+        }
+        'tcphb;help;audit' {
             break
         }
         'tcphb;help;help' {

@@ -16,6 +16,9 @@ _tcphb() {
             ",$1")
                 cmd="tcphb"
                 ;;
+            tcphb,audit)
+                cmd="tcphb__subcmd__audit"
+                ;;
             tcphb,compare)
                 cmd="tcphb__subcmd__compare"
                 ;;
@@ -30,6 +33,9 @@ _tcphb() {
                 ;;
             tcphb,probe)
                 cmd="tcphb__subcmd__probe"
+                ;;
+            tcphb__subcmd__help,audit)
+                cmd="tcphb__subcmd__help__subcmd__audit"
                 ;;
             tcphb__subcmd__help,compare)
                 cmd="tcphb__subcmd__help__subcmd__compare"
@@ -53,12 +59,58 @@ _tcphb() {
 
     case "${cmd}" in
         tcphb)
-            opts="-f -h -V --format --help --version listen connect compare probe help"
+            opts="-f -h -V --format --help --version listen connect compare probe audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table json csv markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table json csv markdown" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcphb__subcmd__audit)
+            opts="-p -w -f -h --pid --port --peer --detect-within --format --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --pid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --detect-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -w)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json csv markdown" -- "${cur}"))
                     return 0
@@ -226,8 +278,22 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__help)
-            opts="listen connect compare probe help"
+            opts="listen connect compare probe audit help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tcphb__subcmd__help__subcmd__audit)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

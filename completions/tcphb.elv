@@ -28,6 +28,7 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand connect 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
             cand compare 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)'
             cand probe 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path''s idle timeout, watch for ICMP warnings'
+            cand audit 'Read the detection settings and live state of a running service''s TCP connections (Linux), predict when each would notice a dead peer, and flag the ones at risk or already in trouble'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tcphb;listen'= {
@@ -104,11 +105,24 @@ set edit:completion:arg-completer[tcphb] = {|@words|
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
         }
+        &'tcphb;audit'= {
+            cand -p 'A process whose connections to audit (repeat for several)'
+            cand --pid 'A process whose connections to audit (repeat for several)'
+            cand --port 'Audit the connections on this local port (any process)'
+            cand --peer 'Only connections to this peer address (IP, without port)'
+            cand -w 'Count the connections that would notice a dead peer later than this (idle or busy)'
+            cand --detect-within 'Count the connections that would notice a dead peer later than this (idle or busy)'
+            cand -f 'Output format'
+            cand --format 'Output format'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'tcphb;help'= {
             cand listen 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
             cand connect 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'
             cand compare 'Build a private lab (client — router — server namespaces), cut the link for real, and print every strategy''s detection time side by side (Linux; root or unprivileged user namespaces)'
             cand probe 'Report what decides dead-peer detection on a path: kernel defaults, measured RTT/RTO, effective settings, predictions per mechanism; recommend settings, find the path''s idle timeout, watch for ICMP warnings'
+            cand audit 'Read the detection settings and live state of a running service''s TCP connections (Linux), predict when each would notice a dead peer, and flag the ones at risk or already in trouble'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'tcphb;help;listen'= {
@@ -118,6 +132,8 @@ set edit:completion:arg-completer[tcphb] = {|@words|
         &'tcphb;help;compare'= {
         }
         &'tcphb;help;probe'= {
+        }
+        &'tcphb;help;audit'= {
         }
         &'tcphb;help;help'= {
         }

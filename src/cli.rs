@@ -149,6 +149,43 @@ not fit) prints the report with the reason and exits 2.
 
 {EXIT_CODES}"))]
     Probe(ProbeArgs),
+    /// Read the detection settings and live state of a running service's TCP connections (Linux),
+    /// predict when each would notice a dead peer, and flag the ones at risk or already in trouble.
+    #[command(after_help = format!("\
+Lists the TCP connections held by the given processes (--pid, repeatable; their sockets are found in
+/proc/PID/fd) or on a local port (--port), in this network namespace. For each: local and peer
+address, state, the settings read back from the owner's socket exactly as it set them (keepalive,
+user timeout: through pidfd_getfd, which needs root or CAP_SYS_PTRACE), the live state from
+sock_diag (pending timer and when it fires, probes unanswered, retransmissions, queues, last heard),
+when a dead peer would be noticed idle and busy on this connection's own RTT/RTO, and plain flags.
+Read-only: audit never changes another process's sockets. Without the privilege to read the
+settings it still shows the live state and says so in one line.
+
+Examples:
+  sudo tcphb audit --pid $(pidof redis-server)
+  sudo tcphb audit --port 5432 --detect-within 30s
+  tcphb audit --pid 4242 --peer 10.0.0.7 --format json
+
+{EXIT_CODES}"))]
+    Audit(AuditArgs),
+}
+
+/// `tcphb audit`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true).args(["pids", "port"]))]
+pub struct AuditArgs {
+    /// A process whose connections to audit (repeat for several).
+    #[arg(long = "pid", short = 'p', value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// Audit the connections on this local port (any process).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Only connections to this peer address (IP, without port).
+    #[arg(long, value_name = "ADDR")]
+    pub peer: Option<std::net::IpAddr>,
+    /// Count the connections that would notice a dead peer later than this (idle or busy).
+    #[arg(long, short = 'w', value_name = "DURATION", value_parser = parse_duration)]
+    pub detect_within: Option<Duration>,
 }
 
 const FAULTS: &str =

@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: spec → sockets → watcher → detections → report (see DESIGN.md).
 
+pub mod audit;
 pub mod cli;
 pub mod cmd;
 pub mod detection;

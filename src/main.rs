@@ -48,6 +48,7 @@ fn main() -> ExitCode {
             }
             tcphb::sys::compare(&args)
         }
+        Command::Audit(args) => cmd::audit::run(&args),
         Command::Probe(args) => {
             // --verify builds the lab: enter it while still single-threaded, as compare does.
             if args.verify

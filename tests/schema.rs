@@ -21,7 +21,8 @@ use common::{
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-const FILES: [&str; 6] = [
+const FILES: [&str; 7] = [
+    "audit.schema.json",
     "common.schema.json",
     "connect.schema.json",
     "listen-event.schema.json",

@@ -1,5 +1,6 @@
 //! Subcommands: thin orchestration of strategy, sockets, watch, predict and report.
 
+pub mod audit;
 pub mod connect;
 pub mod listen;
 pub mod probe;

@@ -4,8 +4,8 @@
 
 use super::Exporter;
 use super::model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
-    PredictionRow, ProbeReport,
+    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
+    OsReport, PredictionRow, ProbeReport,
 };
 use crate::detection::{CloseHow, ClosedBy};
 use crate::matrix::{CellResult, MechanismStats};
@@ -50,6 +50,11 @@ impl Exporter for Csv {
     /// The predictions, as for `probe`.
     fn os_prediction(&self, r: &OsReport) -> String {
         to_csv(&PROBE_HEADER, r.predictions.iter().map(probe_row))
+    }
+
+    /// One row per connection; the flags joined by `; `.
+    fn audit(&self, r: &AuditReport) -> String {
+        to_csv(&AUDIT_HEADER, r.audited.iter().map(audit_row))
     }
 }
 
@@ -243,6 +248,56 @@ fn probe_row(p: &PredictionRow) -> Vec<String> {
         cell(&p.idle_by),
         cell(&p.busy_ms),
         cell(&p.busy_by),
+    ]
+}
+
+/// Columns of `audit`: one row per connection.
+const AUDIT_HEADER: [&str; 20] = [
+    "pid",
+    "fd",
+    "local",
+    "peer",
+    "state",
+    "keepalive_idle_ms",
+    "keepalive_interval_ms",
+    "keepalive_count",
+    "user_timeout_ms",
+    "timer",
+    "timer_due_ms",
+    "probes_out",
+    "retransmits",
+    "send_queue_bytes",
+    "last_heard_ms",
+    "idle_ms",
+    "idle_by",
+    "busy_ms",
+    "busy_by",
+    "alerts",
+];
+
+fn audit_row(a: &crate::audit::Audited) -> Vec<String> {
+    let e = a.effective.as_ref();
+    vec![
+        cell(&a.pid),
+        cell(&a.fd),
+        a.local.clone(),
+        a.peer.clone(),
+        a.state.to_string(),
+        cell(&e.and_then(|e| e.keepalive_idle_ms)),
+        cell(&e.and_then(|e| e.keepalive_interval_ms)),
+        cell(&e.and_then(|e| e.keepalive_count)),
+        cell(&e.and_then(|e| e.user_timeout_ms)),
+        cell(&a.timer),
+        cell(&a.timer_due_ms),
+        a.probes_out.to_string(),
+        a.retransmits.to_string(),
+        a.send_queue_bytes.to_string(),
+        cell(&a.last_heard_ms),
+        cell(&a.idle_ms),
+        cell(&a.idle_by),
+        cell(&a.busy_ms),
+        cell(&a.busy_by),
+        a.flags.join("; "),
     ]
 }
 

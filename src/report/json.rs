@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::Exporter;
 use super::model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
-    ProbeReport,
+    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
+    OsReport, ProbeReport,
 };
 
 /// Writes `--format json`.
@@ -40,6 +40,9 @@ impl Exporter for Json {
         line(r)
     }
     fn os_prediction(&self, r: &OsReport) -> String {
+        line(r)
+    }
+    fn audit(&self, r: &AuditReport) -> String {
         line(r)
     }
 }

@@ -10,8 +10,8 @@ use comfy_table::Table as Grid;
 
 use super::Exporter;
 use super::model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
-    ProbeReport,
+    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
+    OsReport, ProbeReport,
 };
 use super::table::{self, Block};
 
@@ -46,6 +46,9 @@ impl Exporter for Markdown {
     }
     fn os_prediction(&self, r: &OsReport) -> String {
         draw(&table::os_prediction(r))
+    }
+    fn audit(&self, r: &AuditReport) -> String {
+        draw(&table::audit(r))
     }
 }
 

@@ -16,8 +16,8 @@ mod words;
 pub use words::{expected_text, probe_summary};
 
 use model::{
-    CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary, OsReport,
-    ProbeReport,
+    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
+    OsReport, ProbeReport,
 };
 
 /// What a command hands back to `main`: its report, to be written in the format asked for.
@@ -35,6 +35,8 @@ pub enum Report {
     Probe(Box<ProbeReport>),
     /// `probe --os`.
     Os(OsReport),
+    /// `audit`.
+    Audit(AuditReport),
 }
 
 impl Report {
@@ -48,6 +50,7 @@ impl Report {
             Report::Compare { report, wide } => e.compare(report, *wide),
             Report::Probe(r) => e.probe(r),
             Report::Os(r) => e.os_prediction(r),
+            Report::Audit(r) => e.audit(r),
         }
     }
 }
@@ -107,4 +110,6 @@ pub trait Exporter {
     fn probe(&self, r: &ProbeReport) -> String;
     /// The result of `probe --os`: predictions for another OS, offline.
     fn os_prediction(&self, r: &OsReport) -> String;
+    /// The result of `audit`: another process's connections, judged.
+    fn audit(&self, r: &AuditReport) -> String;
 }

@@ -10,7 +10,9 @@ use crate::predict::{Basis, Expected, Prediction};
 use crate::recommend::{Recommendation, Refusal};
 use crate::recverr::EarlyWarnings;
 use crate::scenario::{Fault, Load};
-use crate::settings::{Effective, HostFacts, KeepaliveCount, Os, OsRules, UserTimeout};
+use crate::settings::{
+    Effective, HostFacts, KeepaliveCount, KernelTimers, Os, OsRules, UserTimeout,
+};
 use crate::units::Millis;
 use std::time::Duration;
 
@@ -466,4 +468,23 @@ pub struct OsReport {
     pub predictions: Vec<PredictionRow>,
     /// Where the settings do not do what they seem to, in words.
     pub pitfalls: Vec<String>,
+}
+
+/// The result of `tcphb audit`: another process's connections, judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    pub schema: u32,
+    /// The processes asked about, and the port.
+    pub pids: Vec<u32>,
+    pub port: Option<u16>,
+    /// The kernel's timers the predictions use (this network namespace).
+    pub kernel_timers: KernelTimers,
+    /// One per connection found.
+    pub audited: Vec<crate::audit::Audited>,
+    /// What could not be read, in one sentence, and what to run instead; `null` when all was read.
+    pub unreadable: Option<String>,
+    /// `--detect-within`: the deadline, and how many connections would notice a dead peer later
+    /// (or never), idle or busy.
+    pub detect_within_ms: Option<u64>,
+    pub slower_than_deadline: Option<usize>,
 }

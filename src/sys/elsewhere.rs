@@ -78,3 +78,22 @@ impl IcmpSocket {
         std::future::pending()
     }
 }
+
+/// `audit` reads other processes' sockets through Linux's sock_diag and pidfd_getfd: refuse.
+pub fn tcp_sockets() -> Result<Vec<super::DiagSocket>, super::PlatformError> {
+    Err(super::PlatformError::Unsupported(
+        "audit reads other processes' connections through Linux's sock_diag and pidfd_getfd: run it on Linux".into(),
+    ))
+}
+
+pub fn socket_inodes(_pid: u32) -> std::io::Result<std::collections::HashMap<u32, i32>> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+pub fn all_socket_inodes() -> std::collections::HashMap<u32, (u32, i32)> {
+    std::collections::HashMap::new()
+}
+
+pub fn read_back_of(_pid: u32, _fd: i32) -> std::io::Result<crate::settings::Effective> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}

@@ -265,6 +265,21 @@ impl IcmpSocket {
     }
 }
 
+pub fn tcp_sockets() -> Result<Vec<super::DiagSocket>, PlatformError> {
+    super::diag::tcp_sockets().map_err(|e| {
+        PlatformError::Unsupported(format!(
+            "cannot list TCP sockets through sock_diag ({e}): is the inet_diag module loaded (modprobe inet_diag tcp_diag)?"
+        ))
+    })
+}
+
+pub use super::diag::{all_socket_inodes, socket_inodes};
+
+pub fn read_back_of(pid: u32, fd: i32) -> io::Result<Effective> {
+    let sock = super::diag::borrow_socket(pid, fd)?;
+    read_back(&sock, &Strategy::default())
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};

@@ -14,6 +14,8 @@ use crate::strategy::{Keepalive, SpecError, Strategy};
 use crate::tcpinfo::TcpInfo;
 use crate::units::{Millis, format_duration};
 
+#[cfg(target_os = "linux")]
+mod diag;
 #[cfg(not(target_os = "linux"))]
 mod elsewhere;
 #[cfg(target_os = "linux")]
@@ -300,6 +302,77 @@ pub fn shutdown() -> impl Future<Output = ()> {
 /// process is still single-threaded. Err: the message and the exit code.
 pub fn enter_lab() -> Result<(), (String, u8)> {
     imp::enter_lab()
+}
+
+/// One TCP socket of this network namespace as the kernel's socket diagnostics show it (`audit`).
+#[derive(Debug, Clone)]
+pub struct DiagSocket {
+    pub local: std::net::SocketAddr,
+    pub peer: std::net::SocketAddr,
+    /// TCP state number (include/net/tcp_states.h): 1 ESTABLISHED … 11 CLOSING.
+    pub state: u8,
+    /// The socket's inode: which process holds it is found from `/proc/PID/fd`.
+    pub inode: u32,
+    /// The timer pending on it.
+    pub timer: Option<DiagTimer>,
+    /// Bytes received and not yet read by the owner.
+    pub recv_queue: u32,
+    /// Bytes sent and not yet acknowledged by the peer, or not yet sent.
+    pub send_queue: u32,
+    /// TCP_INFO, when the kernel sent it.
+    pub info: Option<TcpInfo>,
+    pub state_info: Option<u8>,
+}
+
+/// A socket's pending timer, as sock_diag reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiagTimer {
+    /// Unacknowledged data: fires `due` from now, after `retransmits` retransmissions so far.
+    Retransmit { due: Duration, retransmits: u8 },
+    /// The keepalive timer.
+    Keepalive { due: Duration },
+    /// Probing the peer's zero window.
+    ZeroWindow { due: Duration },
+}
+
+/// The name of a TCP state number.
+pub fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "ESTABLISHED",
+        2 => "SYN_SENT",
+        3 => "SYN_RECV",
+        4 => "FIN_WAIT1",
+        5 => "FIN_WAIT2",
+        6 => "TIME_WAIT",
+        7 => "CLOSE",
+        8 => "CLOSE_WAIT",
+        9 => "LAST_ACK",
+        10 => "LISTEN",
+        11 => "CLOSING",
+        _ => "UNKNOWN",
+    }
+}
+
+/// Every TCP socket of this network namespace but the listening ones (`audit`; Linux: sock_diag).
+pub fn tcp_sockets() -> Result<Vec<DiagSocket>, PlatformError> {
+    imp::tcp_sockets()
+}
+
+/// The sockets process `pid` holds: inode → descriptor (Linux: `/proc/PID/fd`).
+pub fn socket_inodes(pid: u32) -> io::Result<std::collections::HashMap<u32, i32>> {
+    imp::socket_inodes(pid)
+}
+
+/// Every readable process's sockets: inode → (pid, descriptor).
+pub fn all_socket_inodes() -> std::collections::HashMap<u32, (u32, i32)> {
+    imp::all_socket_inodes()
+}
+
+/// Read back the detection settings of descriptor `fd` of process `pid`, exactly as that process
+/// set them, through a duplicate that is only read and closed (Linux: `pidfd_getfd`, which needs
+/// ptrace rights over the process: root or CAP_SYS_PTRACE).
+pub fn read_back_of(pid: u32, fd: i32) -> io::Result<Effective> {
+    imp::read_back_of(pid, fd)
 }
 
 /// Run `compare` in the lab (Linux); elsewhere one clear refusal (exit 4).

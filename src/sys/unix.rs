@@ -13,8 +13,8 @@ use crate::settings::{Effective, KernelTimers, Os};
 use crate::strategy::Strategy;
 
 pub use super::elsewhere::{
-    IcmpSocket, compare, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code,
-    lab_matrix, tcp_info,
+    IcmpSocket, all_socket_inodes, compare, enable_recverr, enter_lab, host_facts, is_established,
+    lab_exit_code, lab_matrix, read_back_of, socket_inodes, tcp_info, tcp_sockets,
 };
 pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, shutdown};
 

@@ -10,8 +10,8 @@ use socket2::{Socket, TcpKeepalive};
 
 use super::Capabilities;
 pub use super::elsewhere::{
-    IcmpSocket, compare, enable_recverr, enter_lab, host_facts, is_established, lab_exit_code,
-    lab_matrix, tcp_info,
+    IcmpSocket, all_socket_inodes, compare, enable_recverr, enter_lab, host_facts, is_established,
+    lab_exit_code, lab_matrix, read_back_of, socket_inodes, tcp_info, tcp_sockets,
 };
 use crate::settings::{Effective, KeepaliveCount, KernelTimers, Os};
 use crate::strategy::{Keepalive, Strategy};

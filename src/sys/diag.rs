@@ -1,0 +1,190 @@
+//! Another process's TCP connections (Linux): every TCP socket of this network namespace through
+//! `NETLINK_SOCK_DIAG` (state, pending timer, queues, TCP_INFO), which sockets a process holds from
+//! `/proc/PID/fd`, and a duplicate of one of them through `pidfd_getfd(2)` to read its options back.
+//! Read-only: the duplicate is only ever read and closed, which leaves the owner's connection as it was.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+use netlink_packet_sock_diag::inet::nlas::Nla;
+use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_sys::{
+    Socket as NetlinkSocket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG,
+};
+use socket2::Socket;
+
+use super::{DiagSocket, DiagTimer};
+use crate::tcpinfo::TcpInfo;
+
+/// Every TCP socket of the calling thread's network namespace, IPv4 and IPv6, listening ones left out.
+pub fn tcp_sockets() -> io::Result<Vec<DiagSocket>> {
+    let mut out = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        dump(family, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn dump(family: u8, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    let mut socket = NetlinkSocket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&NetlinkAddr::new(0, 0))?;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut states = StateFlags::all();
+    states.remove(StateFlags::LISTEN);
+    let mut packet = NetlinkMessage::new(
+        header,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: IPPROTO_TCP,
+            extensions: ExtensionFlags::INFO,
+            states,
+            socket_id: if family == AF_INET {
+                SocketId::new_v4()
+            } else {
+                SocketId::new_v6()
+            },
+        })
+        .into(),
+    );
+    packet.finalize();
+    let mut buf = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    let mut rx = vec![0u8; 64 * 1024];
+    loop {
+        let n = socket.recv(&mut &mut rx[..], 0)?;
+        let mut offset = 0;
+        while offset < n {
+            let msg = <NetlinkMessage<SockDiagMessage>>::deserialize(&rx[offset..n])
+                .map_err(|e| io::Error::other(format!("sock_diag: {e}")))?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                    let id = &r.header.socket_id;
+                    let info = r.nlas.iter().find_map(|n| match n {
+                        Nla::TcpInfo(bytes) => Some(parse_tcp_info(bytes)),
+                        _ => None,
+                    });
+                    out.push(DiagSocket {
+                        local: SocketAddr::new(id.source_address, id.source_port),
+                        peer: SocketAddr::new(id.destination_address, id.destination_port),
+                        state: r.header.state,
+                        inode: r.header.inode,
+                        timer: r.header.timer.and_then(|t| timer(&t)),
+                        recv_queue: r.header.recv_queue,
+                        send_queue: r.header.send_queue,
+                        info: info.map(|(i, _)| i),
+                        state_info: info.map(|(_, s)| s),
+                    });
+                }
+                NetlinkPayload::Done(_) => return Ok(()),
+                NetlinkPayload::Error(e) => {
+                    return Err(io::Error::other(format!("sock_diag answered {e:?}")));
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            offset += len;
+        }
+    }
+}
+
+fn timer(t: &netlink_packet_sock_diag::inet::Timer) -> Option<DiagTimer> {
+    use netlink_packet_sock_diag::inet::Timer as T;
+    Some(match *t {
+        T::Retransmit(due, retransmits) => DiagTimer::Retransmit { due, retransmits },
+        T::KeepAlive(due) => DiagTimer::Keepalive { due },
+        T::Probe(due) => DiagTimer::ZeroWindow { due },
+        T::TimeWait => return None,
+    })
+}
+
+/// TCP_INFO as sock_diag sends it (the same `struct tcp_info` as getsockopt, possibly shorter on an
+/// older kernel): the fields tcphb uses, and the socket's `tcpi_ca_state`/`tcpi_state` pair.
+fn parse_tcp_info(bytes: &[u8]) -> (TcpInfo, u8) {
+    // SAFETY: tcp_info is plain old data; at most its size is copied from the kernel's bytes.
+    let mut raw: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let n = bytes.len().min(std::mem::size_of::<libc::tcp_info>());
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&mut raw as *mut libc::tcp_info).cast(), n)
+    };
+    (
+        TcpInfo {
+            rtt_us: raw.tcpi_rtt,
+            rto_us: raw.tcpi_rto,
+            last_ack_recv_ms: raw.tcpi_last_ack_recv,
+            last_data_recv_ms: raw.tcpi_last_data_recv,
+            probes: raw.tcpi_probes,
+            backoff: raw.tcpi_backoff,
+            retransmits: raw.tcpi_retransmits,
+            total_retrans: raw.tcpi_total_retrans,
+            unacked: raw.tcpi_unacked,
+        },
+        raw.tcpi_state,
+    )
+}
+
+/// The sockets process `pid` holds: inode → descriptor number, from `/proc/PID/fd`.
+pub fn socket_inodes(pid: u32) -> io::Result<HashMap<u32, i32>> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(entry) = entry else { continue };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy();
+        let (Some(inode), Ok(fd)) = (
+            target
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|s| s.parse().ok()),
+            entry.file_name().to_string_lossy().parse::<i32>(),
+        ) else {
+            continue;
+        };
+        out.insert(inode, fd);
+    }
+    Ok(out)
+}
+
+/// Every process's socket inodes (for `--port` without `--pid`): inode → (pid, fd). Processes whose
+/// descriptors cannot be read (another user's, without privilege) are skipped.
+pub fn all_socket_inodes() -> HashMap<u32, (u32, i32)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(socks) = socket_inodes(pid) {
+            for (inode, fd) in socks {
+                out.entry(inode).or_insert((pid, fd));
+            }
+        }
+    }
+    out
+}
+
+/// A duplicate of descriptor `fd` of process `pid` (`pidfd_getfd`, needs ptrace rights over it:
+/// root or CAP_SYS_PTRACE). Only read from, then closed: the owner's connection is untouched.
+pub fn borrow_socket(pid: u32, fd: i32) -> io::Result<Socket> {
+    use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
+    let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("pid 0"))?;
+    let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
+    let dup: OwnedFd = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty())?;
+    // SAFETY: the descriptor was just duplicated for us and is owned by nothing else.
+    Ok(unsafe { Socket::from_raw_fd(dup.into_raw_fd()) })
+}
