@@ -203,7 +203,6 @@ mod tests {
             recv_queue: 0,
             send_queue: 1000,
             info: Some(info),
-            state_info: Some(1),
         }
     }
 

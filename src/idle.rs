@@ -51,6 +51,19 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// snake_case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Alive => "alive",
+            Verdict::Silent => "silent",
+            Verdict::Rst => "rst",
+            Verdict::Icmp => "icmp",
+            Verdict::Closed => "closed",
+            Verdict::PeerSpoke => "peer_spoke",
+            Verdict::Error => "error",
+        }
+    }
+
     /// Whether this says the flow was forgotten.
     pub fn is_dead(self) -> bool {
         matches!(self, Verdict::Silent | Verdict::Rst | Verdict::Icmp)
@@ -493,7 +506,8 @@ async fn ping(
 /// an echo within the reply timeout for `rtt` ([`reply_timeout`]). Any failure (refused, silent,
 /// closed, garbage) is a no.
 pub async fn answers_ping(peer: SocketAddr, rtt: Duration, connect_timeout: Duration) -> bool {
-    let Ok(Ok(mut stream)) = timeout(connect_timeout, TcpStream::connect(peer)).await else {
+    let Ok(Ok(mut stream)) = timeout(connect_timeout, crate::sockets::connect_plain(peer)).await
+    else {
         return false;
     };
     let mut decoder = Decoder::new();

@@ -38,24 +38,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(exit::ERROR);
                 }
             }
-            // Still single-threaded here: the only moment an unprivileged user namespace can be entered.
-            if let Err((message, code)) = tcphb::sys::enter_lab() {
+            if let Err(code) = enter_lab() {
                 if let Some(out) = svg.take() {
                     out.discard();
                 }
-                eprintln!("tcphb: error: {message}");
-                return ExitCode::from(code);
+                return code;
             }
             tcphb::sys::compare(&args)
         }
         Command::Audit(args) => cmd::audit::run(&args),
         Command::Probe(args) => {
-            // --verify builds the lab: enter it while still single-threaded, as compare does.
+            // --verify builds the lab, as compare does.
             if args.verify
-                && let Err((message, code)) = tcphb::sys::enter_lab()
+                && let Err(code) = enter_lab()
             {
-                eprintln!("tcphb: error: {message}");
-                return ExitCode::from(code);
+                return code;
             }
             cmd::probe::run(&args)
         }
@@ -78,6 +75,15 @@ fn main() -> ExitCode {
             ExitCode::from(exit::code_for(&err))
         }
     }
+}
+
+/// Enter the lab's privileges while the process is still single-threaded: the only moment an
+/// unprivileged user namespace can be entered. On failure, its one error line and exit code.
+fn enter_lab() -> Result<(), ExitCode> {
+    tcphb::sys::enter_lab().map_err(|(message, code)| {
+        eprintln!("tcphb: error: {message}");
+        ExitCode::from(code)
+    })
 }
 
 /// Fold clap's multi-line usage error into one line: its message and the names it lists, without the

@@ -113,14 +113,16 @@ pub fn mechanism_stats(mut samples: Vec<(String, u64)>) -> Vec<MechanismStats> {
     samples.sort();
     let mut out: Vec<MechanismStats> = Vec::new();
     for chunk in samples.chunk_by(|a, b| a.0 == b.0) {
+        // Sorted by (name, silence): each chunk's silences are in order already.
         let v: Vec<u64> = chunk.iter().map(|x| x.1).collect();
+        let n = v.len();
         out.push(MechanismStats {
             detected_by: chunk[0].0.clone(),
-            count: v.len() as u64,
+            count: n as u64,
             silence_min_ms: v[0],
-            silence_median_ms: median(v.clone()).expect("a chunk is never empty"),
-            silence_p99_ms: v[(v.len() * 99).div_ceil(100).max(1) - 1],
-            silence_max_ms: v[v.len() - 1],
+            silence_p99_ms: v[(n * 99).div_ceil(100).max(1) - 1],
+            silence_max_ms: v[n - 1],
+            silence_median_ms: median(v).expect("a chunk is never empty"),
         });
     }
     out

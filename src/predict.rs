@@ -299,13 +299,14 @@ fn retransmission_slack(rto: Duration, until: Duration, kernel: &KernelTimers) -
 /// [`busy_death`], with the retransmission give-up taken from the path's measured RTO when known.
 fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) -> Cand {
     let rto_min = Duration::from_millis(kernel.rto_min_ms);
+    let backoff = Backoff::of(kernel);
     if let (None, Some(rto)) = (eff.user_timeout(), rto) {
-        let t = Backoff::of(kernel).giveup(rto);
+        let t = backoff.giveup(rto);
         let reason = format!(
             "retransmissions give up at the first timer firing after the tcp_retries2={} budget of {:.1} s: \
              {:.1} s with the measured RTO of {} ms, doubling each time (keepalive stays silent while data is unacked)",
             kernel.tcp_retries2,
-            Backoff::of(kernel).budget().as_secs_f64(),
+            backoff.budget().as_secs_f64(),
             t.as_secs_f64(),
             rto.as_millis()
         );
@@ -324,10 +325,7 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
             Cand {
                 t,
                 min: t,
-                max: t
-                    + BUSY_TICK
-                    + w.max_late(first_rto)
-                    + w.max_late(uto.min(Backoff::of(kernel).rto_max)),
+                max: t + BUSY_TICK + w.max_late(first_rto) + w.max_late(uto.min(backoff.rto_max)),
                 m: Mechanism::UserTimeout,
                 also: Vec::new(),
                 reason: format!(
@@ -338,7 +336,7 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
             }
         }
         None => {
-            let t = Backoff::of(kernel).budget();
+            let t = backoff.budget();
             let reason = format!(
                 "retransmissions give up after tcp_retries2={} ≈ {:.1} s (a lower bound: keepalive stays silent while data is unacked)",
                 kernel.tcp_retries2,
@@ -355,7 +353,7 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
 }
 
 /// The connection's RTO when it was read, else the kernel's floor (it is never below it).
-fn path_rto(rto: Option<Duration>, kernel: &KernelTimers) -> Duration {
+pub(crate) fn path_rto(rto: Option<Duration>, kernel: &KernelTimers) -> Duration {
     let rto_min = Duration::from_millis(kernel.rto_min_ms);
     rto.unwrap_or(rto_min).max(rto_min)
 }
@@ -747,20 +745,12 @@ pub fn predict_on_path(
     kernel: &KernelTimers,
     path: &PathTimes,
 ) -> Prediction {
-    let mut c: Vec<_> = heartbeat_death(eff).into_iter().collect();
-    match load {
-        Load::Busy => c.push(busy_death_on(eff, kernel, Some(path.rto))),
-        // Heartbeat pings are data: once one is unanswered, keepalive is silent (see `predict`).
-        Load::Idle if eff.heartbeat().is_some() => {
-            c.push(busy_death_on(eff, kernel, Some(path.rto)))
-        }
-        Load::Idle => c.extend(keepalive_death(eff, kernel, None)),
-    }
-    first(
-        Basis::LastHeard,
-        c,
-        "idle with no keepalive or heartbeat: nothing is sent, so nothing can notice",
-    )
+    // A blackhole whose only known state at the cut is the path's RTO.
+    let at = phase::AtCut {
+        rto: Some(path.rto),
+        ..phase::AtCut::default()
+    };
+    predict_at(eff, Fault::Blackhole, load, kernel, path.rtt, at)
 }
 
 /// How a measurement compares with its prediction.
@@ -856,8 +846,7 @@ impl Expected {
     /// tcphb) closed is not a death, and a reset is the peer's kernel answering, not the silent death
     /// the prediction is for.
     pub fn new(pred: &Prediction, det: &Detection) -> Expected {
-        let j = (det.outcome == Outcome::Dead && det.detected_by != Some(Mechanism::Reset))
-            .then(|| judge_silent_death(pred, det.detected_by, det.silence_ms));
+        let j = judged(pred, det);
         Expected {
             agrees: j.as_ref().map(|j| j.agrees),
             disagreement: j.and_then(|j| j.note),
@@ -870,20 +859,16 @@ impl Expected {
     /// every judged connection agrees; `disagreement` says how many did not, and how the first of
     /// them differs.
     pub fn many(pred: &Prediction, dets: &[Detection]) -> Expected {
-        let judged: Vec<Expected> = dets
-            .iter()
-            .map(|d| Expected::new(pred, d))
-            .filter(|e| e.agrees.is_some())
-            .collect();
-        let differing: Vec<&Expected> = judged.iter().filter(|e| e.agrees == Some(false)).collect();
+        let judged: Vec<Judgement> = dets.iter().filter_map(|d| judged(pred, d)).collect();
+        let differing: Vec<&Judgement> = judged.iter().filter(|j| !j.agrees).collect();
         Expected {
             agrees: (!judged.is_empty()).then_some(differing.is_empty()),
-            disagreement: differing.first().map(|d| {
+            disagreement: differing.first().map(|j| {
                 format!(
                     "{} of {} connections differ; the first: {}",
                     differing.len(),
                     judged.len(),
-                    d.disagreement.as_deref().unwrap_or("mechanism or time")
+                    j.note.as_deref().unwrap_or("mechanism or time")
                 )
             }),
             ..Expected::unjudged(pred)
@@ -902,6 +887,13 @@ impl Expected {
             disagreement: None,
         }
     }
+}
+
+/// The judgement of one ending, when it is judged at all: only a death found by a timer, a heartbeat
+/// or an ICMP error (see [`Expected::new`]).
+fn judged(pred: &Prediction, det: &Detection) -> Option<Judgement> {
+    (det.outcome == Outcome::Dead && det.detected_by != Some(Mechanism::Reset))
+        .then(|| judge_silent_death(pred, det.detected_by, det.silence_ms))
 }
 
 /// Judge a connection that ended against a prediction made for a silent death (`connect`, `listen`:

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::predict::phase::AtCut;
 use crate::predict::{
-    BAND_MARGIN, Backoff, Basis, PathTimes, Prediction, assumed_effective, predict_at,
+    BAND_MARGIN, Backoff, Basis, PathTimes, Prediction, assumed_effective, path_rto, predict_at,
     predict_on_path,
 };
 use crate::scenario::{BUSY_TICK, Fault, Load};
@@ -28,9 +28,7 @@ use crate::units::Millis;
 use crate::units::{format_duration, secs2};
 
 /// The shortest deadline tcphb will plan for: its heartbeat interval floor.
-pub const MIN_DEADLINE: Duration = Duration::from_millis(10);
-/// Heartbeat intervals shorter than this are refused by the heartbeat parser.
-const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(10);
+pub const MIN_DEADLINE: Duration = Heartbeat::MIN_INTERVAL;
 /// Keep periodic traffic this far under a known idle timeout (fraction of it), for timer slack.
 const IDLE_TIMEOUT_SHARE: f64 = 0.8;
 /// Retransmissions a user timeout should leave room for before a busy connection is declared dead.
@@ -172,33 +170,65 @@ pub fn worst_case(
     kernel: &KernelTimers,
     path: &PathTimes,
 ) -> Option<Duration> {
-    let band = |s: &Strategy, fault: Fault| -> Option<Duration> {
-        let eff = assumed_effective(s, kernel);
-        let at = AtCut {
-            rto: Some(path.rto),
-            ..AtCut::default()
-        };
-        let p = predict_at(&eff, fault, load, kernel, path.rtt, at);
-        let max = p.max?;
-        Some(match p.basis {
-            Basis::LastHeard => max,
-            Basis::Fault => max + quiet(s, load, kernel, path)?,
-        })
+    worst_with(
+        s,
+        fault,
+        load,
+        kernel,
+        path,
+        heartbeat_alone(s, load, kernel, path),
+    )
+}
+
+/// The top of `s`'s band for `fault` under `load`, counted from the last packet heard.
+fn band(
+    s: &Strategy,
+    fault: Fault,
+    load: Load,
+    kernel: &KernelTimers,
+    path: &PathTimes,
+) -> Option<Duration> {
+    let eff = assumed_effective(s, kernel);
+    let at = AtCut {
+        rto: Some(path.rto),
+        ..AtCut::default()
     };
-    let mut worst = band(s, fault);
+    let p = predict_at(&eff, fault, load, kernel, path.rtt, at);
+    let max = p.max?;
+    Some(match p.basis {
+        Basis::LastHeard => max,
+        Basis::Fault => max + quiet(s, load, kernel, path)?,
+    })
+}
+
+/// The band of `s`'s heartbeat alone on a blackhole: a bound on every fault (see [`worst_case`]).
+fn heartbeat_alone(
+    s: &Strategy,
+    load: Load,
+    kernel: &KernelTimers,
+    path: &PathTimes,
+) -> Option<Duration> {
+    let alone = Strategy {
+        heartbeat: Some(s.heartbeat?),
+        ..Strategy::default()
+    };
+    band(&alone, Fault::Blackhole, load, kernel, path)
+}
+
+/// [`worst_case`] with the heartbeat's bound already worked out (it is the same for every fault).
+fn worst_with(
+    s: &Strategy,
+    fault: Fault,
+    load: Load,
+    kernel: &KernelTimers,
+    path: &PathTimes,
+    heartbeat: Option<Duration>,
+) -> Option<Duration> {
+    let mut worst = band(s, fault, load, kernel, path);
     if fault == Fault::Reboot {
-        worst = min_some(worst, band(s, Fault::Blackhole));
+        worst = min_some(worst, band(s, Fault::Blackhole, load, kernel, path));
     }
-    if let Some(h) = s.heartbeat {
-        let alone = Strategy {
-            label: None,
-            keepalive: Keepalive::Off,
-            user_timeout: None,
-            heartbeat: Some(h),
-        };
-        worst = min_some(worst, band(&alone, Fault::Blackhole));
-    }
-    worst.map(|w| w + BAND_MARGIN)
+    min_some(worst, heartbeat).map(|w| w + BAND_MARGIN)
 }
 
 fn min_some(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
@@ -238,10 +268,14 @@ pub fn worst_over_claims(
     kernel: &KernelTimers,
     path: &PathTimes,
 ) -> Option<(Duration, Duration)> {
+    let hb_idle = heartbeat_alone(s, Load::Idle, kernel, path);
+    let hb_busy = heartbeat_alone(s, Load::Busy, kernel, path);
     let mut w = (Duration::ZERO, Duration::ZERO);
     for f in claims(s) {
-        w.0 = w.0.max(worst_case(s, f, Load::Idle, kernel, path)?);
-        w.1 = w.1.max(worst_case(s, f, Load::Busy, kernel, path)?);
+        w.0 =
+            w.0.max(worst_with(s, f, Load::Idle, kernel, path, hb_idle)?);
+        w.1 =
+            w.1.max(worst_with(s, f, Load::Busy, kernel, path, hb_busy)?);
     }
     Some(w)
 }
@@ -259,12 +293,15 @@ fn search(ask: &Ask, make: Maker) -> Result<(Strategy, Vec<String>), String> {
     let mut target = d;
     let mut why = String::new();
     let mut late = None;
+    // Whole-second keepalive values stay the same over several steps: judge each candidate once.
+    let mut rejected: Option<Strategy> = None;
     while target >= MIN_DEADLINE {
         let a = Ask {
             within: target,
             ..*ask
         };
         match make(&a) {
+            Ok((s, _)) if rejected.as_ref() == Some(&s) => {}
             Ok((s, notes)) => match worst_over_claims(&s, &ask.kernel, &ask.path) {
                 Some((i, b)) if i <= d && b <= d => return Ok((s, notes)),
                 w => {
@@ -275,6 +312,7 @@ fn search(ask: &Ask, make: Maker) -> Result<(Strategy, Vec<String>), String> {
                         BAND_MARGIN.as_millis(),
                         format_duration(d)
                     ));
+                    rejected = Some(s);
                 }
             },
             // The first reason (for the deadline itself) is the one worth saying.
@@ -287,10 +325,6 @@ fn search(ask: &Ask, make: Maker) -> Result<(Strategy, Vec<String>), String> {
         target = t;
     }
     Err(late.unwrap_or(why))
-}
-
-fn heartbeat_maker(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
-    heartbeat_strategy(ask).map_err(|r| r.0)
 }
 
 /// Recommend a strategy for `ask`, or say why none exists.
@@ -320,7 +354,7 @@ pub fn recommend(ask: &Ask) -> Result<Recommendation, Refusal> {
     let (s, notes) = match (kernel, ask.peer_answers_ping) {
         (Ok((k, mut notes)), true) => {
             // Each part keeps the promise on its own; together the first to notice ends it.
-            let (h, hb_notes) = search(ask, heartbeat_maker).map_err(Refusal)?;
+            let (h, hb_notes) = search(ask, heartbeat_strategy).map_err(Refusal)?;
             notes.extend(hb_notes);
             notes.push(
                 "the peer answered PING: the heartbeat is the one mechanism that notices a peer process that hangs while its kernel still ACKs"
@@ -342,7 +376,7 @@ pub fn recommend(ask: &Ask) -> Result<Recommendation, Refusal> {
             (k, notes)
         }
         (Err(why_not_kernel), answers) => {
-            let (s, mut notes) = search(ask, heartbeat_maker).map_err(Refusal)?;
+            let (s, mut notes) = search(ask, heartbeat_strategy).map_err(Refusal)?;
             notes.insert(
                 0,
                 format!("a heartbeat, because the kernel alone cannot: {why_not_kernel}"),
@@ -519,10 +553,7 @@ fn kernel_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
         // A busy connection's user timeout counts from its first retransmission, one RTO after
         // the first unacknowledged send (predict::busy_death_on): leave that RTO room. An idle
         // one gives up at the first probe tick at or after the user timeout: the last one.
-        let first_rto = ask
-            .path
-            .rto
-            .max(Duration::from_millis(ask.kernel.rto_min_ms));
+        let first_rto = path_rto(Some(ask.path.rto), &ask.kernel);
         let last_tick = Duration::from_secs(idle + count * interval);
         let Some(room) = ask.within.checked_sub(first_rto).filter(|r| !r.is_zero()) else {
             continue;
@@ -580,9 +611,9 @@ fn ordinal(n: u64) -> &'static str {
 
 /// A heartbeat of `misses` intervals within the deadline, each interval long enough for a round trip
 /// and short enough to keep a middlebox's idle timer fresh.
-fn heartbeat_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), Refusal> {
+fn heartbeat_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
     let d = ask.within;
-    let floor = MIN_HEARTBEAT_INTERVAL.max(ask.path.rtt);
+    let floor = Heartbeat::MIN_INTERVAL.max(ask.path.rtt);
     let mut misses: u32 = if d >= floor * 3 { 3 } else { 2 };
     let mut interval = Duration::from_millis((d / misses).ms());
     let mut notes = Vec::new();
@@ -599,12 +630,12 @@ fn heartbeat_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), Refusal> {
         }
     }
     if interval < floor || misses < 1 {
-        return Err(Refusal(format!(
+        return Err(format!(
             "a heartbeat would need an interval of {} (under {}: 10 ms or one round trip of {:.1} ms)",
             format_duration(interval),
             format_duration(floor),
             ask.path.rtt.as_secs_f64() * 1000.0
-        )));
+        ));
     }
     notes.push(format!(
         "heartbeat: a PING every {}, dead after {misses} silent intervals ({}), idle or busy, and also when the peer process hangs",

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use crate::detection::{CloseHow, Outcome};
 use crate::sys::{self, IcmpSocket};
 use crate::units::Millis;
-use crate::watch::{Watch, watch_reporting};
+use crate::watch::{Observe, Watch, watch_observed};
 
 /// One ICMP error that quotes a segment of the watched connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,6 +148,7 @@ pub fn parse_icmp_quote(
 /// Every ICMP error arriving in one network namespace, on a raw socket made there.
 pub struct IcmpTap {
     inner: IcmpSocket,
+    ipv6: bool,
 }
 
 impl IcmpTap {
@@ -156,6 +157,7 @@ impl IcmpTap {
     pub fn new(sock: io::Result<socket2::Socket>) -> IcmpTap {
         IcmpTap {
             inner: IcmpSocket::from_socket(sock),
+            ipv6: false,
         }
     }
 
@@ -168,16 +170,17 @@ impl IcmpTap {
     pub async fn next(&mut self) -> (IcmpReport, SocketAddr, SocketAddr) {
         loop {
             let (packet, from) = self.inner.recv().await;
-            if let Some(r) = parse_icmp_quote(&packet, from, false) {
+            if let Some(r) = parse_icmp_quote(&packet, from, self.ipv6) {
                 return r;
             }
         }
     }
 }
 
-/// Listens for ICMP errors about one connection on a raw socket, on the current tokio runtime.
+/// Listens for ICMP errors about one connection on a raw socket, on the current tokio runtime: a
+/// tap that keeps only what quotes this connection.
 pub struct IcmpWatch {
-    inner: IcmpSocket,
+    tap: IcmpTap,
     local: SocketAddr,
     peer: SocketAddr,
 }
@@ -188,7 +191,10 @@ impl IcmpWatch {
     /// [`IcmpWatch::unavailable`] says why. Call inside a tokio runtime.
     pub fn open(local: SocketAddr, peer: SocketAddr) -> IcmpWatch {
         IcmpWatch {
-            inner: IcmpSocket::open(local.is_ipv6()),
+            tap: IcmpTap {
+                inner: IcmpSocket::open(local.is_ipv6()),
+                ipv6: local.is_ipv6(),
+            },
             local,
             peer,
         }
@@ -196,15 +202,15 @@ impl IcmpWatch {
 
     /// Why routers' addresses cannot be shown, if they cannot.
     pub fn unavailable(&self) -> Option<&str> {
-        self.inner.unavailable()
+        self.tap.unavailable()
     }
 
     /// The next ICMP error quoting this connection (pending forever when unavailable).
     pub async fn next(&mut self) -> IcmpReport {
         loop {
-            let (packet, from) = self.inner.recv().await;
-            if let Some(r) = parse_icmp(&packet, from, self.local, self.peer) {
-                return r;
+            let (report, src, dst) = self.tap.next().await;
+            if (src, dst) == (self.local, self.peer) {
+                return report;
             }
         }
     }
@@ -325,7 +331,11 @@ pub async fn watch_busy(
                 _ = stop => {}
             }
         };
-        let watching = watch_reporting(stream, w, opened, until, Some(&soft));
+        let observe = Observe {
+            soft: Some(&soft),
+            pings: None,
+        };
+        let watching = watch_observed(stream, w, opened, until, &observe);
         tokio::pin!(watching);
         loop {
             tokio::select! {

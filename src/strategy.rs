@@ -148,6 +148,9 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
+    /// The shortest interval accepted: below it the event loop's own wake-ups would be measured.
+    pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
     /// How long the peer may stay silent before it is declared dead.
     pub fn deadline(&self) -> Duration {
         self.interval * self.misses
@@ -165,7 +168,7 @@ impl FromStr for Heartbeat {
         let interval = parse_duration(interval)?;
         let misses = whole(misses)
             .map_err(|why| SpecError(format!("invalid heartbeat misses '{misses}': {why}")))?;
-        if interval < Duration::from_millis(10) {
+        if interval < Heartbeat::MIN_INTERVAL {
             return err(format!(
                 "invalid heartbeat '{s}': interval must be at least 10ms"
             ));
@@ -221,35 +224,48 @@ impl Strategy {
     /// The strategies the prediction rows are about: none, the OS default keepalive, each requested
     /// mechanism alone, and the whole request (`strategy`) when it combines two or more.
     pub fn mechanism_parts(&self) -> Vec<(&'static str, Strategy)> {
-        let requested = self;
-        let alone = |f: &dyn Fn(&mut Strategy)| {
-            let mut s = Strategy::default();
-            f(&mut s);
-            s
-        };
+        let none = Strategy::default();
         let mut parts: Vec<(&'static str, Strategy)> = vec![
-            ("none", Strategy::default()),
-            ("os_keepalive", alone(&|s| s.keepalive = Keepalive::Os)),
+            ("none", none.clone()),
+            (
+                "os_keepalive",
+                Strategy {
+                    keepalive: Keepalive::Os,
+                    ..none.clone()
+                },
+            ),
         ];
-        if let k @ Keepalive::Custom { .. } = requested.keepalive {
-            parts.push(("keepalive", alone(&|s| s.keepalive = k)));
+        if let k @ Keepalive::Custom { .. } = self.keepalive {
+            let s = Strategy {
+                keepalive: k,
+                ..none.clone()
+            };
+            parts.push(("keepalive", s));
         }
-        if let Some(u) = requested.user_timeout {
-            parts.push(("user_timeout", alone(&|s| s.user_timeout = Some(u))));
+        if let Some(u) = self.user_timeout {
+            let s = Strategy {
+                user_timeout: Some(u),
+                ..none.clone()
+            };
+            parts.push(("user_timeout", s));
         }
-        if let Some(h) = requested.heartbeat {
-            parts.push(("heartbeat", alone(&|s| s.heartbeat = Some(h))));
+        if let Some(h) = self.heartbeat {
+            let s = Strategy {
+                heartbeat: Some(h),
+                ..none.clone()
+            };
+            parts.push(("heartbeat", s));
         }
         let requested_parts = [
-            requested.keepalive != Keepalive::Off,
-            requested.user_timeout.is_some(),
-            requested.heartbeat.is_some(),
+            self.keepalive != Keepalive::Off,
+            self.user_timeout.is_some(),
+            self.heartbeat.is_some(),
         ]
         .iter()
         .filter(|x| **x)
         .count();
         if requested_parts >= 2 {
-            parts.push(("strategy", requested.clone()));
+            parts.push(("strategy", self.clone()));
         }
         parts
     }

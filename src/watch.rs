@@ -20,6 +20,7 @@ use crate::predict::timer_death;
 use crate::scenario::{BUSY_TICK, Load};
 use crate::settings::{Effective, KernelTimers};
 use crate::sys;
+use crate::tcpinfo::TcpInfo;
 use crate::units::Millis;
 
 /// Bytes written per busy tick: enough to fill a frozen peer's receive window in well under a second,
@@ -133,21 +134,10 @@ pub async fn watch(
     watch_observed(stream, w, opened, stop, &Observe::NONE).await
 }
 
-/// [`watch`], and with `soft`, a socket error raised while the connection is still ESTABLISHED (IP_RECVERR
-/// must be on) goes to `soft` and the watch goes on: only the kernel closing the connection ends it.
-pub async fn watch_reporting(
-    stream: TcpStream,
-    w: &Watch,
-    opened: Instant,
-    stop: impl Future<Output = ()>,
-    soft: Option<OnSoftError<'_>>,
-) -> Detection {
-    let observe = Observe { soft, pings: None };
-    watch_observed(stream, w, opened, stop, &observe).await
-}
-
-/// [`watch`], telling `observe` what it asks for: soft errors (as [`watch_reporting`]) and the
-/// instant of each heartbeat ping.
+/// [`watch`], telling `observe` what it asks for: soft errors — a socket error raised while the
+/// connection is still ESTABLISHED (IP_RECVERR must be on) goes to [`Observe::soft`] and the watch
+/// goes on, so only the kernel closing the connection ends it — and the instant of each heartbeat
+/// ping.
 pub async fn watch_observed(
     stream: TcpStream,
     w: &Watch,
@@ -203,7 +193,7 @@ pub async fn watch_observed(
             _ = &mut stop => {
                 // Take what the peer sent before closing, so the close is a FIN, not a RST.
                 let _ = read_some(&stream, &mut c);
-                return finish(&stream, &c, Outcome::Alive, None, None);
+                return finish(&c, sys::tcp_info(&stream), Outcome::Alive, None, None);
             }
             r = stream.ready(interest) => {
                 let ready = match r {
@@ -231,7 +221,8 @@ pub async fn watch_observed(
             _ = sleep_until(hb_deadline.min(next_ping).min(next_busy)), if timers => {
                 let now = TokioInstant::now();
                 if hb.is_some() && now >= hb_deadline {
-                    return finish(&stream, &c, Outcome::Dead, Some(Mechanism::Heartbeat), None);
+                    let info = sys::tcp_info(&stream);
+                    return finish(&c, info, Outcome::Dead, Some(Mechanism::Heartbeat), None);
                 }
                 if let Some((interval, _)) = hb && now >= next_ping {
                     next_ping += interval;
@@ -396,18 +387,20 @@ fn failed(stream: &TcpStream, c: &Conn<'_>, e: io::Error, w: &Watch) -> Option<D
 
 /// Turn a socket error into a Detection, naming the mechanism from what was armed and whether data was
 /// in flight — the errno alone cannot tell keepalive from retransmission from user timeout.
+/// TCP_INFO is read once, here, for both the naming and the Detection.
 fn from_error(stream: &TcpStream, c: &Conn<'_>, e: io::Error, w: &Watch) -> Detection {
+    let info = sys::tcp_info(stream);
     let in_flight = w.load == Load::Busy || c.ping_outstanding;
-    let mechanism = classify(e.kind(), in_flight, c, stream, w);
+    let mechanism = classify(e.kind(), in_flight, c, info, w);
     let errno = crate::sys::errno_text(&e);
-    finish(stream, c, Outcome::Dead, Some(mechanism), Some(errno))
+    finish(c, info, Outcome::Dead, Some(mechanism), Some(errno))
 }
 
 fn classify(
     kind: io::ErrorKind,
     in_flight: bool,
     c: &Conn<'_>,
-    stream: &TcpStream,
+    info: Option<TcpInfo>,
     w: &Watch,
 ) -> Mechanism {
     use io::ErrorKind as K;
@@ -424,7 +417,7 @@ fn classify(
     );
     match timer {
         // An ICMP errno long before any armed timer could have expired was reported, not timed out.
-        Some((expected, _)) if icmp && silence(stream, c) < expected.ms() / 2 => {
+        Some((expected, _)) if icmp && silence(info, c) < expected.ms() / 2 => {
             Mechanism::Unreachable
         }
         Some((_, m)) => m,
@@ -433,9 +426,8 @@ fn classify(
     }
 }
 
-fn silence(stream: &TcpStream, c: &Conn) -> u64 {
-    sys::tcp_info(stream)
-        .map(|i| i.silence_ms())
+fn silence(info: Option<TcpInfo>, c: &Conn) -> u64 {
+    info.map(|i| i.silence_ms())
         .unwrap_or_else(|| c.last_heard.elapsed().ms())
 }
 
@@ -447,14 +439,14 @@ fn lifetime_and_idle(c: &Conn<'_>) -> (u64, u64) {
     (ms(c.opened), ms(c.last_io))
 }
 
+/// The Detection of a watch that ended, with `info` the connection's TCP_INFO read at its end.
 fn finish(
-    stream: &TcpStream,
     c: &Conn<'_>,
+    info: Option<TcpInfo>,
     outcome: Outcome,
     by: Option<Mechanism>,
     errno: Option<String>,
 ) -> Detection {
-    let info = sys::tcp_info(stream);
     // A heartbeat is about the peer application, so its silence is since the last line it sent; TCP
     // timers are about the peer's kernel, so theirs is since the last packet (TCP_INFO).
     let silence_ms = match (by, info) {

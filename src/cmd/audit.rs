@@ -13,7 +13,10 @@ use crate::units::Millis;
 
 /// Run `tcphb audit`; exit 0 when something could be read, 4 when nothing can.
 pub fn run(args: &AuditArgs) -> anyhow::Result<Finished> {
-    let sockets = sys::tcp_sockets()?;
+    let mut sockets = sys::tcp_sockets()?;
+    sockets.retain(|s| {
+        args.port.is_none_or(|p| s.local.port() == p) && args.peer.is_none_or(|p| s.peer.ip() == p)
+    });
     // Which process holds which socket: the ones asked for, or (for --port alone) any readable one.
     let mut owners: HashMap<u32, (u32, i32)> = HashMap::new();
     for &pid in &args.pids {
@@ -27,36 +30,35 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<Finished> {
         })?;
         owners.extend(held.into_iter().map(|(inode, fd)| (inode, (pid, fd))));
     }
-    if args.pids.is_empty() {
-        owners = sys::all_socket_inodes();
+    if args.pids.is_empty() && !sockets.is_empty() {
+        owners = sys::all_socket_inodes(&sockets.iter().map(|s| s.inode).collect());
     }
     let kernel = sys::kernel_timers();
     let mut unread = 0usize;
     let mut why_unread = None;
     let mut connections = Vec::new();
+    // Each owner is opened once for all its connections; a failure to open it is each one's reason.
+    let mut processes: HashMap<u32, Result<sys::Process, String>> = HashMap::new();
     for s in &sockets {
         let owner = owners.get(&s.inode).copied();
         if !args.pids.is_empty() && owner.is_none() {
             continue;
         }
-        if args.port.is_some_and(|p| s.local.port() != p) {
-            continue;
-        }
-        if args.peer.is_some_and(|p| s.peer.ip() != p) {
-            continue;
-        }
-        let effective = match owner {
-            Some((pid, fd)) => match sys::read_back_of(pid, fd) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    unread += 1;
-                    why_unread.get_or_insert_with(|| e.to_string());
-                    None
-                }
+        let read = match owner {
+            Some((pid, fd)) => match processes
+                .entry(pid)
+                .or_insert_with(|| sys::Process::open(pid).map_err(|e| e.to_string()))
+            {
+                Ok(process) => sys::read_back_of(process, fd).map_err(|e| e.to_string()),
+                Err(why) => Err(why.clone()),
             },
-            None => {
+            None => Err("no readable process holds it".into()),
+        };
+        let effective = match read {
+            Ok(e) => Some(e),
+            Err(why) => {
                 unread += 1;
-                why_unread.get_or_insert_with(|| "no readable process holds it".into());
+                why_unread.get_or_insert(why);
                 None
             }
         };

@@ -57,7 +57,16 @@ pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
     let rt = super::runtime()?;
     let detection = rt.block_on(async {
         let stream = tokio::net::TcpStream::from_std(std_stream)?;
-        anyhow::Ok(watch_with_icmp(stream, &w, opened, ends, stop_after(args.duration)).await)
+        anyhow::Ok(
+            watch_with_icmp(
+                stream,
+                &w,
+                opened,
+                ends,
+                stop_after(args.duration, sys::shutdown()),
+            )
+            .await,
+        )
     })?;
     // Nothing was cut here: a FIN is the peer's own close, not a death.
     let detection = detection.on_a_live_path();
@@ -151,14 +160,14 @@ fn not_a_heartbeat_peer(peer: SocketAddr, d: &Detection) -> anyhow::Error {
     }
 }
 
-/// Completes after `duration` (if any) or when the process is asked to stop.
-async fn stop_after(duration: Option<Duration>) {
+/// Completes after `duration` (if any) or when `signal` does.
+async fn stop_after(duration: Option<Duration>, signal: impl std::future::Future<Output = ()>) {
     match duration {
         Some(d) => tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            _ = sys::shutdown() => {}
+            _ = signal => {}
         },
-        None => sys::shutdown().await,
+        None => signal.await,
     }
 }
 
@@ -178,23 +187,13 @@ fn run_many(
     }
     let rt = super::runtime()?;
     // Ctrl-C or SIGTERM, from now on: the connections as they stand are reported, marked partial.
-    let (interrupt_tx, interrupted) = tokio::sync::watch::channel(false);
-    {
-        let _in_runtime = rt.enter();
-        let signal = sys::shutdown();
-        rt.spawn(async move {
-            signal.await;
-            let _ = interrupt_tx.send(true);
-        });
-    }
+    let interrupt = super::Interrupt::install(&rt);
     let bar = indicatif::ProgressBar::new(wanted).with_message("connecting");
     let mut socks = Vec::with_capacity(wanted as usize);
     let mut peer = addrs[0];
     let mut effective = Effective::default();
     for i in 0..wanted {
-        // Let the signal task run (it only does while the runtime does).
-        rt.block_on(tokio::task::yield_now());
-        if *interrupted.borrow() {
+        if interrupt.seen(&rt) {
             break;
         }
         let (sock, p, eff) = crate::sockets::connect(addrs, strategy, args.connect_timeout)
@@ -237,18 +236,7 @@ fn run_many(
                 watch(stream, &w, Instant::now(), stopped).await
             });
         }
-        let mut signalled = interrupted.clone();
-        let stop = async move {
-            match args.duration {
-                Some(d) => tokio::select! {
-                    _ = tokio::time::sleep(d) => {}
-                    _ = signalled.wait_for(|i| *i) => {}
-                },
-                None => {
-                    let _ = signalled.wait_for(|i| *i).await;
-                }
-            }
-        };
+        let stop = stop_after(args.duration, interrupt.wait());
         tokio::pin!(stop);
         let mut out = Vec::with_capacity(wanted as usize);
         let mut stopped = false;
@@ -279,7 +267,7 @@ fn run_many(
         .iter()
         .filter_map(|d| d.detected_by.map(|m| (m.name().to_string(), d.silence_ms)))
         .collect();
-    let partial = *interrupted.borrow();
+    let partial = interrupt.raised();
     let report = ConnectManyReport {
         schema: SCHEMA,
         partial,

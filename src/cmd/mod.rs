@@ -241,3 +241,41 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()?)
 }
+
+/// Ctrl-C or SIGTERM during a measurement, as a flag: a run checks it between steps and awaits it
+/// in its event loop, then reports what it measured before the signal as partial (exit 130).
+#[derive(Clone)]
+pub struct Interrupt(tokio::sync::watch::Receiver<bool>);
+
+impl Interrupt {
+    /// Install the handlers now, on `rt`: a signal that comes while nothing runs on the runtime (labs
+    /// being built, connections being opened) is kept, not lost.
+    pub fn install(rt: &tokio::runtime::Runtime) -> Interrupt {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let _in_runtime = rt.enter();
+        let signal = crate::sys::shutdown();
+        rt.spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Interrupt(rx)
+    }
+
+    /// Whether a signal came, from outside the runtime: the handler task runs only while the runtime
+    /// does, so it is let run first.
+    pub fn seen(&self, rt: &tokio::runtime::Runtime) -> bool {
+        rt.block_on(tokio::task::yield_now());
+        self.raised()
+    }
+
+    /// Whether a signal came (as far as the handler task has run).
+    pub fn raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes when a signal comes.
+    pub async fn wait(&self) {
+        let mut rx = self.0.clone();
+        let _ = rx.wait_for(|i| *i).await;
+    }
+}

@@ -83,20 +83,9 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
             drop(sock);
             None
         };
+        // Ctrl-C or SIGTERM ends both with what they have, printed as partial.
+        let interrupt = super::Interrupt::install(&rt);
         rt.block_on(async {
-            // Ctrl-C or SIGTERM ends both with what they have, printed as partial.
-            let (interrupt_tx, interrupted) = tokio::sync::watch::channel(false);
-            let signal = sys::shutdown();
-            tokio::spawn(async move {
-                signal.await;
-                let _ = interrupt_tx.send(true);
-            });
-            let stop = || {
-                let mut rx = interrupted.clone();
-                async move {
-                    let _ = rx.wait_for(|i| *i).await;
-                }
-            };
             let discovery = async {
                 match args.idle_timeout {
                     Some(max) => {
@@ -112,7 +101,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                                 path.rtt,
                                 args.connect_timeout,
                                 &|line| super::progress(&line),
-                                stop(),
+                                interrupt.wait(),
                             )
                             .await,
                         )
@@ -131,7 +120,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                                 &busy_watch,
                                 opened,
                                 args.duration,
-                                stop(),
+                                interrupt.wait(),
                                 &|w| {
                                     // A warning is a result, not progress: said even in pipes.
                                     super::say(&format!("tcphb: warning: {}", w.sentence()));
@@ -144,8 +133,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                 }
             };
             let (found, warned) = tokio::join!(discovery, warnings);
-            let partial = *interrupted.borrow();
-            anyhow::Ok((found?, warned?, partial))
+            anyhow::Ok((found?, warned?, interrupt.raised()))
         })?
     } else {
         drop(sock);
@@ -160,6 +148,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     );
     let mut code = exit::OK;
     let mut verify_partial = false;
+    let mut recommended_row = None;
     let recommendation = match args.detect_within {
         None => None,
         Some(within) => {
@@ -189,35 +178,36 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                 ),
             };
             let r = recommend::recommend(&ask);
-            let mut report = RecommendationReport::new(within, Some(answers), r.clone());
+            let mut verification = None;
             match &r {
                 Err(why) => {
                     code = exit::USAGE;
                     super::say(&format!("tcphb: --detect-within: {why}"));
                 }
-                Ok(rec) if args.verify && !partial => {
-                    let v = verify(within, rec)?;
-                    verify_partial = v.partial;
-                    if !v.holds && !v.partial {
-                        code = code.max(exit::PROMISE_BROKEN);
+                Ok(rec) => {
+                    recommended_row = Some(PredictionRow::new(
+                        "recommended",
+                        rec.strategy.spec(),
+                        &rec.idle,
+                        &rec.busy,
+                    ));
+                    if args.verify && !partial {
+                        let v = verify(within, rec)?;
+                        verify_partial = v.partial;
+                        if !v.holds && !v.partial {
+                            code = code.max(exit::PROMISE_BROKEN);
+                        }
+                        verification = Some(v);
                     }
-                    report.verification = Some(v);
                 }
-                Ok(_) => {}
             }
+            let mut report = RecommendationReport::new(within, Some(answers), r);
+            report.verification = verification;
             Some(report)
         }
     };
     let mut predictions = rows;
-    if let Some(RecommendationReport {
-        strategy: Some(spec),
-        ..
-    }) = &recommendation
-    {
-        let s: Strategy = spec.parse()?;
-        let eff = assumed_effective(&s, &kernel);
-        predictions.push(row("recommended", &s, &eff, &kernel, &path));
-    }
+    predictions.extend(recommended_row);
     if early_warnings
         .as_ref()
         .is_some_and(|w: &EarlyWarnings| w.ended_at_ms.is_some())

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 
 use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
+use crate::cmd::Interrupt;
 use crate::detection::{Detection, IcmpSeen, Timeline};
 use crate::lab::Cell;
 use crate::lab::timeline::{self, Tracked};
@@ -118,25 +119,15 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
     let bar = progress_bar((specs.len() * strategies.len()) as u64);
     let rt = crate::cmd::runtime()?;
     // Ctrl-C or SIGTERM: the round under way stops, keeps what it detected, and the report is printed
-    // as partial. The handler is installed now, so a signal while labs are built is not lost either.
-    let (interrupt_tx, interrupted) = stop_channel::channel(false);
-    {
-        let _in_runtime = rt.enter();
-        let signal = sys::shutdown();
-        rt.spawn(async move {
-            signal.await;
-            let _ = interrupt_tx.send(true);
-        });
-    }
+    // as partial.
+    let interrupt = Interrupt::install(&rt);
     let started = Instant::now();
     let mut measured: Vec<(CellSpec, Measured)> = Vec::new();
     let mut facts = None;
     let mut effective: Vec<Option<Effective>> = vec![None; strategies.len()];
     let mut kernel = KernelTimers::default();
     for (round, chunk) in specs.chunks(MAX_LABS_PER_ROUND).enumerate() {
-        // The signal task runs only while the runtime does: let it see a signal that came meanwhile.
-        rt.block_on(tokio::task::yield_now());
-        if *interrupted.borrow() {
+        if interrupt.seen(&rt) {
             break;
         }
         bar.set_message(format!(
@@ -160,19 +151,13 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
             cells.push(cell);
         }
         let out = rt.block_on(measure(
-            args,
-            chunk,
-            &mut cells,
-            conns,
-            kernel,
-            &bar,
-            interrupted.clone(),
+            args, chunk, &mut cells, conns, kernel, &bar, &interrupt,
         ))?;
         measured.extend(out.into_iter().map(|m| (chunk[m.cell], m)));
         drop(cells);
     }
     bar.finish_and_clear();
-    let partial = *interrupted.borrow();
+    let partial = interrupt.raised();
 
     let mut results: Vec<CellResult> = Vec::new();
     for (j, s) in strategies.iter().enumerate() {
@@ -262,24 +247,26 @@ async fn measure(
     conns: Vec<(usize, usize, std::net::TcpStream, Effective)>,
     kernel: KernelTimers,
     bar: &ProgressBar,
-    mut interrupted: stop_channel::Receiver<bool>,
+    interrupt: &Interrupt,
 ) -> anyhow::Result<Vec<Measured>> {
     let (stop_tx, stop_rx) = stop_channel::channel(false);
     // Each cell's cut instant, published as it is made.
     let (cut_tx, cut_rx) = stop_channel::channel::<Vec<Option<Instant>>>(vec![None; cells.len()]);
     let mut set = JoinSet::new();
-    // (cell, strategy, local address, a second handle for TCP_INFO at the cut)
+    // (cell, strategy, local address, a second handle for TCP_INFO at the cut, shared with the
+    // timeline sampler)
     let mut handles = Vec::with_capacity(conns.len());
     // Per cell, the connections its timeline sampler reads.
     let mut tracked: Vec<Vec<Tracked>> = (0..cells.len()).map(|_| Vec::new()).collect();
     for (i, j, stream, effective) in conns {
-        handles.push((i, j, stream.local_addr()?, stream.try_clone()?));
+        let handle = std::sync::Arc::new(stream.try_clone()?);
+        handles.push((i, j, stream.local_addr()?, handle.clone()));
         let pings = effective
             .heartbeat()
             .map(|_| std::sync::Arc::new(PingLog::default()));
         tracked[i].push(Tracked {
             strategy: j,
-            stream: stream.try_clone()?,
+            stream: handle,
             pings: pings.clone(),
         });
         let stream = tokio::net::TcpStream::from_std(stream)?;
@@ -353,7 +340,7 @@ async fn measure(
     tokio::select! {
         _ = tokio::time::sleep(args.warmup) => {}
         // Nothing cut yet, so nothing measured: the watchers and taps end with their JoinSets.
-        _ = interrupted.wait_for(|i| *i) => return Ok(Vec::new()),
+        _ = interrupt.wait() => return Ok(Vec::new()),
     }
     let mut cut_at = Vec::with_capacity(cells.len());
     // (cell, strategy) → its timers at the cut and the time since it last heard the peer.
@@ -427,7 +414,7 @@ async fn measure(
                 stopped = true;
                 let _ = stop_tx.send(true);
             }
-            _ = interrupted.wait_for(|i| *i), if !stopped => {
+            _ = interrupt.wait(), if !stopped => {
                 stopped = true;
                 let _ = stop_tx.send(true);
             }
@@ -452,7 +439,7 @@ async fn measure(
     }
     // Interrupted: a connection still watched at the signal was not watched to the deadline, so it is
     // no `never`; only what ended is kept.
-    let cut_short = *interrupted.borrow();
+    let cut_short = interrupt.raised();
     Ok(out
         .into_iter()
         .filter(|(_, _, d, _, _)| !(cut_short && d.outcome == crate::detection::Outcome::Alive))

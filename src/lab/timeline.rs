@@ -31,7 +31,7 @@ pub const SAMPLE: Duration = Duration::from_millis(25);
 /// TCP_INFO never touches the watcher's), and its ping log when it has heartbeats.
 pub struct Tracked {
     pub strategy: usize,
-    pub stream: TcpStream,
+    pub stream: Arc<TcpStream>,
     pub pings: Option<Arc<PingLog>>,
 }
 

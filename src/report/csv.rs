@@ -9,6 +9,7 @@ use super::model::{
 };
 use crate::detection::{CloseHow, ClosedBy};
 use crate::matrix::{CellResult, MechanismStats};
+use crate::settings::Effective;
 
 /// Writes `--format csv`.
 pub struct Csv;
@@ -103,18 +104,27 @@ const CONNECT_HEADER: [&str; 23] = [
     "icmp",
 ];
 
-fn connect_row(r: &ConnectReport) -> Vec<String> {
-    let d = &r.detection;
-    let e = &r.effective;
-    vec![
-        r.peer.clone(),
-        r.local.clone(),
-        r.strategy.clone(),
-        r.load.to_string(),
+/// The kernel settings' columns: keepalive idle, interval and count, user timeout.
+fn effective_cells(e: &Effective) -> [String; 4] {
+    [
         cell(&e.keepalive_idle_ms),
         cell(&e.keepalive_interval_ms),
         cell(&e.keepalive_count),
         cell(&e.user_timeout_ms),
+    ]
+}
+
+fn connect_row(r: &ConnectReport) -> Vec<String> {
+    let d = &r.detection;
+    let e = &r.effective;
+    let mut row = vec![
+        r.peer.clone(),
+        r.local.clone(),
+        r.strategy.clone(),
+        r.load.to_string(),
+    ];
+    row.extend(effective_cells(e));
+    row.extend([
         cell(&e.heartbeat_interval_ms),
         cell(&e.heartbeat_misses),
         d.outcome.name().into(),
@@ -130,7 +140,8 @@ fn connect_row(r: &ConnectReport) -> Vec<String> {
         cell(&d.how.map(CloseHow::name)),
         d.idle_ms.to_string(),
         cell(&d.icmp.as_ref().map(|i| i.cause())),
-    ]
+    ]);
+    row
 }
 
 /// Columns of per-mechanism statistics (`connect --connections`, `listen`'s summary): one row per
@@ -276,17 +287,16 @@ const AUDIT_HEADER: [&str; 20] = [
 ];
 
 fn audit_row(a: &crate::audit::Audited) -> Vec<String> {
-    let e = a.effective.as_ref();
-    vec![
+    let mut row = vec![
         cell(&a.pid),
         cell(&a.fd),
         a.local.clone(),
         a.peer.clone(),
         a.state.to_string(),
-        cell(&e.and_then(|e| e.keepalive_idle_ms)),
-        cell(&e.and_then(|e| e.keepalive_interval_ms)),
-        cell(&e.and_then(|e| e.keepalive_count)),
-        cell(&e.and_then(|e| e.user_timeout_ms)),
+    ];
+    // Unread settings: every setting's cell empty, as for a setting that is off.
+    row.extend(effective_cells(&a.effective.unwrap_or_default()));
+    row.extend([
         cell(&a.timer),
         cell(&a.timer_due_ms),
         a.probes_out.to_string(),
@@ -298,7 +308,8 @@ fn audit_row(a: &crate::audit::Audited) -> Vec<String> {
         cell(&a.busy_ms),
         cell(&a.busy_by),
         a.flags.join("; "),
-    ]
+    ]);
+    row
 }
 
 #[cfg(test)]
@@ -306,7 +317,6 @@ mod tests {
     use super::*;
     use crate::predict::{Basis, Expected};
     use crate::scenario::Load;
-    use crate::settings::Effective;
 
     /// `connect --connections N --format csv` once printed the counts as a sentence before the header
     /// and the agreement with the prediction after the rows.

@@ -39,7 +39,7 @@ impl Exporter for Markdown {
     /// Always one table with fault × load columns, whatever `wide`: Markdown is rendered, not fitted
     /// to a terminal.
     fn compare(&self, r: &CompareReport, _wide: bool) -> String {
-        draw(&table::compare(r, true))
+        draw(&table::compare(r, None))
     }
     fn probe(&self, r: &ProbeReport) -> String {
         draw(&table::probe(r))

@@ -380,7 +380,8 @@ impl RecommendationReport {
     }
 }
 
-fn round1(x: f64) -> f64 {
+/// One decimal: the costs in the JSON, and the coordinates in `compare --svg` short and exact.
+pub(super) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 

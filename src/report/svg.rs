@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use svg::Document;
 use svg::node::element::{Circle, Group, Line, Polygon, Rectangle, Text, Title};
 
-use super::model::CompareReport;
+use super::model::{CompareReport, round1};
 use crate::detection::{PacketKind, Timeline};
 use crate::matrix::{CellResult, Run};
 use crate::scenario::{Fault, Load};
@@ -25,6 +25,8 @@ const LANE_H: f64 = 22.0;
 const MARGIN: f64 = 16.0;
 /// Approximate advance of one character of the 12 px monospace font, px (sizes the text columns).
 const CHAR_W: f64 = 7.3;
+/// The same for the 11 px labels, px.
+const SMALL_CHAR_W: f64 = 6.7;
 const FONT: &str = "DejaVu Sans Mono, Menlo, Consolas, monospace";
 const TEXT: &str = "#222";
 const MUTED: &str = "#666";
@@ -51,26 +53,26 @@ fn label(kind: PacketKind) -> &'static str {
     }
 }
 
-/// One decimal: coordinates stay short and exact in the document.
-fn r(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
 fn text(x: f64, y: f64, s: &str) -> Text {
     Text::new(s)
-        .set("x", r(x))
-        .set("y", r(y))
+        .set("x", round1(x))
+        .set("y", round1(y))
         .set("font-family", FONT)
         .set("font-size", 12)
         .set("fill", TEXT)
 }
 
+/// A label in the small muted type of the panels' captions.
+fn caption(x: f64, y: f64, s: &str) -> Text {
+    text(x, y, s).set("font-size", 11).set("fill", MUTED)
+}
+
 fn line(x1: f64, y1: f64, x2: f64, y2: f64, stroke: &str, width: f64) -> Line {
     Line::new()
-        .set("x1", r(x1))
-        .set("y1", r(y1))
-        .set("x2", r(x2))
-        .set("y2", r(y2))
+        .set("x1", round1(x1))
+        .set("y1", round1(y1))
+        .set("x2", round1(x2))
+        .set("y2", round1(y2))
         .set("stroke", stroke)
         .set("stroke-width", width)
 }
@@ -81,7 +83,7 @@ fn marker(kind: PacketKind, x: f64, y: f64) -> svg::node::element::Element {
     let poly = |pts: &[(f64, f64)]| {
         let mut s = String::new();
         for (px, py) in pts {
-            let _ = write!(s, "{},{} ", r(x + px), r(y + py));
+            let _ = write!(s, "{},{} ", round1(x + px), round1(y + py));
         }
         Polygon::new()
             .set("points", s.trim_end())
@@ -90,16 +92,16 @@ fn marker(kind: PacketKind, x: f64, y: f64) -> svg::node::element::Element {
     };
     match kind {
         PacketKind::KeepaliveProbe => Circle::new()
-            .set("cx", r(x))
-            .set("cy", r(y))
+            .set("cx", round1(x))
+            .set("cy", round1(y))
             .set("r", 4.5)
             .set("fill", c)
             .into(),
         PacketKind::WindowProbe => poly(&[(0.0, -5.5), (5.0, 0.0), (0.0, 5.5), (-5.0, 0.0)]),
         PacketKind::Retransmission => poly(&[(0.0, -5.5), (5.0, 4.5), (-5.0, 4.5)]),
         PacketKind::Heartbeat => Rectangle::new()
-            .set("x", r(x - 1.25))
-            .set("y", r(y - 6.0))
+            .set("x", round1(x - 1.25))
+            .set("y", round1(y - 6.0))
             .set("width", 2.5)
             .set("height", 12)
             .set("fill", c)
@@ -153,11 +155,14 @@ fn outcome(run: &Run, deadline: u64) -> (String, bool) {
     (s, run.agrees)
 }
 
+/// A cell and the [`outcome`] of each of its runs.
+type PanelCell<'a> = (&'a CellResult, Vec<(String, bool)>);
+
 /// A panel: one fault, its loads, each with its cells (a row each).
-type Panel<'a> = (Fault, Vec<(Load, Vec<&'a CellResult>)>);
+type Panel<'a> = (Fault, Vec<(Load, Vec<PanelCell<'a>>)>);
 
 /// The panels: faults in the order they were run, each with its loads, each with its cells.
-fn panels(rep: &CompareReport) -> Vec<Panel<'_>> {
+fn panels(rep: &CompareReport, deadline: u64) -> Vec<Panel<'_>> {
     let mut out: Vec<Panel<'_>> = Vec::new();
     for c in &rep.results {
         let fi = match out.iter().position(|(f, _)| *f == c.fault) {
@@ -168,9 +173,10 @@ fn panels(rep: &CompareReport) -> Vec<Panel<'_>> {
             }
         };
         let loads = &mut out[fi].1;
+        let cell = (c, c.runs.iter().map(|run| outcome(run, deadline)).collect());
         match loads.iter_mut().find(|(l, _)| *l == c.load) {
-            Some((_, cells)) => cells.push(c),
-            None => loads.push((c.load, vec![c])),
+            Some((_, cells)) => cells.push(cell),
+            None => loads.push((c.load, vec![cell])),
         }
     }
     for (_, loads) in &mut out {
@@ -195,11 +201,13 @@ pub fn compare(rep: &CompareReport) -> String {
         .unwrap_or(8)
         .max(12);
     let label_w = longest_label as f64 * CHAR_W + 16.0;
-    let longest_outcome = rep
-        .results
+    let panels = panels(rep, deadline);
+    let longest_outcome = panels
         .iter()
-        .flat_map(|c| &c.runs)
-        .map(|run| outcome(run, deadline).0.chars().count() + 14)
+        .flat_map(|(_, loads)| loads)
+        .flat_map(|(_, cells)| cells)
+        .flat_map(|(_, outcomes)| outcomes)
+        .map(|(words, _)| words.chars().count() + 14)
         .max()
         .unwrap_or(20)
         .max(24);
@@ -250,7 +258,7 @@ pub fn compare(rep: &CompareReport) -> String {
         let g = g
             .add(swatch)
             .add(text(*lx + 14.0, ly + 4.0, name).set("font-size", 11));
-        *lx += 14.0 + name.chars().count() as f64 * 6.7 + 22.0;
+        *lx += 14.0 + name.chars().count() as f64 * SMALL_CHAR_W + 22.0;
         g
     };
     for kind in PacketKind::ALL {
@@ -259,8 +267,8 @@ pub fn compare(rep: &CompareReport) -> String {
     legend = item(
         legend,
         Rectangle::new()
-            .set("x", r(lx))
-            .set("y", r(ly - 6.0))
+            .set("x", round1(lx))
+            .set("y", round1(ly - 6.0))
             .set("width", 10)
             .set("height", 12)
             .set("fill", BAND_FILL)
@@ -272,8 +280,8 @@ pub fn compare(rep: &CompareReport) -> String {
     legend = item(
         legend,
         Rectangle::new()
-            .set("x", r(lx + 3.5))
-            .set("y", r(ly - 7.0))
+            .set("x", round1(lx + 3.5))
+            .set("y", round1(ly - 7.0))
             .set("width", 3)
             .set("height", 14)
             .set("fill", DETECTION)
@@ -308,12 +316,12 @@ pub fn compare(rep: &CompareReport) -> String {
     doc_body = doc_body.add(legend);
     y += 16.0;
 
-    for (fault, loads) in panels(rep) {
+    for (fault, loads) in panels {
         y += 14.0;
         let panel_top = y;
         let lanes: usize = loads
             .iter()
-            .map(|(_, cells)| cells.iter().map(|c| c.runs.len()).sum::<usize>())
+            .map(|(_, cells)| cells.iter().map(|(c, _)| c.runs.len()).sum::<usize>())
             .sum();
         let head = 24.0;
         let body_h = lanes as f64 * LANE_H + loads.len() as f64 * 20.0;
@@ -321,10 +329,10 @@ pub fn compare(rep: &CompareReport) -> String {
         let mut panel = Group::new().set("class", format!("panel fault-{}", fault.name()));
         panel = panel.add(
             Rectangle::new()
-                .set("x", r(MARGIN / 2.0))
-                .set("y", r(panel_top))
-                .set("width", r(width - MARGIN))
-                .set("height", r(panel_h))
+                .set("x", round1(MARGIN / 2.0))
+                .set("y", round1(panel_top))
+                .set("width", round1(width - MARGIN))
+                .set("height", round1(panel_h))
                 .set("fill", "#fafafa")
                 .set("stroke", "#cccccc"),
         );
@@ -334,13 +342,9 @@ pub fn compare(rep: &CompareReport) -> String {
                 .set("font-weight", "bold"),
         );
         // What the fault is, in the head row between the cut's label and the deadline's.
-        let room = ((PLOT_W - 150.0) / 6.7) as usize;
+        let room = ((PLOT_W - 150.0) / SMALL_CHAR_W) as usize;
         let what: String = fault.what().chars().take(room).collect();
-        panel = panel.add(
-            text(x0 + 34.0, panel_top + 17.0, &format!("({what})"))
-                .set("font-size", 11)
-                .set("fill", MUTED),
-        );
+        panel = panel.add(caption(x0 + 34.0, panel_top + 17.0, &format!("({what})")));
         let plot_top = panel_top + head;
         let plot_bottom = plot_top + body_h;
         // Grid and axis.
@@ -358,37 +362,29 @@ pub fn compare(rep: &CompareReport) -> String {
         }
         panel = panel.add(line(x0, plot_bottom, x0 + PLOT_W, plot_bottom, TEXT, 1.0));
         panel = panel.add(
-            text(x0 + PLOT_W, plot_bottom + 30.0, "seconds since the cut")
-                .set("text-anchor", "end")
-                .set("font-size", 11)
-                .set("fill", MUTED),
+            caption(x0 + PLOT_W, plot_bottom + 30.0, "seconds since the cut")
+                .set("text-anchor", "end"),
         );
         // The cut and the deadline, labelled in the panel's head row.
         panel = panel.add(line(x0, plot_top - 4.0, x0, plot_bottom, TEXT, 1.5));
-        panel = panel.add(
-            text(x0 + 3.0, plot_top - 7.0, "cut")
-                .set("font-size", 11)
-                .set("fill", MUTED),
-        );
+        panel = panel.add(caption(x0 + 3.0, plot_top - 7.0, "cut"));
         let xd = x_of(deadline);
         panel = panel.add(
             line(xd, plot_top - 4.0, xd, plot_bottom, TEXT, 1.2).set("stroke-dasharray", "4 3"),
         );
         panel = panel.add(
-            text(
+            caption(
                 xd - 3.0,
                 plot_top - 7.0,
                 &format!("deadline {}", human_ms(Some(deadline))),
             )
-            .set("text-anchor", "end")
-            .set("font-size", 11)
-            .set("fill", MUTED),
+            .set("text-anchor", "end"),
         );
-        panel = panel.add(
-            text(x0 + PLOT_W + 16.0, plot_top - 7.0, "noticed after the cut")
-                .set("font-size", 11)
-                .set("fill", MUTED),
-        );
+        panel = panel.add(caption(
+            x0 + PLOT_W + 16.0,
+            plot_top - 7.0,
+            "noticed after the cut",
+        ));
 
         let mut ly = plot_top;
         for (load, cells) in loads {
@@ -399,8 +395,8 @@ pub fn compare(rep: &CompareReport) -> String {
             );
             panel = panel.add(line(MARGIN, ly + 19.0, x0 + PLOT_W, ly + 19.0, GRID, 1.0));
             ly += 20.0;
-            for c in cells {
-                for (k, run) in c.runs.iter().enumerate() {
+            for (c, outcomes) in cells {
+                for (k, (run, outcome)) in c.runs.iter().zip(outcomes).enumerate() {
                     let name = if k == 0 {
                         c.strategy.clone()
                     } else {
@@ -410,10 +406,10 @@ pub fn compare(rep: &CompareReport) -> String {
                         &name,
                         c,
                         run,
+                        outcome,
                         ly,
                         LaneGeometry {
                             x0,
-                            deadline,
                             x_of: &x_of,
                             axis_end,
                         },
@@ -429,9 +425,9 @@ pub fn compare(rep: &CompareReport) -> String {
     let width = width.max(legend_w + MARGIN);
 
     Document::new()
-        .set("width", r(width))
-        .set("height", r(y))
-        .set("viewBox", (0, 0, r(width), r(y)))
+        .set("width", round1(width))
+        .set("height", round1(y))
+        .set("viewBox", (0, 0, round1(width), round1(y)))
         .add(
             Rectangle::new()
                 .set("width", "100%")
@@ -445,13 +441,19 @@ pub fn compare(rep: &CompareReport) -> String {
 
 struct LaneGeometry<'a> {
     x0: f64,
-    deadline: u64,
     x_of: &'a dyn Fn(u64) -> f64,
     axis_end: u64,
 }
 
-/// One run's lane, `top` its upper edge.
-fn lane(name: &str, c: &CellResult, run: &Run, top: f64, g: LaneGeometry<'_>) -> Group {
+/// One run's lane, `top` its upper edge; `outcome` its [`outcome`].
+fn lane(
+    name: &str,
+    c: &CellResult,
+    run: &Run,
+    (words, agrees): (String, bool),
+    top: f64,
+    g: LaneGeometry<'_>,
+) -> Group {
     let t: &Timeline = &run.timeline;
     let mid = top + LANE_H / 2.0;
     let x_of = g.x_of;
@@ -463,10 +465,10 @@ fn lane(name: &str, c: &CellResult, run: &Run, top: f64, g: LaneGeometry<'_>) ->
         if lo <= g.axis_end {
             let (x1, x2) = (x_of(lo), x_of(hi));
             let mut band = Rectangle::new()
-                .set("x", r(x1.min(x2 - 2.0)))
-                .set("y", r(top + 3.0))
-                .set("width", r((x2 - x1).max(2.0)))
-                .set("height", r(LANE_H - 6.0))
+                .set("x", round1(x1.min(x2 - 2.0)))
+                .set("y", round1(top + 3.0))
+                .set("width", round1((x2 - x1).max(2.0)))
+                .set("height", round1(LANE_H - 6.0))
                 .set("fill", BAND_FILL)
                 .set("stroke", BAND_EDGE)
                 .set("stroke-width", 0.8);
@@ -502,10 +504,10 @@ fn lane(name: &str, c: &CellResult, run: &Run, top: f64, g: LaneGeometry<'_>) ->
         let x = x_of(d);
         out = out.add(
             Rectangle::new()
-                .set("x", r(x - 1.5))
-                .set("y", r(top + 1.0))
+                .set("x", round1(x - 1.5))
+                .set("y", round1(top + 1.0))
                 .set("width", 3)
-                .set("height", r(LANE_H - 2.0))
+                .set("height", round1(LANE_H - 2.0))
                 .set("fill", DETECTION)
                 .add(Title::new(format!("noticed {}", human_ms(Some(d))))),
         );
@@ -530,7 +532,6 @@ fn lane(name: &str, c: &CellResult, run: &Run, top: f64, g: LaneGeometry<'_>) ->
                 ))),
         );
     }
-    let (words, agrees) = outcome(run, g.deadline);
     let words = if agrees {
         words
     } else {

@@ -2,7 +2,7 @@
 //! out once, as [`Block`]s; this exporter draws them for a terminal, and the Markdown exporter draws
 //! the same blocks as Markdown, so the two say the same things.
 
-use std::time::Duration;
+use std::collections::HashMap;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table as Grid, TableStyle};
@@ -13,14 +13,15 @@ use super::model::{
     OsReport, PredictionRow, ProbeReport,
 };
 use super::words::{
-    agreement_text, answer_sentences, cell_line, cell_pieces, closer_text, effective_text,
-    ending_sentence, expected_text, icmp_causes, idle_text, legend, opt, predicted, short,
+    agreement_text, answer_sentences, cell_line, cell_pieces, closer_text, effective_pieces,
+    effective_text, ending_sentence, expected_text, icmp_causes, idle_text, legend, opt, predicted,
+    secs2_ms, short,
 };
 use crate::detection::{ClosedBy, Outcome};
 use crate::idle::Verdict;
-use crate::matrix::{CellResult, MechanismStats};
+use crate::matrix::MechanismStats;
 use crate::scenario::{Fault, Load};
-use crate::units::{human_ms, secs2};
+use crate::units::human_ms;
 
 /// Writes `--format table`, the default.
 pub struct Table;
@@ -30,10 +31,10 @@ const PRESET: TableStyle = UTF8_FULL_CONDENSED;
 
 impl Exporter for Table {
     fn connect(&self, r: &ConnectReport) -> String {
-        fit(&draw(&connect(r)))
+        draw(connect(r), Some(output_width()))
     }
     fn connect_many(&self, r: &ConnectManyReport) -> String {
-        fit(&draw(&connect_many(r)))
+        draw(connect_many(r), Some(output_width()))
     }
     fn listen_header(&self) -> Option<String> {
         None
@@ -42,21 +43,21 @@ impl Exporter for Table {
         listen_event(e)
     }
     fn listen_summary(&self, s: &ListenSummary) -> String {
-        fit(&draw(&listen_summary(s)))
+        draw(listen_summary(s), Some(output_width()))
     }
     fn compare(&self, r: &CompareReport, wide: bool) -> String {
-        let text = draw(&compare(r, wide));
         // --wide asks for one wide table: it is not fitted.
-        if wide { text } else { fit(&text) }
+        let width = (!wide).then(output_width);
+        draw(compare(r, width), width)
     }
     fn probe(&self, r: &ProbeReport) -> String {
-        fit(&draw(&probe(r)))
+        draw(probe(r), Some(output_width()))
     }
     fn os_prediction(&self, r: &OsReport) -> String {
-        fit(&draw(&os_prediction(r)))
+        draw(os_prediction(r), Some(output_width()))
     }
     fn audit(&self, r: &AuditReport) -> String {
-        fit(&draw(&audit(r)))
+        draw(audit(r), Some(output_width()))
     }
 }
 
@@ -74,17 +75,24 @@ pub(super) enum Block {
     Gap,
 }
 
-/// The blocks as a terminal shows them.
-fn draw(blocks: &[Block]) -> String {
+/// The blocks as a terminal shows them, fitted to `width` columns (`None`: as wide as they come):
+/// the tables laid out to that width, the prose wrapped to it.
+fn draw(blocks: Vec<Block>, width: Option<usize>) -> String {
     let mut out = String::new();
     for b in blocks {
         match b {
-            Block::Table(t) => out += &format!("{t}\n"),
-            Block::Line(s) => out += &format!("{s}\n"),
+            Block::Table(mut t) => {
+                if let Some(w) = width {
+                    // comfy-table only knows a terminal's width: in a pipe it would never wrap.
+                    t.set_width(u16::try_from(w).unwrap_or(u16::MAX));
+                }
+                out += &format!("{t}\n");
+            }
+            Block::Line(s) => prose(&mut out, &s, width),
             Block::List { title, items } => {
-                out += &format!("{title}\n");
+                prose(&mut out, &title, width);
                 for i in items {
-                    out += &format!("  {i}\n");
+                    prose(&mut out, &format!("  {i}"), width);
                 }
             }
             Block::Gap => out += "\n",
@@ -93,15 +101,18 @@ fn draw(blocks: &[Block]) -> String {
     out
 }
 
-/// The prose of a human report wrapped to the output width (tables are fitted when drawn): a long
-/// line continues indented two more than it began.
-fn fit(text: &str) -> String {
-    let width = output_width();
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
-        let table_row = line.starts_with(['│', '┌', '├', '└', '╞', '╭', '╰']);
-        if table_row || cols(line) <= width {
-            out += line;
+/// Text (a line, or several) as lines of at most `width` columns (`None`: as it is): a long line
+/// continues indented two more than it began.
+fn prose(out: &mut String, text: &str, width: Option<usize>) {
+    let Some(width) = width else {
+        *out += text;
+        out.push('\n');
+        return;
+    };
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if cols(line) <= width {
+            *out += line;
         } else {
             let indent = &line[..line.len() - line.trim_start().len()];
             let more = format!("{indent}  ");
@@ -111,11 +122,10 @@ fn fit(text: &str) -> String {
                 .subsequent_indent(&more)
                 .break_words(false)
                 .word_splitter(textwrap::WordSplitter::NoHyphenation);
-            out += &textwrap::fill(line.trim_start(), opts);
+            *out += &textwrap::fill(line.trim_start(), opts);
         }
         out.push('\n');
     }
-    out
 }
 
 /// Lines as blocks: a line followed by indented ones is a list of them, any other line stands alone.
@@ -147,13 +157,11 @@ fn line(s: impl AsRef<str>) -> Option<Block> {
     (!s.is_empty()).then(|| Block::Line(s.to_string()))
 }
 
-/// An empty table with box-drawing borders, fitted to the terminal.
+/// An empty table with box-drawing borders, fitted to the output width when drawn.
 fn new_table() -> Grid {
     let mut t = Grid::new();
     t.load_style(PRESET);
     t.set_content_arrangement(ContentArrangement::Dynamic);
-    // comfy-table only knows a terminal's width: in a pipe it would never wrap.
-    t.set_width(u16::try_from(output_width()).unwrap_or(u16::MAX));
     t
 }
 
@@ -167,56 +175,46 @@ fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
         ("load", r.load.to_string()),
         ("outcome", d.outcome.name().into()),
     ];
-    let expected = expected_text(r.expected.expected_ms, r.expected.expected_by);
-    if d.outcome == Outcome::Closed {
+    let closed = d.outcome == Outcome::Closed;
+    if closed {
         rows.extend([
             ("closed by", closer_text(d)),
             (
                 "idle before the close (measured)",
                 human_ms(Some(d.idle_ms)),
             ),
-            (
-                "connection lifetime (measured)",
-                human_ms(Some(d.elapsed_ms)),
-            ),
-            // Beside a close, the prediction is context, not a yardstick.
-            (
-                "a silent death would be noticed after (predicted)",
-                expected,
-            ),
         ]);
-    } else {
-        if d.outcome == Outcome::Dead {
-            rows.extend([
-                ("detected by", opt(&d.detected_by)),
-                ("errno", opt(&d.errno)),
-                (
-                    "silence before detection (measured)",
-                    // Never longer than the connection lived (TCP_INFO counts from the handshake).
-                    human_ms(Some(d.silence_ms.min(d.elapsed_ms))),
-                ),
-            ]);
-        }
+    } else if d.outcome == Outcome::Dead {
         rows.extend([
+            ("detected by", opt(&d.detected_by)),
+            ("errno", opt(&d.errno)),
             (
-                "connection lifetime (measured)",
-                human_ms(Some(d.elapsed_ms)),
-            ),
-            (
-                "a silent death would be noticed after (predicted)",
-                expected,
+                "silence before detection (measured)",
+                // Never longer than the connection lived (TCP_INFO counts from the handshake).
+                human_ms(Some(d.silence_ms.min(d.elapsed_ms))),
             ),
         ]);
-        if let Some(i) = &d.icmp {
-            rows.push((
-                "cause, from the ICMP errors (measured)",
-                format!(
-                    "{}, the first {} after the last packet heard",
-                    i.cause(),
-                    human_ms(Some(i.first_ms))
-                ),
-            ));
-        }
+    }
+    rows.extend([
+        (
+            "connection lifetime (measured)",
+            human_ms(Some(d.elapsed_ms)),
+        ),
+        // Beside a close, the prediction is context, not a yardstick.
+        (
+            "a silent death would be noticed after (predicted)",
+            expected_text(r.expected.expected_ms, r.expected.expected_by),
+        ),
+    ]);
+    if let Some(i) = d.icmp.as_ref().filter(|_| !closed) {
+        rows.push((
+            "cause, from the ICMP errors (measured)",
+            format!(
+                "{}, the first {} after the last packet heard",
+                i.cause(),
+                human_ms(Some(i.first_ms))
+            ),
+        ));
     }
     rows.push(("why", r.expected.expected_reason.clone()));
     if let Some(i) = &d.tcp_info {
@@ -316,15 +314,16 @@ fn stats_table(stats: &[MechanismStats]) -> Option<Block> {
 /// One listen event as a sentence on one line.
 pub(super) fn listen_event(e: &ListenEvent) -> String {
     let d = &e.detection;
+    let note = d
+        .note
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
     if d.outcome == Outcome::Closed {
         let what = match d.closed_by {
             Some(ClosedBy::Peer) => format!(
-                "closed by the client after {} idle (FIN){}",
+                "closed by the client after {} idle (FIN){note}",
                 human_ms(Some(d.idle_ms)),
-                d.note
-                    .as_deref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default()
             ),
             _ => format!(
                 "closed by tcphb: {}",
@@ -337,11 +336,6 @@ pub(super) fn listen_event(e: &ListenEvent) -> String {
         .errno
         .as_deref()
         .map(|e| format!(" {e}"))
-        .unwrap_or_default();
-    let note = d
-        .note
-        .as_deref()
-        .map(|n| format!(" ({n})"))
         .unwrap_or_default();
     format!(
         "{} {} {}: {}{errno} after {} of silence, expected {}{note}\n",
@@ -425,14 +419,7 @@ fn strategy_lines(name: &str, width: usize) -> String {
     let mut pieces = Vec::new();
     for m in mechanisms {
         if cols(&m) > width {
-            let n = m.split(',').count();
-            pieces.extend(m.split(',').enumerate().map(|(i, p)| {
-                if i + 1 < n {
-                    format!("{p},")
-                } else {
-                    p.to_string()
-                }
-            }));
+            pieces.extend(m.split_inclusive(',').map(str::to_string));
         } else {
             pieces.push(m);
         }
@@ -450,14 +437,12 @@ fn cell_width(s: &str) -> usize {
     s.lines().map(cols).max().unwrap_or(0)
 }
 
-/// The matrix for some faults: one row per strategy, one column per (fault, load) given.
-fn compare_table(
-    rep: &CompareReport,
-    columns: &[(Fault, Load)],
-    strategies: &[&str],
-    cells: &dyn Fn(&CellResult) -> String,
-    label: &dyn Fn(&str) -> String,
-) -> Grid {
+/// The compare cells, each rendered once: by (strategy, fault, load).
+type Cells<'a> = HashMap<(&'a str, Fault, Load), String>;
+
+/// The matrix for some faults: one row per strategy (its label beside it), one column per (fault,
+/// load) given.
+fn compare_table(columns: &[(Fault, Load)], rows: &[(&str, String)], cells: &Cells) -> Grid {
     let mut t = new_table();
     // The cells are laid out already (pieces packed, nothing to split): comfy-table must not wrap.
     t.set_content_arrangement(ContentArrangement::Disabled);
@@ -471,26 +456,23 @@ fn compare_table(
         }
     }));
     t.set_header(header);
-    for s in strategies {
-        let mut row = vec![label(s)];
-        for (f, l) in columns {
-            let cell = rep
-                .results
+    for (s, label) in rows {
+        let mut row = vec![label.clone()];
+        row.extend(
+            columns
                 .iter()
-                .find(|r| r.strategy == *s && r.fault == *f && r.load == *l);
-            row.push(cell.map_or(String::new(), cells));
-        }
+                .map(|(f, l)| cells.get(&(*s, *f, *l)).cloned().unwrap_or_default()),
+        );
         t.add_row(row);
     }
     t
 }
 
 /// The compare report: the matrix, its legend, the ICMP causes, the disagreements, the answer, a
-/// verdict per fault and the lab. `wide`: one table with fault × load columns and one-line cells;
-/// otherwise one table per load, its cells packed and its columns split over as many tables as it
-/// takes to fit the output width.
-pub(super) fn compare(rep: &CompareReport, wide: bool) -> Vec<Block> {
-    let width = output_width();
+/// verdict per fault and the lab. `width` `None` (`--wide`): one table with fault × load columns
+/// and one-line cells; otherwise one table per load, its cells packed and its columns split over as
+/// many tables as it takes to fit `width`.
+pub(super) fn compare(rep: &CompareReport, width: Option<usize>) -> Vec<Block> {
     let mut loads: Vec<Load> = Vec::new();
     let mut faults: Vec<Fault> = Vec::new();
     let mut strategies: Vec<&str> = Vec::new();
@@ -507,6 +489,31 @@ pub(super) fn compare(rep: &CompareReport, wide: bool) -> Vec<Block> {
     }
     loads.sort();
     let deadline = rep.lab.deadline_ms;
+    // Each cell and label rendered once; the widest cell of each (fault, load), over every result.
+    let mut cells = Cells::new();
+    let mut widest: HashMap<(Fault, Load), usize> = HashMap::new();
+    for r in &rep.results {
+        let cell = match width {
+            None => cell_line(r, deadline),
+            Some(_) => pack(&cell_pieces(r, deadline), " ", CELL_WIDTH),
+        };
+        let w = widest.entry((r.fault, r.load)).or_default();
+        *w = (*w).max(cell_width(&cell));
+        // The first result of a (strategy, fault, load) is the one shown.
+        cells
+            .entry((r.strategy.as_str(), r.fault, r.load))
+            .or_insert(cell);
+    }
+    let rows: Vec<(&str, String)> = strategies
+        .iter()
+        .map(|s| {
+            let label = match width {
+                None => s.to_string(),
+                Some(_) => strategy_lines(s, CELL_WIDTH),
+            };
+            (*s, label)
+        })
+        .collect();
     let mut out = Vec::new();
     if rep.partial {
         out.push(Block::Line(
@@ -514,66 +521,45 @@ pub(super) fn compare(rep: &CompareReport, wide: bool) -> Vec<Block> {
         ));
         out.push(Block::Gap);
     }
-    if wide {
-        let columns: Vec<(Fault, Load)> = faults
-            .iter()
-            .flat_map(|f| loads.iter().map(move |l| (*f, *l)))
-            .collect();
-        let cells = |r: &CellResult| cell_line(r, deadline);
-        let label = |s: &str| s.to_string();
-        out.push(Block::Table(compare_table(
-            rep,
-            &columns,
-            &strategies,
-            &cells,
-            &label,
-        )));
-    } else {
-        let cells = |r: &CellResult| pack(&cell_pieces(r, deadline), " ", CELL_WIDTH);
-        let label = |s: &str| strategy_lines(s, CELL_WIDTH);
-        // Each column costs its widest line plus 3 (padding and border); the table 1 more.
-        let strategy_cols = strategies
-            .iter()
-            .map(|s| cell_width(&label(s)))
-            .chain(std::iter::once("strategy".len()))
-            .max()
-            .unwrap_or(0)
-            + 3;
-        for l in &loads {
-            let widths: Vec<(Fault, usize)> = faults
+    match width {
+        None => {
+            let columns: Vec<(Fault, Load)> = faults
                 .iter()
-                .map(|f| {
-                    let widest = rep
-                        .results
-                        .iter()
-                        .filter(|r| r.fault == *f && r.load == *l)
-                        .map(|r| cell_width(&cells(r)))
-                        .chain(std::iter::once(cols(&f.to_string())))
-                        .max()
-                        .unwrap_or(0);
-                    (*f, widest + 3)
-                })
+                .flat_map(|f| loads.iter().map(move |l| (*f, *l)))
                 .collect();
-            let mut groups: Vec<Vec<(Fault, Load)>> = vec![Vec::new()];
-            let mut used = 1 + strategy_cols;
-            for (f, w) in widths {
-                let group = groups.last_mut().expect("one group at least");
-                if !group.is_empty() && used + w > width {
-                    groups.push(Vec::new());
-                    used = 1 + strategy_cols;
+            out.push(Block::Table(compare_table(&columns, &rows, &cells)));
+        }
+        Some(width) => {
+            // Each column costs its widest line plus 3 (padding and border); the table 1 more.
+            let strategy_cols = rows
+                .iter()
+                .map(|(_, label)| cell_width(label))
+                .chain(std::iter::once("strategy".len()))
+                .max()
+                .unwrap_or(0)
+                + 3;
+            for l in &loads {
+                let mut groups: Vec<Vec<(Fault, Load)>> = vec![Vec::new()];
+                let mut used = 1 + strategy_cols;
+                for f in &faults {
+                    let w = widest
+                        .get(&(*f, *l))
+                        .copied()
+                        .unwrap_or(0)
+                        .max(cols(&f.to_string()))
+                        + 3;
+                    let group = groups.last_mut().expect("one group at least");
+                    if !group.is_empty() && used + w > width {
+                        groups.push(Vec::new());
+                        used = 1 + strategy_cols;
+                    }
+                    groups.last_mut().expect("just pushed").push((*f, *l));
+                    used += w;
                 }
-                groups.last_mut().expect("just pushed").push((f, *l));
-                used += w;
-            }
-            out.push(Block::Line(format!("{l}:")));
-            for g in groups {
-                out.push(Block::Table(compare_table(
-                    rep,
-                    &g,
-                    &strategies,
-                    &cells,
-                    &label,
-                )));
+                out.push(Block::Line(format!("{l}:")));
+                for g in groups {
+                    out.push(Block::Table(compare_table(&g, &rows, &cells)));
+                }
             }
         }
     }
@@ -609,7 +595,7 @@ pub(super) fn compare(rep: &CompareReport, wide: bool) -> Vec<Block> {
     out.push(Block::Gap);
     out.push(Block::List {
         title: "Answer:".into(),
-        items: vec![answer_sentences(&rep.answer, rep).join(" ")],
+        items: vec![answer_sentences(rep, &loads).join(" ")],
     });
     out.push(Block::Gap);
     out.push(Block::List {
@@ -695,8 +681,6 @@ fn facts_rows(r: &ProbeReport) -> Vec<(&'static str, String)> {
     rows
 }
 
-/// The probe report: the facts, the predictions and their summary, then the idle timeout found, the
-/// early warnings and the recommendation, each when asked for.
 /// `probe --verify`: one row per fault × load, the worst silence measured against the deadline.
 fn verification_table(v: &crate::report::model::Verification) -> Block {
     let mut t = new_table();
@@ -714,7 +698,7 @@ fn verification_table(v: &crate::report::model::Verification) -> Block {
             c.load.to_string(),
             format!("{}/{}", c.noticed, c.measured),
             human_ms(c.worst_ms),
-            c.detected_by.map_or("-".into(), |m| m.to_string()),
+            opt(&c.detected_by),
             match c.holds {
                 Some(true) => format!("≤ {}", human_ms(Some(v.deadline_ms))),
                 Some(false) => "MISSED".into(),
@@ -826,6 +810,8 @@ pub(super) fn os_prediction(r: &OsReport) -> Vec<Block> {
     out
 }
 
+/// The probe report: the facts, the predictions and their summary, then the idle timeout found, the
+/// early warnings and the recommendation, each when asked for.
 pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
     let mut out = Vec::new();
     if r.partial {
@@ -856,22 +842,17 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
                 }
                 v => format!(
                     "{}{}",
-                    serde_json::to_value(v)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                        .replace('_', " "),
+                    v.name().replace('_', " "),
                     e.errno
                         .as_deref()
                         .map(|e| format!(" ({e})"))
                         .unwrap_or_default()
                 ),
             };
-            let s = |ms: u64| secs2(Duration::from_millis(ms));
             t.add_row(vec![
                 e.round.to_string(),
-                s(e.idle_ms),
-                s(e.idled_ms),
+                secs2_ms(e.idle_ms),
+                secs2_ms(e.idled_ms),
                 result,
             ]);
         }
@@ -997,22 +978,9 @@ pub(super) fn audit(r: &AuditReport) -> Vec<Block> {
                 Some(pid) => format!("{}\n→ {}\npid {pid}", a.local, a.peer),
                 None => format!("{}\n→ {}", a.local, a.peer),
             };
-            let settings: Vec<String> = match &a.effective {
+            let settings = match &a.effective {
                 None => vec!["unreadable".into()],
-                Some(e) => {
-                    let mut p = match e.keepalive() {
-                        Some((i, n, c)) => vec![format!(
-                            "ka {},{},{c}",
-                            crate::units::format_duration(i),
-                            crate::units::format_duration(n)
-                        )],
-                        None => vec!["ka off".into()],
-                    };
-                    if let Some(u) = e.user_timeout() {
-                        p.push(format!("uto {}", crate::units::format_duration(u)));
-                    }
-                    p
-                }
+                Some(e) => effective_pieces(e, true),
             };
             let when = |ms: Option<u64>, by: Option<crate::detection::Mechanism>| match (
                 &a.effective,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
+use crate::detection::{CloseHow, ClosedBy, Detection, IcmpSeen, Mechanism, Outcome};
 use crate::idle::IdleTimeout;
 use crate::predict::{Expected, Prediction};
 use crate::scenario::{Fault, Load};
@@ -13,31 +13,44 @@ use crate::units::Millis;
 use crate::units::{format_duration, human_ms, rough_ms, secs2};
 
 use super::model::CompareReport;
-use crate::matrix::{Answer, CellResult};
+use crate::matrix::CellResult;
 
 /// The value, or `-` for none.
 pub(super) fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or("-".into(), |v| v.to_string())
 }
 
+/// Milliseconds as seconds with two decimals (`4.04 s`).
+pub(super) fn secs2_ms(ms: u64) -> String {
+    secs2(Duration::from_millis(ms))
+}
+
+/// The settings read back, a piece each: `keepalive 5s,5s,3` (or `keepalive off`), `user timeout
+/// 20s`, `heartbeat 1s,3`. `short`: as the audit's table abbreviates them, `ka 5s,5s,3`, `uto 20s`,
+/// without the heartbeat (another process's socket has none).
+pub(super) fn effective_pieces(e: &Effective, short: bool) -> Vec<String> {
+    let (ka, uto) = if short {
+        ("ka", "uto")
+    } else {
+        ("keepalive", "user timeout")
+    };
+    let mut pieces = vec![match e.keepalive() {
+        Some((i, n, c)) => format!("{ka} {},{},{c}", format_duration(i), format_duration(n)),
+        None => format!("{ka} off"),
+    }];
+    pieces.extend(
+        e.user_timeout()
+            .map(|u| format!("{uto} {}", format_duration(u))),
+    );
+    if !short && let Some((i, m)) = e.heartbeat() {
+        pieces.push(format!("heartbeat {},{m}", format_duration(i)));
+    }
+    pieces
+}
+
 /// The settings read back, in words: `keepalive 5s,5s,3, user timeout 20s, heartbeat 1s,3`.
 pub(super) fn effective_text(e: &Effective) -> String {
-    let mut parts = Vec::new();
-    match e.keepalive() {
-        Some((i, n, c)) => parts.push(format!(
-            "keepalive {},{},{c}",
-            format_duration(i),
-            format_duration(n)
-        )),
-        None => parts.push("keepalive off".into()),
-    }
-    if let Some(u) = e.user_timeout() {
-        parts.push(format!("user timeout {}", format_duration(u)));
-    }
-    if let Some((i, m)) = e.heartbeat() {
-        parts.push(format!("heartbeat {},{m}", format_duration(i)));
-    }
-    parts.join(", ")
+    effective_pieces(e, false).join(", ")
 }
 
 /// The closing sentence on agreement with the prediction (nothing when the ending is not judged).
@@ -109,21 +122,20 @@ pub(super) fn predicted(ms: Option<u64>, by: Option<Mechanism>) -> String {
 
 /// The idle timeout in one sentence.
 pub(super) fn idle_text(i: &IdleTimeout) -> String {
-    let s = |ms: u64| secs2(Duration::from_millis(ms));
     if i.partial {
-        let high = i.high_ms.map_or("not yet found".into(), s);
+        let high = i.high_ms.map_or("not yet found".into(), secs2_ms);
         return format!(
             "Idle timeout (measured, interrupted after {} rounds): at least {}, at most {high}. Evidence from {} connections:\n",
             i.rounds,
-            s(i.low_ms),
+            secs2_ms(i.low_ms),
             i.connections.len()
         );
     }
     match (i.high_ms, i.behaviour) {
         (Some(high), Some(b)) => format!(
             "Idle timeout (measured): between {} and {}; the path {}. Evidence from {} connections in {} rounds, {} in all:\n",
-            s(i.low_ms),
-            s(high),
+            secs2_ms(i.low_ms),
+            secs2_ms(high),
             b.describe(),
             i.connections.len(),
             i.rounds,
@@ -131,7 +143,7 @@ pub(super) fn idle_text(i: &IdleTimeout) -> String {
         ),
         _ => format!(
             "Idle timeout (measured): none up to {}: every connection idle that long still answered. {} connections, {} in all:\n",
-            s(i.max_ms),
+            secs2_ms(i.max_ms),
             i.connections.len(),
             human_ms(Some(i.elapsed_ms))
         ),
@@ -154,38 +166,27 @@ pub(super) fn short(m: Mechanism) -> &'static str {
 /// One line per (fault, load) whose connections received ICMP errors: what, from whom, how many,
 /// and which strategies saw them — the cause, whatever errno the kernel ended with.
 pub(super) fn icmp_causes(rep: &CompareReport) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut keys: Vec<(Fault, Load)> = Vec::new();
-    for r in rep.results.iter().filter(|r| r.icmp.is_some()) {
-        if !keys.contains(&(r.fault, r.load)) {
-            keys.push((r.fault, r.load));
+    // In the order first seen: (fault, load), its first ICMP errors, and who saw them how often.
+    let mut groups: Vec<((Fault, Load), &IcmpSeen, Vec<String>)> = Vec::new();
+    for r in &rep.results {
+        let Some(i) = &r.icmp else { continue };
+        let who = format!("{} {}×", r.strategy, i.messages);
+        match groups.iter_mut().find(|g| g.0 == (r.fault, r.load)) {
+            Some(g) => g.2.push(who),
+            None => groups.push(((r.fault, r.load), i, vec![who])),
         }
     }
-    for (fault, load) in keys {
-        let cells: Vec<_> = rep
-            .results
-            .iter()
-            .filter(|r| r.fault == fault && r.load == load && r.icmp.is_some())
-            .collect();
-        let first = cells[0].icmp.as_ref().expect("filtered");
-        let who: Vec<String> = cells
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {}×",
-                    r.strategy,
-                    r.icmp.as_ref().map_or(0, |i| i.messages)
-                )
-            })
-            .collect();
-        lines.push(format!(
-            "{fault} {load}: {} from {} ({})",
-            first.what,
-            first.reporter,
-            who.join(", ")
-        ));
-    }
-    lines
+    groups
+        .into_iter()
+        .map(|((fault, load), first, who)| {
+            format!(
+                "{fault} {load}: {} from {} ({})",
+                first.what,
+                first.reporter,
+                who.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Which mechanism notices first for the requested strategy, idle and busy, and why.
@@ -223,17 +224,18 @@ pub(super) fn cell_pieces(r: &CellResult, deadline_ms: u64) -> Vec<String> {
     };
     let mut pieces = vec![format!("{}{mark}", human_ms(Some(lat)))];
     if r.runs.len() > 1 {
-        if let (Some(lo), Some(hi)) = (r.latency_min_ms, r.latency_max_ms)
-            && human_ms(Some(lo)) != human_ms(Some(hi))
+        let spread = |ms: Option<u64>| ms.map(|ms| human_ms(Some(ms)));
+        if let (Some(lo), Some(hi)) = (spread(r.latency_min_ms), spread(r.latency_max_ms))
+            && lo != hi
         {
-            pieces.push(format!("[{}–{}]", human_ms(Some(lo)), human_ms(Some(hi))));
+            pieces.push(format!("[{lo}–{hi}]"));
         }
         if r.noticed < r.runs.len() {
             pieces.push(format!("({}/{})", r.noticed, r.runs.len()));
         }
     }
     pieces.push(r.detected_by.map_or("?", short).to_string());
-    pieces.push(r.errno.clone().unwrap_or_else(|| "-".into()));
+    pieces.push(opt(&r.errno));
     pieces
 }
 
@@ -266,12 +268,10 @@ pub(super) fn legend(rep: &CompareReport) -> Vec<String> {
 }
 
 /// The bottom line in one or two short sentences: what noticed every fault and how fast, and what
-/// nothing noticed.
-pub(super) fn answer_sentences(a: &Answer, rep: &CompareReport) -> Vec<String> {
-    let mut loads: Vec<Load> = rep.results.iter().map(|r| r.load).collect();
-    loads.sort();
-    loads.dedup();
-    let every = match loads.as_slice() {
+/// nothing noticed. `loads`: the loads measured, sorted.
+pub(super) fn answer_sentences(rep: &CompareReport, loads: &[Load]) -> Vec<String> {
+    let a = &rep.answer;
+    let every = match loads {
         [Load::Idle, Load::Busy] => "every fault, idle and busy,".to_string(),
         [l] => format!("every fault ({l})"),
         _ => "every fault".to_string(),

@@ -3,7 +3,7 @@
 //! `/proc/PID/fd`, and a duplicate of one of them through `pidfd_getfd(2)` to read its options back.
 //! Read-only: the duplicate is only ever read and closed, which leaves the owner's connection as it was.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
@@ -24,18 +24,26 @@ use super::{DiagSocket, DiagTimer};
 use crate::tcpinfo::TcpInfo;
 
 /// Every TCP socket of the calling thread's network namespace, IPv4 and IPv6, listening ones left out.
+/// One netlink socket and one receive buffer serve both dumps.
 pub fn tcp_sockets() -> io::Result<Vec<DiagSocket>> {
+    let mut socket = NetlinkSocket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&NetlinkAddr::new(0, 0))?;
+    let mut rx = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
-        dump(family, &mut out)?;
+        dump(&socket, &mut rx, family, &mut out)?;
     }
     Ok(out)
 }
 
-fn dump(family: u8, out: &mut Vec<DiagSocket>) -> io::Result<()> {
-    let mut socket = NetlinkSocket::new(NETLINK_SOCK_DIAG)?;
-    socket.bind_auto()?;
-    socket.connect(&NetlinkAddr::new(0, 0))?;
+/// Ask for one address family's sockets on `socket` and read the answer to its end.
+fn dump(
+    socket: &NetlinkSocket,
+    rx: &mut [u8],
+    family: u8,
+    out: &mut Vec<DiagSocket>,
+) -> io::Result<()> {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut states = StateFlags::all();
@@ -59,7 +67,6 @@ fn dump(family: u8, out: &mut Vec<DiagSocket>) -> io::Result<()> {
     let mut buf = vec![0; packet.buffer_len()];
     packet.serialize(&mut buf);
     socket.send(&buf, 0)?;
-    let mut rx = vec![0u8; 64 * 1024];
     loop {
         let n = socket.recv(&mut &mut rx[..], 0)?;
         let mut offset = 0;
@@ -82,8 +89,7 @@ fn dump(family: u8, out: &mut Vec<DiagSocket>) -> io::Result<()> {
                         timer: r.header.timer.and_then(|t| timer(&t)),
                         recv_queue: r.header.recv_queue,
                         send_queue: r.header.send_queue,
-                        info: info.map(|(i, _)| i),
-                        state_info: info.map(|(_, s)| s),
+                        info,
                     });
                 }
                 NetlinkPayload::Done(_) => return Ok(()),
@@ -111,28 +117,15 @@ fn timer(t: &netlink_packet_sock_diag::inet::Timer) -> Option<DiagTimer> {
 }
 
 /// TCP_INFO as sock_diag sends it (the same `struct tcp_info` as getsockopt, possibly shorter on an
-/// older kernel): the fields tcphb uses, and the socket's `tcpi_ca_state`/`tcpi_state` pair.
-fn parse_tcp_info(bytes: &[u8]) -> (TcpInfo, u8) {
+/// older kernel): the fields tcphb uses.
+fn parse_tcp_info(bytes: &[u8]) -> TcpInfo {
     // SAFETY: tcp_info is plain old data; at most its size is copied from the kernel's bytes.
     let mut raw: libc::tcp_info = unsafe { std::mem::zeroed() };
     let n = bytes.len().min(std::mem::size_of::<libc::tcp_info>());
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&mut raw as *mut libc::tcp_info).cast(), n)
     };
-    (
-        TcpInfo {
-            rtt_us: raw.tcpi_rtt,
-            rto_us: raw.tcpi_rto,
-            last_ack_recv_ms: raw.tcpi_last_ack_recv,
-            last_data_recv_ms: raw.tcpi_last_data_recv,
-            probes: raw.tcpi_probes,
-            backoff: raw.tcpi_backoff,
-            retransmits: raw.tcpi_retransmits,
-            total_retrans: raw.tcpi_total_retrans,
-            unacked: raw.tcpi_unacked,
-        },
-        raw.tcpi_state,
-    )
+    super::linux::from_raw(&raw)
 }
 
 /// The sockets process `pid` holds: inode → descriptor number, from `/proc/PID/fd`.
@@ -158,33 +151,49 @@ pub fn socket_inodes(pid: u32) -> io::Result<HashMap<u32, i32>> {
     Ok(out)
 }
 
-/// Every process's socket inodes (for `--port` without `--pid`): inode → (pid, fd). Processes whose
-/// descriptors cannot be read (another user's, without privilege) are skipped.
-pub fn all_socket_inodes() -> HashMap<u32, (u32, i32)> {
+/// Which process holds each of the `wanted` sockets (for `--port` without `--pid`): inode → (pid,
+/// fd), the first process in `/proc` order that holds it. The scan stops once every wanted socket is
+/// found. Processes whose descriptors cannot be read (another user's, without privilege) are skipped.
+pub fn all_socket_inodes(wanted: &HashSet<u32>) -> HashMap<u32, (u32, i32)> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
     };
     for entry in dir.flatten() {
+        if out.len() == wanted.len() {
+            break;
+        }
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
         if let Ok(socks) = socket_inodes(pid) {
             for (inode, fd) in socks {
-                out.entry(inode).or_insert((pid, fd));
+                if wanted.contains(&inode) {
+                    out.entry(inode).or_insert((pid, fd));
+                }
             }
         }
     }
     out
 }
 
-/// A duplicate of descriptor `fd` of process `pid` (`pidfd_getfd`, needs ptrace rights over it:
-/// root or CAP_SYS_PTRACE). Only read from, then closed: the owner's connection is untouched.
-pub fn borrow_socket(pid: u32, fd: i32) -> io::Result<Socket> {
-    use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, pidfd_getfd, pidfd_open};
-    let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("pid 0"))?;
-    let pidfd = pidfd_open(pid, PidfdFlags::empty())?;
-    let dup: OwnedFd = pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty())?;
-    // SAFETY: the descriptor was just duplicated for us and is owned by nothing else.
-    Ok(unsafe { Socket::from_raw_fd(dup.into_raw_fd()) })
+/// A process whose descriptors are borrowed: its pidfd, opened once for all of them.
+pub struct Process(OwnedFd);
+
+impl Process {
+    /// `pidfd_open` on `pid`.
+    pub fn open(pid: u32) -> io::Result<Process> {
+        use rustix::process::{Pid, PidfdFlags, pidfd_open};
+        let pid = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("pid 0"))?;
+        Ok(Process(pidfd_open(pid, PidfdFlags::empty())?))
+    }
+
+    /// A duplicate of the process's descriptor `fd` (`pidfd_getfd`, needs ptrace rights over it:
+    /// root or CAP_SYS_PTRACE). Only read from, then closed: the owner's connection is untouched.
+    pub fn borrow_socket(&self, fd: i32) -> io::Result<Socket> {
+        use rustix::process::{PidfdGetfdFlags, pidfd_getfd};
+        let dup: OwnedFd = pidfd_getfd(&self.0, fd, PidfdGetfdFlags::empty())?;
+        // SAFETY: the descriptor was just duplicated for us and is owned by nothing else.
+        Ok(unsafe { Socket::from_raw_fd(dup.into_raw_fd()) })
+    }
 }

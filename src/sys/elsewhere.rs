@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use socket2::Socket;
 
 use super::{AsSocket, PlatformError};
-use crate::settings::HostFacts;
+use crate::settings::{HostFacts, KernelTimers};
 use crate::tcpinfo::TcpInfo;
 
 /// Not read here (macOS's TCP_CONNECTION_INFO and Windows' SIO_TCP_INFO differ): callers use what
@@ -90,10 +90,27 @@ pub fn socket_inodes(_pid: u32) -> std::io::Result<std::collections::HashMap<u32
     Err(std::io::ErrorKind::Unsupported.into())
 }
 
-pub fn all_socket_inodes() -> std::collections::HashMap<u32, (u32, i32)> {
+pub fn all_socket_inodes(
+    _wanted: &std::collections::HashSet<u32>,
+) -> std::collections::HashMap<u32, (u32, i32)> {
     std::collections::HashMap::new()
 }
 
-pub fn read_back_of(_pid: u32, _fd: i32) -> std::io::Result<crate::settings::Effective> {
+/// No other process's sockets are read here.
+pub struct Process;
+
+impl Process {
+    pub fn open(_pid: u32) -> std::io::Result<Process> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+}
+
+pub fn read_back_of(_process: &Process, _fd: i32) -> std::io::Result<crate::settings::Effective> {
     Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// The documented defaults (macOS's sysctl net.inet.tcp.* and Windows' registry Tcpip parameters
+/// are not read yet).
+pub fn kernel_timers() -> KernelTimers {
+    super::capabilities().rules.defaults
 }

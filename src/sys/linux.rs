@@ -54,8 +54,12 @@ fn raw(sock: &impl AsFd) -> Option<libc::tcp_info> {
 }
 
 pub fn tcp_info(sock: &impl AsSocket) -> Option<TcpInfo> {
-    let raw = raw(sock)?;
-    Some(TcpInfo {
+    raw(sock).as_ref().map(from_raw)
+}
+
+/// The fields tcphb uses of the kernel's `struct tcp_info` (from getsockopt, or sock_diag's copy).
+pub(super) fn from_raw(raw: &libc::tcp_info) -> TcpInfo {
+    TcpInfo {
         rtt_us: raw.tcpi_rtt,
         rto_us: raw.tcpi_rto,
         last_ack_recv_ms: raw.tcpi_last_ack_recv,
@@ -65,7 +69,7 @@ pub fn tcp_info(sock: &impl AsSocket) -> Option<TcpInfo> {
         retransmits: raw.tcpi_retransmits,
         total_retrans: raw.tcpi_total_retrans,
         unacked: raw.tcpi_unacked,
-    })
+    }
 }
 
 pub fn is_established(sock: &impl AsSocket) -> Option<bool> {
@@ -273,10 +277,10 @@ pub fn tcp_sockets() -> Result<Vec<super::DiagSocket>, PlatformError> {
     })
 }
 
-pub use super::diag::{all_socket_inodes, socket_inodes};
+pub use super::diag::{Process, all_socket_inodes, socket_inodes};
 
-pub fn read_back_of(pid: u32, fd: i32) -> io::Result<Effective> {
-    let sock = super::diag::borrow_socket(pid, fd)?;
+pub fn read_back_of(process: &Process, fd: i32) -> io::Result<Effective> {
+    let sock = process.borrow_socket(fd)?;
     read_back(&sock, &Strategy::default())
 }
 

@@ -222,8 +222,8 @@ pub fn differences(strategy: &Strategy, eff: &Effective) -> Vec<String> {
     out
 }
 
-/// TCP_INFO of a socket; `None` where the platform has none ([`Capabilities::tcp_info`]) or the
-/// call fails.
+/// TCP_INFO of a socket; `None` where the platform has none (only Linux's is read) or the call
+/// fails.
 pub fn tcp_info(sock: &impl AsSocket) -> Option<TcpInfo> {
     imp::tcp_info(sock)
 }
@@ -321,7 +321,6 @@ pub struct DiagSocket {
     pub send_queue: u32,
     /// TCP_INFO, when the kernel sent it.
     pub info: Option<TcpInfo>,
-    pub state_info: Option<u8>,
 }
 
 /// A socket's pending timer, as sock_diag reports it.
@@ -363,16 +362,23 @@ pub fn socket_inodes(pid: u32) -> io::Result<std::collections::HashMap<u32, i32>
     imp::socket_inodes(pid)
 }
 
-/// Every readable process's sockets: inode → (pid, descriptor).
-pub fn all_socket_inodes() -> std::collections::HashMap<u32, (u32, i32)> {
-    imp::all_socket_inodes()
+/// Which readable process holds each of the `wanted` sockets: inode → (pid, descriptor), the first
+/// process that holds it; the scan stops once all are found.
+pub fn all_socket_inodes(
+    wanted: &std::collections::HashSet<u32>,
+) -> std::collections::HashMap<u32, (u32, i32)> {
+    imp::all_socket_inodes(wanted)
 }
 
-/// Read back the detection settings of descriptor `fd` of process `pid`, exactly as that process
-/// set them, through a duplicate that is only read and closed (Linux: `pidfd_getfd`, which needs
-/// ptrace rights over the process: root or CAP_SYS_PTRACE).
-pub fn read_back_of(pid: u32, fd: i32) -> io::Result<Effective> {
-    imp::read_back_of(pid, fd)
+/// A process whose sockets are read back (`audit`), opened once for all of them with
+/// `Process::open(pid)` (Linux: a pidfd).
+pub use imp::Process;
+
+/// Read back the detection settings of descriptor `fd` of `process`, exactly as that process set
+/// them, through a duplicate that is only read and closed (Linux: `pidfd_getfd`, which needs ptrace
+/// rights over the process: root or CAP_SYS_PTRACE).
+pub fn read_back_of(process: &Process, fd: i32) -> io::Result<Effective> {
+    imp::read_back_of(process, fd)
 }
 
 /// Run `compare` in the lab (Linux); elsewhere one clear refusal (exit 4).

@@ -9,13 +9,10 @@ use std::time::Duration;
 use socket2::Socket;
 
 use super::Capabilities;
-use crate::settings::{Effective, KernelTimers, Os};
+use crate::settings::{Effective, Os};
 use crate::strategy::Strategy;
 
-pub use super::elsewhere::{
-    IcmpSocket, all_socket_inodes, compare, enable_recverr, enter_lab, host_facts, is_established,
-    lab_exit_code, lab_matrix, read_back_of, socket_inodes, tcp_info, tcp_sockets,
-};
+pub use super::elsewhere::*;
 pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, shutdown};
 
 /// macOS's rules (the other BSDs are close: whole-second keepalive, settable count).
@@ -90,9 +87,4 @@ pub fn read_back(sock: &Socket, _asked: &Strategy) -> io::Result<Effective> {
     let mut eff = super::posix::keepalive_read_back(sock)?;
     eff.user_timeout_ms = user_timeout_read_back(sock)?;
     Ok(eff)
-}
-
-/// The documented defaults (sysctl net.inet.tcp.* is not read yet).
-pub fn kernel_timers() -> KernelTimers {
-    CAPABILITIES.rules.defaults
 }

@@ -9,11 +9,8 @@ use std::time::Duration;
 use socket2::{Socket, TcpKeepalive};
 
 use super::Capabilities;
-pub use super::elsewhere::{
-    IcmpSocket, all_socket_inodes, compare, enable_recverr, enter_lab, host_facts, is_established,
-    lab_exit_code, lab_matrix, read_back_of, socket_inodes, tcp_info, tcp_sockets,
-};
-use crate::settings::{Effective, KeepaliveCount, KernelTimers, Os};
+pub use super::elsewhere::*;
+use crate::settings::{Effective, KeepaliveCount, Os};
 use crate::strategy::{Keepalive, Strategy};
 use crate::units::Millis;
 
@@ -83,11 +80,6 @@ pub fn read_back(sock: &Socket, asked: &Strategy) -> io::Result<Effective> {
     eff.keepalive_count = Some(count);
     eff.assumed = assumed;
     Ok(eff)
-}
-
-/// The documented defaults (the registry's Tcpip parameters are not read yet).
-pub fn kernel_timers() -> KernelTimers {
-    CAPABILITIES.rules.defaults
 }
 
 /// No per-process descriptor limit to raise.
