@@ -21,8 +21,8 @@ Exit codes:
   0    no dead connection seen (the peer stayed alive, or the comparison ran)
   1    error (e.g. connection refused, I/O failure, a peer that never answered a heartbeat)
   2    usage error (bad flag, malformed spec, out-of-range value, unresolvable host, port in use)
-  3    a dead connection was detected: silence or reset, only that (connect: this one; listen: at
-       least one)
+  3    a dead connection was detected: silence or reset, only that (connect: this one; listen and
+       audit --watch: at least one)
   4    this environment cannot do what was asked (missing privilege, unsupported option)
   5    the peer closed the connection itself, not a death (connect: a FIN with nothing cut, e.g.
        the server's own idle timeout; listen counts such closes but does not exit 5)
@@ -30,8 +30,8 @@ Exit codes:
        lab and they missed D in a fault they claim to cover
   130  interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr/--verify or
        connect --connections: what was measured so far is printed, marked partial (JSON
-       \"partial\": true). For listen and a single connect, Ctrl-C is the normal way to stop: they
-       exit 0 or 3.";
+       \"partial\": true). For listen, audit --watch and a single connect, Ctrl-C is the normal way
+       to stop: they exit 0 or 3.";
 
 const ABOUT: &str = "How long until this side notices that the far end of a TCP connection died, which mechanism notices, and what would notice sooner";
 
@@ -161,10 +161,17 @@ when a dead peer would be noticed idle and busy on this connection's own RTT/RTO
 Read-only: audit never changes another process's sockets. Without the privilege to read the
 settings it still shows the live state and says so in one line.
 
+With --watch it follows those connections (and the ones opened later) and prints an event as each
+one ends: dead (keepalive, user timeout, retransmissions, reset — judged from its last observed
+timer, probes and retransmissions; a timer that was due dates the end exactly), closed by the peer
+(FIN) or closed by its own process, with the prediction beside it; JSON lines with the same keys as
+listen's events. The connections are looked at every 100 ms; it exits 3 if any died.
+
 Examples:
   sudo tcphb audit --pid $(pidof redis-server)
   sudo tcphb audit --port 5432 --detect-within 30s
   tcphb audit --pid 4242 --peer 10.0.0.7 --format json
+  sudo tcphb audit --pid $(pidof redis-server) --watch --duration 10m --format json
 
 {EXIT_CODES}"))]
     Audit(AuditArgs),
@@ -186,6 +193,14 @@ pub struct AuditArgs {
     /// Count the connections that would notice a dead peer later than this (idle or busy).
     #[arg(long, short = 'w', value_name = "DURATION", value_parser = parse_duration)]
     pub detect_within: Option<Duration>,
+    /// Follow the connections (and those opened later) and print an event as each one ends: which
+    /// mechanism ended it, judged from its last state, its silence before the end and the
+    /// prediction beside it. Stops at Ctrl-C or after --duration.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: stop after this long (100ms–30d). Default: until Ctrl-C.
+    #[arg(long, short = 'd', value_name = "DURATION", requires = "watch", value_parser = parse_bounded::<100, { 30 * 24 * HOUR }>)]
+    pub duration: Option<Duration>,
 }
 
 const FAULTS: &str =

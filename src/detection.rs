@@ -91,6 +91,9 @@ pub enum ClosedBy {
     Peer,
     /// tcphb closed it: the peer broke the heartbeat protocol, or never answered one (see `note`).
     Tcphb,
+    /// The process that holds it closed it (`audit --watch`, `compare --server`: a connection of
+    /// another process).
+    Owner,
 }
 
 impl ClosedBy {
@@ -99,6 +102,7 @@ impl ClosedBy {
         match self {
             ClosedBy::Peer => "peer",
             ClosedBy::Tcphb => "tcphb",
+            ClosedBy::Owner => "owner",
         }
     }
 }
@@ -114,6 +118,9 @@ pub enum CloseHow {
     Protocol,
     /// tcphb closed it because the peer never answered a heartbeat in any form (no PONG, no echo).
     NoHeartbeat,
+    /// Another process's connection left the kernel's table with no timer running out, and its
+    /// process no longer holds it: an abortive close, or a reset the process closed at once.
+    Vanished,
 }
 
 impl CloseHow {
@@ -123,6 +130,7 @@ impl CloseHow {
             CloseHow::Fin => "fin",
             CloseHow::Protocol => "protocol",
             CloseHow::NoHeartbeat => "no_heartbeat",
+            CloseHow::Vanished => "vanished",
         }
     }
 }

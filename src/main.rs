@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             }
             tcphb::sys::compare(&args)
         }
-        Command::Audit(args) => cmd::audit::run(&args),
+        Command::Audit(args) => cmd::audit::run(&args, cli.format),
         Command::Probe(args) => {
             // --verify builds the lab, as compare does.
             if args.verify

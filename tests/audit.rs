@@ -186,12 +186,36 @@ fn a_connection_retransmitting_into_a_cut_link_is_flagged() {
     let client = tcphb_in(
         &lab,
         Node::Client,
-        &["connect", &addr, "--load", "busy", "--duration", "60s"],
+        &[
+            "connect",
+            &addr,
+            "--load",
+            "busy",
+            "--duration",
+            "60s",
+            "--user-timeout",
+            "6s",
+        ],
     );
     wait_until("the busy connection", Duration::from_secs(10), || {
         ss_in(&lab, Node::Client)
             .iter()
             .any(|s| s.state == "ESTAB" && s.num("bytes_acked") > 0)
+    });
+    let watch = tcphb_in(
+        &lab,
+        Node::Client,
+        &[
+            "audit",
+            "--pid",
+            &client.pid().to_string(),
+            "--watch",
+            "--format",
+            "json",
+        ],
+    );
+    watch.wait_stderr("watch started", Duration::from_secs(10), |t| {
+        t.contains("following 1 connections")
     });
     lab.cut(PathFault::Blackhole).expect("cut");
     // The event: the kernel has retransmitted at least twice.
@@ -228,5 +252,198 @@ fn a_connection_retransmitting_into_a_cut_link_is_flagged() {
         .find(|f| f.starts_with("retransmitting for"))
         .unwrap_or_else(|| panic!("not flagged: {v}"));
     assert!(flag.contains("the kernel gives up in ≈"), "{flag}");
+    // Then the user timeout ends it, and --watch names it from the retransmissions it saw.
+    let text = watch.wait_stdout("the end of the connection", Duration::from_secs(20), |t| {
+        t.contains("\"outcome\"")
+    });
+    let ev: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    common::assert_schema("audit-event.schema.json", &ev);
+    assert_eq!(
+        (
+            &ev["outcome"],
+            &ev["detected_by"],
+            &ev["load"],
+            &ev["last_timer"]
+        ),
+        (
+            &Value::from("dead"),
+            &Value::from("user_timeout"),
+            &Value::from("busy"),
+            &Value::from("retransmit")
+        ),
+        "{ev}"
+    );
+    let silence = ev["silence_ms"].as_u64().unwrap();
+    assert!((5_800..=7_000).contains(&silence), "6 s user timeout: {ev}");
     drop(peer);
+}
+
+/// redis-server in the lab's server namespace, with `tcp-keepalive SECS`, stdout captured; returns
+/// once it says it accepts connections.
+fn redis_in(lab: &Lab, keepalive_secs: u32) -> Proc {
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--bind",
+        &lab.server_addr().to_string(),
+        "--port",
+        "6379",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--tcp-keepalive",
+        &keepalive_secs.to_string(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    lab.command_in(Node::Server, &mut cmd)
+        .expect("command in lab");
+    let p = Proc::new(cmd.spawn().expect("redis-server (installed by .ci/run)"));
+    p.wait_stdout("redis ready", Duration::from_secs(20), |t| {
+        t.contains("Ready to accept connections")
+    });
+    p
+}
+
+/// Redis's own keepalive, read back as Redis sets it (`tcp-keepalive 3`: idle 3 s, interval a third
+/// of it, 3 probes), then followed by `audit --watch` through a cut: the event names keepalive, at
+/// the silence its settings predict.
+#[test]
+fn redis_keepalive_is_read_back_and_watch_sees_it_notice_a_cut_client() {
+    if !lab_allowed("redis_keepalive_is_read_back_and_watch_sees_it_notice_a_cut_client") {
+        return;
+    }
+    let lab = Lab::build().expect("build the lab");
+    let redis = redis_in(&lab, 3);
+    let pid = redis.pid().to_string();
+    let addr = format!("{}:6379", lab.server_addr());
+    // An idle client with no detection of its own: only Redis's keepalive can notice.
+    let _client = tcphb_in(&lab, Node::Client, &["connect", &addr, "--duration", "5m"]);
+    let audit_in_server = |args: &[&str]| -> Value {
+        let out = tcphb_in(&lab, Node::Server, args).wait_output(Duration::from_secs(10));
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        json(&out)
+    };
+    let mut seen = Value::Null;
+    // The event: Redis has accepted the client (and set its keepalive, right after accept).
+    wait_until(
+        "redis's connection audited",
+        Duration::from_secs(10),
+        || {
+            seen = audit_in_server(&["audit", "--pid", &pid, "--format", "json"]);
+            seen["audited"]
+                .as_array()
+                .is_some_and(|a| a.len() == 1 && !a[0]["effective"]["keepalive_idle_ms"].is_null())
+        },
+    );
+    common::assert_schema("audit.schema.json", &seen);
+    let e = &seen["audited"][0]["effective"];
+    assert_eq!(
+        (
+            &e["keepalive_idle_ms"],
+            &e["keepalive_interval_ms"],
+            &e["keepalive_count"]
+        ),
+        (&Value::from(3000), &Value::from(1000), &Value::from(3)),
+        "{seen}"
+    );
+    assert_eq!(seen["audited"][0]["idle_by"], "keepalive", "{seen}");
+
+    let watch = tcphb_in(
+        &lab,
+        Node::Server,
+        &["audit", "--pid", &pid, "--watch", "--format", "json"],
+    );
+    watch.wait_stderr("watch started", Duration::from_secs(10), |t| {
+        t.contains("following 1 connections")
+    });
+    lab.cut(PathFault::Blackhole).expect("cut");
+    let text = watch.wait_stdout(
+        "the end of Redis's connection",
+        Duration::from_secs(30),
+        |t| t.contains("\"outcome\""),
+    );
+    let ev: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    common::assert_schema("audit-event.schema.json", &ev);
+    assert_eq!(
+        (&ev["outcome"], &ev["detected_by"], &ev["errno"], &ev["pid"]),
+        (
+            &Value::from("dead"),
+            &Value::from("keepalive"),
+            &Value::from("ETIMEDOUT"),
+            &Value::from(redis.pid().as_raw())
+        ),
+        "{ev}"
+    );
+    // 3 s idle + 3 probes 1 s apart: within the prediction's band (timer slack), give or take the
+    // kernel's jiffies.
+    let silence = ev["silence_ms"].as_u64().unwrap();
+    let (lo, hi) = (
+        ev["expected_min_ms"].as_u64().unwrap(),
+        ev["expected_max_ms"].as_u64().unwrap(),
+    );
+    assert_eq!(ev["expected_ms"], 6000, "{ev}");
+    assert!(
+        silence + 100 >= lo && silence <= hi + 100,
+        "silence {silence} ms outside [{lo}, {hi}]: {ev}"
+    );
+    assert_eq!(ev["agrees"], true, "{ev}");
+    watch.signal(nix::sys::signal::Signal::SIGINT);
+    let out = watch.wait_output(Duration::from_secs(10));
+    assert_eq!(
+        code(&out),
+        3,
+        "a death was seen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    common::assert_schema("audit-event.schema.json", &last);
+    assert_eq!(
+        (&last["followed"], &last["dead"]),
+        (&Value::from(1), &Value::from(1)),
+        "{last}"
+    );
+}
+
+/// Without the privilege to read another process's sockets, audit still shows the live state and
+/// says in one line what it could not read; exit 0 (a --pid of another user's process: exit 4).
+#[test]
+fn unprivileged_audit_shows_the_live_state_and_says_what_it_could_not_read() {
+    if !privileged("unprivileged_audit_shows_the_live_state_and_says_what_it_could_not_read") {
+        return;
+    }
+    let (server, port) = listen(&["--keepalive", "5s,2s,4"]);
+    let _client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    wait_until("the connection accepted", Duration::from_secs(10), || {
+        audit(&["--pid", &server.pid().to_string()])["audited"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin())
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux, installed by .ci/run)")
+    };
+    let out = as_nobody(&["audit", "--port", &port.to_string(), "--format", "json"]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    common::assert_schema("audit.schema.json", &v);
+    let a = &v["audited"][0];
+    assert_eq!(a["state"], "ESTABLISHED", "{v}");
+    assert!(a["effective"].is_null() && a["timer"] == "keepalive", "{v}");
+    assert!(
+        v["unreadable"].as_str().unwrap().contains("run as root"),
+        "{v}"
+    );
+    let out = as_nobody(&["audit", "--pid", &server.pid().to_string()]);
+    assert_eq!(code(&out), 4, "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("run as its user or as root"), "{err}");
 }

@@ -21,8 +21,9 @@ use common::{
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-const FILES: [&str; 7] = [
+const FILES: [&str; 8] = [
     "audit.schema.json",
+    "audit-event.schema.json",
     "common.schema.json",
     "connect.schema.json",
     "listen-event.schema.json",

@@ -1,24 +1,78 @@
 //! `tcphb audit`: find the connections of the given processes (or on a port), read their settings
-//! back from the owners' sockets and their state from the kernel, and judge each.
+//! back from the owners' sockets and their state from the kernel, and judge each; with `--watch`,
+//! follow them and report each one's end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::audit::follow::{Ended, Follower};
 use crate::audit::{judge, slower_than};
 use crate::cli::AuditArgs;
+use crate::detection::{ClosedBy, Outcome};
 use crate::exit::{self, CliError};
-use crate::report::model::AuditReport;
-use crate::report::{Finished, Report, SCHEMA};
-use crate::sys;
+use crate::predict::Expected;
+use crate::report::model::{AuditEvent, AuditReport, AuditWatchSummary};
+use crate::report::{Finished, Format, Report, SCHEMA};
+use crate::settings::Effective;
+use crate::sys::{self, DiagSocket};
 use crate::units::Millis;
 
-/// Run `tcphb audit`; exit 0 when something could be read, 4 when nothing can.
-pub fn run(args: &AuditArgs) -> anyhow::Result<Finished> {
+/// How often `--watch` looks at the connections: an ending no pending timer dates is dated to
+/// within this. A dump of 10,000 connections takes a few milliseconds (`cargo bench --bench scale`).
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long a new socket whose owner is not (yet) found is looked for again: a connection is in
+/// the kernel's table before the process has accepted it.
+const OWNER_GRACE: Duration = Duration::from_secs(2);
+
+/// Run `tcphb audit`; exit 0 when something could be read, 4 when nothing can. With `--watch`: 0,
+/// or 3 if a followed connection died.
+pub fn run(args: &AuditArgs, format: Format) -> anyhow::Result<Finished> {
+    if args.watch {
+        return watch(args, format);
+    }
+    let sockets = matching(args)?;
+    let owners = owners(args, &sockets)?;
+    let kernel = sys::kernel_timers();
+    let mut reader = Reader::default();
+    let mut connections = Vec::new();
+    for s in &sockets {
+        let owner = owners.get(&s.inode).copied();
+        if !args.pids.is_empty() && owner.is_none() {
+            continue;
+        }
+        let effective = reader.read(owner);
+        connections.push(judge(s, owner, effective, &kernel));
+    }
+    let report = AuditReport {
+        schema: SCHEMA,
+        pids: args.pids.clone(),
+        port: args.port,
+        kernel_timers: kernel,
+        slower_than_deadline: args.detect_within.map(|d| slower_than(&connections, d)),
+        detect_within_ms: args.detect_within.map(|d| d.ms()),
+        unreadable: reader.unreadable(connections.len()),
+        audited: connections,
+    };
+    Ok(Finished {
+        report: Report::Audit(report),
+        code: exit::OK,
+    })
+}
+
+/// This namespace's TCP connections that `--port` and `--peer` select.
+fn matching(args: &AuditArgs) -> anyhow::Result<Vec<DiagSocket>> {
     let mut sockets = sys::tcp_sockets()?;
     sockets.retain(|s| {
         args.port.is_none_or(|p| s.local.port() == p) && args.peer.is_none_or(|p| s.peer.ip() == p)
     });
-    // Which process holds which socket: the ones asked for, or (for --port alone) any readable one.
-    let mut owners: HashMap<u32, (u32, i32)> = HashMap::new();
+    Ok(sockets)
+}
+
+/// Which process holds which of `sockets`: inode → (pid, fd), among the processes asked for, or
+/// (for --port alone) any readable one.
+fn owners(args: &AuditArgs, sockets: &[DiagSocket]) -> anyhow::Result<HashMap<u32, (u32, i32)>> {
+    let mut owners = HashMap::new();
     for &pid in &args.pids {
         let held = sys::socket_inodes(pid).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
@@ -33,19 +87,23 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<Finished> {
     if args.pids.is_empty() && !sockets.is_empty() {
         owners = sys::all_socket_inodes(&sockets.iter().map(|s| s.inode).collect());
     }
-    let kernel = sys::kernel_timers();
-    let mut unread = 0usize;
-    let mut why_unread = None;
-    let mut connections = Vec::new();
-    // Each owner is opened once for all its connections; a failure to open it is each one's reason.
-    let mut processes: HashMap<u32, Result<sys::Process, String>> = HashMap::new();
-    for s in &sockets {
-        let owner = owners.get(&s.inode).copied();
-        if !args.pids.is_empty() && owner.is_none() {
-            continue;
-        }
+    Ok(owners)
+}
+
+/// Reads settings back from the owners' sockets: each owner opened once for all its connections,
+/// and what could not be read counted, with the first reason.
+#[derive(Default)]
+struct Reader {
+    processes: HashMap<u32, Result<sys::Process, String>>,
+    unread: usize,
+    why_unread: Option<String>,
+}
+
+impl Reader {
+    fn read(&mut self, owner: Option<(u32, i32)>) -> Option<Effective> {
         let read = match owner {
-            Some((pid, fd)) => match processes
+            Some((pid, fd)) => match self
+                .processes
                 .entry(pid)
                 .or_insert_with(|| sys::Process::open(pid).map_err(|e| e.to_string()))
             {
@@ -54,34 +112,175 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<Finished> {
             },
             None => Err("no readable process holds it".into()),
         };
-        let effective = match read {
+        match read {
             Ok(e) => Some(e),
             Err(why) => {
-                unread += 1;
-                why_unread.get_or_insert(why);
+                self.unread += 1;
+                self.why_unread.get_or_insert(why);
                 None
             }
-        };
-        connections.push(judge(s, owner, effective, &kernel));
+        }
     }
-    let unreadable = why_unread.map(|why| {
-        format!(
-            "the settings of {unread} of {} connections ({why}); reading another process's socket options needs ptrace rights over it: run as root (or with CAP_SYS_PTRACE)",
-            connections.len()
-        )
-    });
-    let report = AuditReport {
-        schema: SCHEMA,
-        pids: args.pids.clone(),
-        port: args.port,
-        kernel_timers: kernel,
-        slower_than_deadline: args.detect_within.map(|d| slower_than(&connections, d)),
-        detect_within_ms: args.detect_within.map(|d| d.ms()),
-        audited: connections,
-        unreadable,
+
+    /// The one line on what could not be read, and what to run instead; `None` when all was read.
+    fn unreadable(&self, of: usize) -> Option<String> {
+        self.why_unread.as_ref().map(|why| {
+            format!(
+                "the settings of {} of {of} connections ({why}); reading another process's socket options needs ptrace rights over it: run as root (or with CAP_SYS_PTRACE)",
+                self.unread
+            )
+        })
+    }
+}
+
+/// `audit --watch`: follow the matching connections, and those opened later, until Ctrl-C or
+/// `--duration`, printing an event as each ends.
+fn watch(args: &AuditArgs, format: Format) -> anyhow::Result<Finished> {
+    let kernel = sys::kernel_timers();
+    let rt = super::runtime()?;
+    let interrupt = super::Interrupt::install(&rt);
+    let exporter = format.exporter();
+    let mut w = Watching {
+        args,
+        follower: Follower::new(),
+        reader: Reader::default(),
+        unowned: HashMap::new(),
+        summary: AuditWatchSummary {
+            schema: SCHEMA,
+            pids: args.pids.clone(),
+            port: args.port,
+            ..AuditWatchSummary::default()
+        },
+    };
+    // Checked once before anything is printed: a PID that does not exist is a usage error.
+    let first = matching(args)?;
+    w.adopt(&first, Instant::now())?;
+    let mut out = super::EventWriter::start();
+    if let Some(h) = exporter.audit_header() {
+        out.send(h);
+    }
+    super::say(&format!(
+        "tcphb: following {} connections{} (Ctrl-C to stop)",
+        w.follower.len(),
+        match args.duration {
+            Some(d) => format!(" for {}", crate::units::format_duration(d)),
+            None => String::new(),
+        }
+    ));
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let end =
+            tokio::time::Instant::from_std(started + args.duration.unwrap_or(Duration::MAX / 4));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = interrupt.wait() => break,
+                _ = tokio::time::sleep_until(end) => break,
+                e = out.stopped() => {
+                    super::say(&format!("tcphb: stopping: stdout can no longer be written ({e})"));
+                    break;
+                }
+            }
+            let dump = matching(args)?;
+            let now = Instant::now();
+            let ended = w.follower.observe(&dump, now, &kernel, |(pid, fd), inode| {
+                sys::holds(pid, fd, inode)
+            });
+            for e in ended {
+                out.send(exporter.audit_event(&w.event(e)));
+            }
+            w.adopt(&dump, now)?;
+        }
+        anyhow::Ok(())
+    })?;
+    w.summary.open_at_exit = w.follower.len() as u64;
+    w.summary.watched_ms = started.elapsed().ms();
+    w.summary.unreadable = w.reader.unreadable(w.summary.followed as usize);
+    w.summary.events_dropped = out.finish();
+    let code = if w.summary.dead > 0 {
+        exit::DETECTED
+    } else {
+        exit::OK
     };
     Ok(Finished {
-        report: Report::Audit(report),
-        code: exit::OK,
+        report: Report::AuditWatch(w.summary),
+        code,
     })
+}
+
+/// The state of one `audit --watch` run.
+struct Watching<'a> {
+    args: &'a AuditArgs,
+    follower: Follower,
+    reader: Reader,
+    /// Sockets whose owner was not found, and when they were first seen: looked for again for
+    /// [`OWNER_GRACE`], then left alone.
+    unowned: HashMap<u32, Instant>,
+    summary: AuditWatchSummary,
+}
+
+impl Watching<'_> {
+    /// Follow the established connections of `dump` not followed yet whose owner is one of the
+    /// processes asked for (any process, or none found, for --port alone), reading their settings.
+    fn adopt(&mut self, dump: &[DiagSocket], now: Instant) -> anyhow::Result<()> {
+        let fresh: Vec<&DiagSocket> = dump
+            .iter()
+            .filter(|s| s.state == 1 && !self.follower.follows(s.local, s.peer))
+            .filter(|s| {
+                self.unowned
+                    .get(&s.inode)
+                    .is_none_or(|first| now.duration_since(*first) < OWNER_GRACE)
+            })
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let fresh_owned: Vec<DiagSocket> = fresh.iter().map(|s| (*s).clone()).collect();
+        let owners = owners(self.args, &fresh_owned)?;
+        for s in fresh_owned {
+            let owner = owners.get(&s.inode).copied();
+            if owner.is_none() {
+                self.unowned.entry(s.inode).or_insert(now);
+                if !self.args.pids.is_empty() {
+                    continue;
+                }
+            }
+            self.unowned.remove(&s.inode);
+            let effective = self.reader.read(owner);
+            self.summary.followed += 1;
+            self.follower.track(s, owner, effective, now);
+        }
+        // Forget sockets that left the table before an owner was found for them.
+        let listed: HashSet<u32> = dump.iter().map(|s| s.inode).collect();
+        self.unowned.retain(|inode, _| listed.contains(inode));
+        Ok(())
+    }
+
+    /// An ended connection as an event, counted in the summary.
+    fn event(&mut self, e: Ended) -> AuditEvent {
+        let d = &e.detection;
+        match (d.outcome, d.closed_by) {
+            (Outcome::Dead, _) => self.summary.dead += 1,
+            (Outcome::Closed, Some(ClosedBy::Peer)) => self.summary.closed_by_peer += 1,
+            _ => self.summary.closed_by_owner += 1,
+        }
+        let last = &e.followed.last;
+        AuditEvent {
+            schema: SCHEMA,
+            at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            pid: e.followed.owner.map(|o| o.0),
+            fd: e.followed.owner.map(|o| o.1),
+            local: last.local.to_string(),
+            peer: last.peer.to_string(),
+            load: e.load,
+            last_timer: crate::audit::timer_name(last.timer),
+            last_probes_out: last.info.map_or(0, |i| i.probes),
+            last_retransmits: last.info.map_or(0, |i| i.retransmits.max(i.backoff)),
+            resolution_ms: POLL.ms(),
+            expected: Expected::new(&e.prediction, &e.detection),
+            detection: e.detection,
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub fn print(s: &str) -> anyhow::Result<()> {
 /// to stderr as a table so that it is still seen.
 pub fn show(report: &Report, format: Format) -> anyhow::Result<()> {
     match report {
-        Report::ListenSummary(_)
+        Report::ListenSummary(_) | Report::AuditWatch(_)
             if format == Format::Csv || STDOUT_CLOSED.load(Ordering::Relaxed) =>
         {
             say(report.render(Format::Table).trim_end());

@@ -4,8 +4,8 @@
 
 use super::Exporter;
 use super::model::{
-    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
-    OsReport, PredictionRow, ProbeReport,
+    AuditEvent, AuditReport, AuditWatchSummary, CompareReport, ConnectManyReport, ConnectReport,
+    ListenEvent, ListenSummary, OsReport, PredictionRow, ProbeReport,
 };
 use crate::detection::{CloseHow, ClosedBy};
 use crate::matrix::{CellResult, MechanismStats};
@@ -56,6 +56,37 @@ impl Exporter for Csv {
     /// One row per connection; the flags joined by `; `.
     fn audit(&self, r: &AuditReport) -> String {
         to_csv(&AUDIT_HEADER, r.audited.iter().map(audit_row))
+    }
+
+    fn audit_header(&self) -> Option<String> {
+        Some(to_csv(&AUDIT_EVENT_HEADER, std::iter::empty()))
+    }
+
+    fn audit_event(&self, e: &AuditEvent) -> String {
+        to_csv(&[], [audit_event_row(e)])
+    }
+
+    /// Not printed: stdout is the events' table, so `audit --watch` writes the human summary on
+    /// stderr instead; here for completeness, one row of counts.
+    fn audit_watch_summary(&self, s: &AuditWatchSummary) -> String {
+        to_csv(
+            &[
+                "followed",
+                "dead",
+                "closed_by_peer",
+                "closed_by_owner",
+                "open_at_exit",
+                "watched_ms",
+            ],
+            [vec![
+                s.followed.to_string(),
+                s.dead.to_string(),
+                s.closed_by_peer.to_string(),
+                s.closed_by_owner.to_string(),
+                s.open_at_exit.to_string(),
+                s.watched_ms.to_string(),
+            ]],
+        )
     }
 }
 
@@ -181,6 +212,46 @@ const EVENT_HEADER: [&str; 12] = [
     "how",
     "idle_ms",
 ];
+
+/// Columns of `audit --watch`: one row per connection that ended.
+const AUDIT_EVENT_HEADER: [&str; 15] = [
+    "at",
+    "pid",
+    "fd",
+    "local",
+    "peer",
+    "load",
+    "outcome",
+    "detected_by",
+    "errno",
+    "silence_ms",
+    "expected_ms",
+    "note",
+    "closed_by",
+    "idle_ms",
+    "resolution_ms",
+];
+
+fn audit_event_row(e: &AuditEvent) -> Vec<String> {
+    let d = &e.detection;
+    vec![
+        e.at.clone(),
+        cell(&e.pid),
+        cell(&e.fd),
+        e.local.clone(),
+        e.peer.clone(),
+        e.load.name().into(),
+        d.outcome.name().into(),
+        cell(&d.detected_by),
+        cell(&d.errno),
+        d.silence_ms.to_string(),
+        cell(&e.expected.expected_ms),
+        cell(&d.note),
+        cell(&d.closed_by.map(ClosedBy::name)),
+        d.idle_ms.to_string(),
+        e.resolution_ms.to_string(),
+    ]
+}
 
 fn event_row(e: &ListenEvent) -> Vec<String> {
     let d = &e.detection;

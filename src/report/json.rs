@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::Exporter;
 use super::model::{
-    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
-    OsReport, ProbeReport,
+    AuditEvent, AuditReport, AuditWatchSummary, CompareReport, ConnectManyReport, ConnectReport,
+    ListenEvent, ListenSummary, OsReport, ProbeReport,
 };
 
 /// Writes `--format json`.
@@ -44,5 +44,11 @@ impl Exporter for Json {
     }
     fn audit(&self, r: &AuditReport) -> String {
         line(r)
+    }
+    fn audit_event(&self, e: &AuditEvent) -> String {
+        line(e)
+    }
+    fn audit_watch_summary(&self, s: &AuditWatchSummary) -> String {
+        line(s)
     }
 }

@@ -10,8 +10,8 @@ use comfy_table::Table as Grid;
 
 use super::Exporter;
 use super::model::{
-    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
-    OsReport, ProbeReport,
+    AuditEvent, AuditReport, AuditWatchSummary, CompareReport, ConnectManyReport, ConnectReport,
+    ListenEvent, ListenSummary, OsReport, ProbeReport,
 };
 use super::table::{self, Block};
 
@@ -49,6 +49,13 @@ impl Exporter for Markdown {
     }
     fn audit(&self, r: &AuditReport) -> String {
         draw(&table::audit(r))
+    }
+    fn audit_event(&self, e: &AuditEvent) -> String {
+        format!("- {}\n", paragraph(table::audit_event(e).trim_end()))
+    }
+    /// Apart from the list of events above it.
+    fn audit_watch_summary(&self, s: &AuditWatchSummary) -> String {
+        format!("\n{}", draw(&table::audit_watch_summary(s)))
     }
 }
 

@@ -16,8 +16,8 @@ mod words;
 pub use words::{expected_text, probe_summary};
 
 use model::{
-    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
-    OsReport, ProbeReport,
+    AuditEvent, AuditReport, AuditWatchSummary, CompareReport, ConnectManyReport, ConnectReport,
+    ListenEvent, ListenSummary, OsReport, ProbeReport,
 };
 
 /// What a command hands back to `main`: its report, to be written in the format asked for.
@@ -37,6 +37,8 @@ pub enum Report {
     Os(OsReport),
     /// `audit`.
     Audit(AuditReport),
+    /// `audit --watch`, once stopped (its events were written as they happened).
+    AuditWatch(AuditWatchSummary),
 }
 
 impl Report {
@@ -51,6 +53,7 @@ impl Report {
             Report::Probe(r) => e.probe(r),
             Report::Os(r) => e.os_prediction(r),
             Report::Audit(r) => e.audit(r),
+            Report::AuditWatch(s) => e.audit_watch_summary(s),
         }
     }
 }
@@ -112,4 +115,12 @@ pub trait Exporter {
     fn os_prediction(&self, r: &OsReport) -> String;
     /// The result of `audit`: another process's connections, judged.
     fn audit(&self, r: &AuditReport) -> String;
+    /// What `audit --watch` prints before its first event (a header row), if the format has one.
+    fn audit_header(&self) -> Option<String> {
+        None
+    }
+    /// One connection that ended under `audit --watch`: one line (or row), as for `listen`.
+    fn audit_event(&self, e: &AuditEvent) -> String;
+    /// What `audit --watch` saw, printed when it stops.
+    fn audit_watch_summary(&self, s: &AuditWatchSummary) -> String;
 }

@@ -489,3 +489,50 @@ pub struct AuditReport {
     pub detect_within_ms: Option<u64>,
     pub slower_than_deadline: Option<usize>,
 }
+
+/// One connection of another process that ended while `audit --watch` followed it (a JSON line).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub schema: u32,
+    /// Wall-clock time the ending was seen (display only), RFC 3339.
+    pub at: String,
+    /// The process holding it and its descriptor, when known.
+    pub pid: Option<u32>,
+    pub fd: Option<i32>,
+    pub local: String,
+    pub peer: String,
+    /// The load its prediction is for: `busy` when data was in flight at the last look.
+    pub load: Load,
+    /// Its state at the last look before the end (the evidence the mechanism is judged from).
+    pub last_timer: Option<&'static str>,
+    pub last_probes_out: u8,
+    pub last_retransmits: u8,
+    /// How often the connections were looked at, ms: the ending is dated to within this, unless a
+    /// pending timer dated it exactly.
+    pub resolution_ms: u64,
+    #[serde(flatten)]
+    pub detection: Detection,
+    #[serde(flatten)]
+    pub expected: Expected,
+}
+
+/// What `audit --watch` saw over its whole run (the last JSON line).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditWatchSummary {
+    pub schema: u32,
+    pub pids: Vec<u32>,
+    pub port: Option<u16>,
+    /// Connections followed (those found at the start and those opened since).
+    pub followed: u64,
+    /// Ended by a death (timeout, reset), closed by the peer, closed by their own process.
+    pub dead: u64,
+    pub closed_by_peer: u64,
+    pub closed_by_owner: u64,
+    /// Still open when watching stopped.
+    pub open_at_exit: u64,
+    pub watched_ms: u64,
+    /// Events not written because stdout was not read fast enough.
+    pub events_dropped: u64,
+    /// What could not be read, as in `audit`; `null` when everything was read.
+    pub unreadable: Option<String>,
+}

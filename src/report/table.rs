@@ -9,8 +9,8 @@ use comfy_table::{ContentArrangement, Table as Grid, TableStyle};
 
 use super::Exporter;
 use super::model::{
-    AuditReport, CompareReport, ConnectManyReport, ConnectReport, ListenEvent, ListenSummary,
-    OsReport, PredictionRow, ProbeReport,
+    AuditEvent, AuditReport, AuditWatchSummary, CompareReport, ConnectManyReport, ConnectReport,
+    ListenEvent, ListenSummary, OsReport, PredictionRow, ProbeReport,
 };
 use super::words::{
     agreement_text, answer_sentences, cell_line, cell_pieces, closer_text, effective_pieces,
@@ -58,6 +58,12 @@ impl Exporter for Table {
     }
     fn audit(&self, r: &AuditReport) -> String {
         draw(audit(r), Some(output_width()))
+    }
+    fn audit_event(&self, e: &AuditEvent) -> String {
+        audit_event(e)
+    }
+    fn audit_watch_summary(&self, s: &AuditWatchSummary) -> String {
+        draw(audit_watch_summary(s), Some(output_width()))
     }
 }
 
@@ -346,6 +352,62 @@ pub(super) fn listen_event(e: &ListenEvent) -> String {
         human_ms(Some(d.silence_ms)),
         human_ms(e.expected.expected_ms),
     )
+}
+
+/// One `audit --watch` event on one line: whose connection, how it ended, and the evidence.
+pub(super) fn audit_event(e: &AuditEvent) -> String {
+    let d = &e.detection;
+    let who = match (e.pid, e.fd) {
+        (Some(pid), Some(fd)) => format!("pid {pid} fd {fd} "),
+        _ => String::new(),
+    };
+    let note = d
+        .note
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let what = match (d.outcome, d.closed_by) {
+        (Outcome::Closed, Some(ClosedBy::Peer)) => format!(
+            "closed by the peer after {} idle (FIN){note}",
+            human_ms(Some(d.idle_ms))
+        ),
+        (Outcome::Closed, _) => format!("closed by its process{note}"),
+        _ => format!(
+            "{}: {}{} after {} of silence, expected {}{note}",
+            d.outcome.name(),
+            opt(&d.detected_by),
+            d.errno
+                .as_deref()
+                .map(|e| format!(" {e}"))
+                .unwrap_or_default(),
+            human_ms(Some(d.silence_ms)),
+            human_ms(e.expected.expected_ms),
+        ),
+    };
+    format!("{} {who}{} → {} {what}\n", e.at, e.local, e.peer)
+}
+
+/// The `audit --watch` summary in a sentence.
+pub(super) fn audit_watch_summary(s: &AuditWatchSummary) -> Vec<Block> {
+    let mut out = vec![Block::Line(format!(
+        "Followed {} connections for {}: {} dead, {} closed by the peer, {} closed by their process, {} still open.",
+        s.followed,
+        human_ms(Some(s.watched_ms)),
+        s.dead,
+        s.closed_by_peer,
+        s.closed_by_owner,
+        s.open_at_exit
+    ))];
+    if s.events_dropped > 0 {
+        out.push(Block::Line(format!(
+            "{} events were dropped: stdout was not read fast enough.",
+            s.events_dropped
+        )));
+    }
+    if let Some(u) = &s.unreadable {
+        out.push(Block::Line(format!("Could not read {u}.")));
+    }
+    out
 }
 
 /// The listen summary: the counts in a sentence, then the per-mechanism table.

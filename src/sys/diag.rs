@@ -151,6 +151,12 @@ pub fn socket_inodes(pid: u32) -> io::Result<HashMap<u32, i32>> {
     Ok(out)
 }
 
+/// Whether descriptor `fd` of process `pid` is still socket `inode`.
+pub fn holds(pid: u32, fd: i32, inode: u32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+        .is_ok_and(|t| t.to_string_lossy() == format!("socket:[{inode}]"))
+}
+
 /// Which process holds each of the `wanted` sockets (for `--port` without `--pid`): inode → (pid,
 /// fd), the first process in `/proc` order that holds it. The scan stops once every wanted socket is
 /// found. Processes whose descriptors cannot be read (another user's, without privilege) are skipped.

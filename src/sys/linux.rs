@@ -277,7 +277,7 @@ pub fn tcp_sockets() -> Result<Vec<super::DiagSocket>, PlatformError> {
     })
 }
 
-pub use super::diag::{Process, all_socket_inodes, socket_inodes};
+pub use super::diag::{Process, all_socket_inodes, holds, socket_inodes};
 
 pub fn read_back_of(process: &Process, fd: i32) -> io::Result<Effective> {
     let sock = process.borrow_socket(fd)?;

@@ -362,6 +362,11 @@ pub fn socket_inodes(pid: u32) -> io::Result<std::collections::HashMap<u32, i32>
     imp::socket_inodes(pid)
 }
 
+/// Whether descriptor `fd` of process `pid` is still socket `inode` (Linux: `/proc/PID/fd`).
+pub fn holds(pid: u32, fd: i32, inode: u32) -> bool {
+    imp::holds(pid, fd, inode)
+}
+
 /// Which readable process holds each of the `wanted` sockets: inode → (pid, descriptor), the first
 /// process that holds it; the scan stops once all are found.
 pub fn all_socket_inodes(

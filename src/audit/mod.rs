@@ -4,6 +4,8 @@
 //! know ("keepalive off", "retransmitting for 3 m 10 s"). Pure: the platform layer finds and reads the
 //! sockets ([`crate::sys::tcp_sockets`], [`crate::sys::read_back_of`]).
 
+pub mod follow;
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -63,6 +65,15 @@ impl Audited {
     }
 }
 
+/// A pending timer's name, as in JSON: `retransmit`, `keepalive`, `zero_window`.
+pub fn timer_name(t: Option<DiagTimer>) -> Option<&'static str> {
+    Some(match t? {
+        DiagTimer::Retransmit { .. } => "retransmit",
+        DiagTimer::Keepalive { .. } => "keepalive",
+        DiagTimer::ZeroWindow { .. } => "zero_window",
+    })
+}
+
 /// Judge one socket: `effective` is `None` when its settings could not be read back.
 pub fn judge(
     s: &DiagSocket,
@@ -85,14 +96,12 @@ pub fn judge(
         ),
         None => (None, None),
     };
-    let (timer, due, retransmits) = match s.timer {
-        Some(DiagTimer::Retransmit { due, retransmits }) => {
-            (Some("retransmit"), Some(due), retransmits)
-        }
-        Some(DiagTimer::Keepalive { due }) => (Some("keepalive"), Some(due), 0),
-        Some(DiagTimer::ZeroWindow { due }) => (Some("zero_window"), Some(due), 0),
-        None => (None, None, 0),
+    let (due, retransmits) = match s.timer {
+        Some(DiagTimer::Retransmit { due, retransmits }) => (Some(due), retransmits),
+        Some(DiagTimer::Keepalive { due } | DiagTimer::ZeroWindow { due }) => (Some(due), 0),
+        None => (None, 0),
     };
+    let timer = timer_name(s.timer);
     let mut a = Audited {
         pid: owner.map(|o| o.0),
         fd: owner.map(|o| o.1),
