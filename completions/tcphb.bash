@@ -81,7 +81,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__audit)
-            opts="-p -w -f -h --pid --port --peer --detect-within --format --help"
+            opts="-p -w -d -f -h --pid --port --peer --detect-within --watch --duration --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -111,6 +111,14 @@ _tcphb() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json csv markdown" -- "${cur}"))
                     return 0
@@ -127,7 +135,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__compare)
-            opts="-s -l -r -f -h --strategy --fault --load --repeat --deadline --warmup --nat-idle --wide --svg --format --help"
+            opts="-s -l -r -f -h --strategy --fault --load --repeat --deadline --warmup --nat-idle --server --wide --svg --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -170,6 +178,10 @@ _tcphb() {
                     return 0
                     ;;
                 --nat-idle)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

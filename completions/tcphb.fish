@@ -75,6 +75,7 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s r -l repeat -d '
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l deadline -d 'After the cut, how long to wait before a cell is `never`' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l warmup -d 'Quiet time before the cut, so keepalive and heartbeats have been exchanged' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l nat-idle -d 'nat-expiry: how long the router keeps an idle flow (whole seconds)' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l server -d 'Run your own server in the lab\'s server namespace instead of `tcphb listen`, and measure when *it* notices each dead client (observed as `audit --watch` does). `{addr}` and `{port}` are replaced by the address and port it must listen on; run through `sh -c`. E.g. \'redis-server --bind {addr} --port {port} --save "" --tcp-keepalive 3\'' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l svg -d 'Also draw a timeline per fault to FILE (SVG): a row per strategy and load, the packets each connection sent after the cut (keepalive probes, retransmissions, heartbeats), the instant it noticed, its predicted band and the deadline. The file is created before the lab is built' -r -F
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
 json\t'One JSON object (JSON lines for `listen` events)'
@@ -103,10 +104,12 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand audit" -s p -l pid -d 'A pro
 complete -c tcphb -n "__fish_tcphb_using_subcommand audit" -l port -d 'Audit the connections on this local port (any process)' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand audit" -l peer -d 'Only connections to this peer address (IP, without port)' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand audit" -s w -l detect-within -d 'Count the connections that would notice a dead peer later than this (idle or busy)' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand audit" -s d -l duration -d 'With --watch: stop after this long (100ms–30d). Default: until Ctrl-C' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand audit" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'
 markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand audit" -l watch -d 'Follow the connections (and those opened later) and print an event as each one ends: which mechanism ended it, judged from its last state, its silence before the end and the prediction beside it. Stops at Ctrl-C or after --duration'
 complete -c tcphb -n "__fish_tcphb_using_subcommand audit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare probe audit help" -f -a "listen" -d 'Accept connections, answer heartbeats (and send them with --heartbeat), report each dead client'
 complete -c tcphb -n "__fish_tcphb_using_subcommand help; and not __fish_seen_subcommand_from listen connect compare probe audit help" -f -a "connect" -d 'Connect to a peer and wait until it dies (or --duration passes), then report what noticed and when'

@@ -165,7 +165,8 @@ With --watch it follows those connections (and the ones opened later) and prints
 one ends: dead (keepalive, user timeout, retransmissions, reset — judged from its last observed
 timer, probes and retransmissions; a timer that was due dates the end exactly), closed by the peer
 (FIN) or closed by its own process, with the prediction beside it; JSON lines with the same keys as
-listen's events. The connections are looked at every 100 ms; it exits 3 if any died.
+listen's events. The connections are looked at every 100 ms (less often on a host with very many
+sockets, so that looking takes at most a tenth of a core); it exits 3 if any died.
 
 Examples:
   sudo tcphb audit --pid $(pidof redis-server)
@@ -201,6 +202,21 @@ pub struct AuditArgs {
     /// With --watch: stop after this long (100ms–30d). Default: until Ctrl-C.
     #[arg(long, short = 'd', value_name = "DURATION", requires = "watch", value_parser = parse_bounded::<100, { 30 * 24 * HOUR }>)]
     pub duration: Option<Duration>,
+}
+
+/// `compare --server`: a command that says where its port goes.
+fn parse_server_command(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "empty command: e.g. --server 'redis-server --bind {addr} --port {port}'".into(),
+        );
+    }
+    if !s.contains("{port}") {
+        return Err(format!(
+            "'{s}' has no {{port}}: put {{port}} (and {{addr}}) where the server takes the port (and address) to listen on, e.g. --server 'redis-server --bind {{addr}} --port {{port}}'"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 const FAULTS: &str =
@@ -252,6 +268,12 @@ pub struct CompareArgs {
     /// nat-expiry: how long the router keeps an idle flow (whole seconds).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3s")]
     pub nat_idle: Duration,
+    /// Run your own server in the lab's server namespace instead of `tcphb listen`, and measure when
+    /// *it* notices each dead client (observed as `audit --watch` does). `{addr}` and `{port}` are
+    /// replaced by the address and port it must listen on; run through `sh -c`. E.g.
+    /// 'redis-server --bind {addr} --port {port} --save "" --tcp-keepalive 3'.
+    #[arg(long, value_name = "CMD", value_parser = parse_server_command)]
+    pub server: Option<String>,
     /// One wide table (fault × load columns) instead of one table per load fitted to 80 columns.
     #[arg(long)]
     pub wide: bool,

@@ -35,6 +35,27 @@ pub struct Run {
     pub icmp: Option<IcmpSeen>,
     /// What it sent from the cut to its detection, beside its own band (`compare --svg` draws it).
     pub timeline: Timeline,
+    /// `compare --server`: when the operator's server noticed this dead client (`null`: not within
+    /// the deadline, the fault stopped the server itself, or no `--server`).
+    pub server: Option<ServerRun>,
+}
+
+/// `compare --server`: the operator's server noticing the dead client of one connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerRun {
+    /// What noticed, judged from the server socket's last state (as `audit --watch` does).
+    pub detected_by: Option<Mechanism>,
+    pub errno: Option<String>,
+    /// Silence before it noticed (since it last heard the client), ms.
+    pub silence_ms: u64,
+    /// From the cut to when it noticed, ms.
+    pub latency_ms: u64,
+    /// Predicted from its own settings, read back from its socket, counted from the last packet it
+    /// heard, with the band of the timers' slack.
+    pub expected_ms: Option<u64>,
+    pub expected_min_ms: Option<u64>,
+    pub expected_max_ms: Option<u64>,
+    pub expected_by: Option<Mechanism>,
 }
 
 /// Measured: one connection's timers at the instant of the cut, which its prediction is made for.
@@ -93,6 +114,10 @@ pub struct CellResult {
     pub disagreement: Option<String>,
     /// The ICMP errors of the run that received the most (evidence of the cause).
     pub icmp: Option<IcmpSeen>,
+    /// `compare --server`: the run where the server noticed in the median time (`null`: it noticed
+    /// in no run — not within the deadline, or the fault stopped the server itself — or no
+    /// `--server`).
+    pub server: Option<ServerRun>,
     pub runs: Vec<Run>,
 }
 
@@ -218,6 +243,12 @@ pub fn aggregate(
         .iter()
         .filter_map(|r| r.icmp.clone())
         .max_by_key(|i| i.messages);
+    let mut by_server: Vec<&ServerRun> = runs.iter().filter_map(|r| r.server.as_ref()).collect();
+    by_server.sort_by_key(|s| s.latency_ms);
+    // The lower median: a run that happened, not an average of two.
+    let server = by_server
+        .get(by_server.len().saturating_sub(1) / 2)
+        .map(|s| (*s).clone());
     CellResult {
         strategy: strategy.name(),
         spec: strategy.spec(),
@@ -239,6 +270,7 @@ pub fn aggregate(
         agrees: disagreement.is_none(),
         disagreement,
         icmp,
+        server,
         runs,
     }
 }
@@ -443,6 +475,7 @@ mod tests {
             agrees: false,
             icmp: None,
             timeline: Timeline::default(),
+            server: None,
         };
         (r, ka_pred())
     }

@@ -62,6 +62,9 @@ pub struct Observe<'a> {
     pub soft: Option<OnSoftError<'a>>,
     /// Where each heartbeat ping's send instant goes (`compare`'s timeline).
     pub pings: Option<&'a PingLog>,
+    /// The peer is not tcphb (`compare --server` runs the operator's server): whatever it sends is
+    /// read and dropped, any line of it proves it alive, and none breaks the protocol.
+    pub foreign_peer: bool,
 }
 
 impl Observe<'static> {
@@ -69,6 +72,7 @@ impl Observe<'static> {
     pub const NONE: Observe<'static> = Observe {
         soft: None,
         pings: None,
+        foreign_peer: false,
     };
 }
 
@@ -274,7 +278,7 @@ fn read_some(stream: &TcpStream, c: &mut Conn<'_>) -> io::Result<Event> {
                         valid |= m != Message::Unknown;
                     });
                     c.unknown_lines += unknown;
-                    c.spoke_protocol |= valid;
+                    c.spoke_protocol |= valid || c.observe.foreign_peer;
                     if !c.spoke_protocol && c.unknown_lines >= MAX_UNKNOWN_WITHOUT_VALID {
                         return Ok(Event::Closed(protocol_close(
                             stream,

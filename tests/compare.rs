@@ -290,6 +290,7 @@ fn bad_specs_exit_2_before_any_lab_is_built() {
         &["compare", "-s", "ka=1s"][..],
         &["compare", "--fault", "meteor"],
         &["compare", "-s", "ka=1500ms,1s,3"],
+        &["compare", "--server", "redis-server --port 6379"],
     ] {
         let out = Command::new(bin()).args(args).output().unwrap();
         assert_eq!(
@@ -589,4 +590,86 @@ fn the_timeline_shows_what_each_connection_sent_after_the_cut() {
         }
     }
     assert!(text.contains("deadline"), "the deadline is marked");
+}
+
+/// `compare --server`: a real Redis in the server namespace instead of `tcphb listen`. Its own
+/// keepalive (`tcp-keepalive 3`: 3 s idle, 3 probes 1 s apart) notices each dead client of a
+/// blackhole when its settings say, whatever the clients do; a frozen server notices nothing (n/a).
+#[test]
+fn compare_server_measures_redis_noticing_its_dead_clients() {
+    if !lab_allowed("compare_server_measures_redis_noticing_its_dead_clients") {
+        return;
+    }
+    let server = "redis-server --bind {addr} --port {port} --save '' --appendonly no --protected-mode no --tcp-keepalive 3";
+    let (v, by) = compare(&[
+        "--server",
+        server,
+        "-s",
+        "none",
+        "-s",
+        "ka=1s,1s,2",
+        "--fault",
+        "blackhole,freeze",
+        "--load",
+        "idle",
+        "--deadline",
+        "10s",
+    ]);
+    assert_eq!(v["lab"]["server_command"], server, "{}", v["lab"]);
+    // The client without detection never notices; Redis does, for both clients.
+    assert_never(cell(&by, "none", "blackhole", "idle"));
+    assert_cell(
+        cell(&by, "ka=1s,1s,2", "blackhole", "idle"),
+        "keepalive",
+        &["ETIMEDOUT"],
+    );
+    for s in ["none", "ka=1s,1s,2"] {
+        let c = cell(&by, s, "blackhole", "idle");
+        let srv = &c["server"];
+        assert_eq!(
+            (&srv["detected_by"], &srv["errno"], &srv["expected_ms"]),
+            (
+                &Value::from("keepalive"),
+                &Value::from("ETIMEDOUT"),
+                &Value::from(6000)
+            ),
+            "{c}"
+        );
+        let silence = srv["silence_ms"].as_u64().unwrap();
+        let (lo, hi) = (
+            srv["expected_min_ms"].as_u64().unwrap(),
+            srv["expected_max_ms"].as_u64().unwrap(),
+        );
+        assert!(
+            silence + 100 >= lo && silence <= hi + 100,
+            "{s}: Redis noticed after {silence} ms of silence, outside [{lo}, {hi}]: {srv}"
+        );
+        assert!(srv["latency_ms"].as_u64().unwrap() <= silence, "{srv}");
+        // A frozen server is the fault itself: it notices nothing.
+        assert!(cell(&by, s, "freeze", "idle")["server"].is_null());
+    }
+}
+
+/// A server command that does not start is one clear line, before anything is measured.
+#[test]
+fn compare_server_that_never_listens_is_one_clear_line() {
+    if !lab_allowed("compare_server_that_never_listens_is_one_clear_line") {
+        return;
+    }
+    let out = Command::new(bin())
+        .args([
+            "compare",
+            "--server",
+            "sh -c 'echo no such config {port} >&2; exit 3'",
+        ])
+        .args(["--fault", "blackhole", "--load", "idle", "-s", "none"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(code(&out), 0, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("exited") && err.contains("no such config 7878"),
+        "{err}"
+    );
 }

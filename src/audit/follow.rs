@@ -43,6 +43,8 @@ pub struct Followed {
 pub struct Ended {
     pub followed: Followed,
     pub detection: Detection,
+    /// When it ended: when its pending timer was due, or (none was) halfway between the two looks.
+    pub at: Instant,
     /// What was predicted for it, for the load it was under at the end.
     pub prediction: Prediction,
     /// Which load that was: busy when data was in flight at the last dump.
@@ -207,6 +209,7 @@ fn closed(f: &Followed, s: &DiagSocket, now: Instant, kernel: &KernelTimers) -> 
         prediction: prediction_for(f, load, kernel),
         followed: f.clone(),
         detection: d,
+        at: now,
         load,
     }
 }
@@ -242,25 +245,29 @@ fn gone(f: &Followed, now: Instant, kernel: &KernelTimers, held: bool) -> Ended 
         _ => (Mechanism::Reset, None, String::new()),
     };
     let load = load_of(last);
+    let ended_after = match due {
+        Some(due) if due <= gap => due,
+        _ => gap / 2,
+    };
     let (outcome, silence, errno, note) = match due {
-        Some(due) => (
+        Some(_) => (
             Outcome::Dead,
-            heard_ago + if due <= gap { due } else { gap / 2 },
+            heard_ago + ended_after,
             "ETIMEDOUT",
             format!(
-                "{why} {} before it ended",
-                crate::units::human_ms(Some(gap.ms()))
+                "at the last look, {} before it ended, {why}",
+                crate::units::human_ms(Some(ended_after.ms()))
             ),
         ),
         None if held => (
             Outcome::Dead,
-            heard_ago + gap / 2,
+            heard_ago + ended_after,
             "ECONNRESET",
             "left the kernel's table with no timer running out while its process still held it: the peer reset it (RST)".to_string(),
         ),
         None => (
             Outcome::Closed,
-            heard_ago + gap / 2,
+            heard_ago + ended_after,
             "",
             "gone with no timer running out and no longer held by its process: the process aborted it, or the peer reset it and the process closed it at once".to_string(),
         ),
@@ -278,6 +285,7 @@ fn gone(f: &Followed, now: Instant, kernel: &KernelTimers, held: bool) -> Ended 
         prediction: prediction_for(f, load, kernel),
         followed: f.clone(),
         detection: d,
+        at: f.seen_at + ended_after,
         load,
     }
 }

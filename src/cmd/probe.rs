@@ -255,6 +255,7 @@ fn verify(within: Duration, rec: &recommend::Recommendation) -> anyhow::Result<V
         deadline: lab_deadline,
         warmup: Duration::from_secs(2),
         nat_idle: Duration::from_secs(3),
+        server: None,
     };
     super::progress(&format!(
         "tcphb: verifying {} in the lab: {} faults × idle, busy × {VERIFY_REPEAT} runs (up to {})",

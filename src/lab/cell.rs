@@ -32,6 +32,157 @@ pub struct Cell {
     lab: Lab,
     peer: Child,
     fault: Fault,
+    /// `compare --server`: the operator's server, observed.
+    server: Option<Server>,
+}
+
+/// The operator's server (`compare --server`) in the server namespace.
+pub struct Server {
+    /// A sock_diag socket opened in the server namespace: its connections, seen from there.
+    pub table: crate::sys::TcpTable,
+}
+
+/// Most of a server's output kept for an error message.
+const SERVER_OUTPUT_TAIL: usize = 2048;
+
+/// How long the operator's server may take to listen.
+const SERVER_START: Duration = Duration::from_secs(15);
+
+/// Start `tcphb listen` in the server namespace and wait until it says it listens.
+fn start_listen(lab: &Lab, fault: Fault) -> Result<Child, LabError> {
+    let exe = std::env::current_exe().map_err(|e| setup("find the tcphb executable", e))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["listen", &format!("{}:{PEER_PORT}", lab.server_addr())]);
+    // A fixed receive buffer: when the peer is frozen, a busy client fills its window within
+    // about 0.2 s at the busy rate, however far autotuning would have grown it.
+    cmd.args(["--rcvbuf", &PEER_RCVBUF.to_string()]);
+    if fault == Fault::Reboot {
+        // A rebooting host forgets its connections without a word: no orphaned FIN_WAIT
+        // sockets that would still answer after the path heals.
+        cmd.arg("--rst-on-exit");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut peer = spawn_in(
+        lab,
+        &mut cmd,
+        "start the peer (tcphb listen) in the server namespace",
+    )?;
+    let mut banner = String::new();
+    let stderr = peer.stderr.take().expect("piped");
+    let read = BufReader::new(stderr).read_line(&mut banner);
+    if read.is_err() || !banner.contains("listening on") {
+        let _ = peer.kill();
+        let _ = peer.wait();
+        return Err(setup(
+            "start the peer (tcphb listen) in the server namespace",
+            std::io::Error::other(format!("it said {:?}", banner.trim())),
+        ));
+    }
+    Ok(peer)
+}
+
+/// Start the operator's server command (`{addr}`, `{port}` filled in) through `sh -c 'exec …'`, so
+/// that the process signalled for freeze and crash is the server itself, and wait until a socket
+/// listens on the port in the server namespace (an event, not a guess of its start-up time).
+fn start_server(lab: &Lab, template: &str) -> Result<(Child, Server), LabError> {
+    let line = template
+        .replace("{addr}", &lab.server_addr().to_string())
+        .replace("{port}", &PEER_PORT.to_string());
+    let step = format!("start the server `{line}` in the server namespace");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &format!("exec {line}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn_in(lab, &mut cmd, &step)?;
+    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    for pipe in [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        // Read for as long as it runs, so a chatty server never blocks on a full pipe.
+        let tail = std::sync::Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                t.push_str(&line);
+                t.push('\n');
+                if t.len() > SERVER_OUTPUT_TAIL {
+                    let cut = t.len() - SERVER_OUTPUT_TAIL;
+                    let cut = (cut..t.len()).find(|&i| t.is_char_boundary(i)).unwrap_or(0);
+                    t.drain(..cut);
+                }
+            }
+        });
+    }
+    let mut table = lab
+        .enter(Node::Server, crate::sys::TcpTable::open)?
+        .map_err(|e| setup("open sock_diag in the server namespace", e))?;
+    let started = std::time::Instant::now();
+    let said = |output: &std::sync::Arc<std::sync::Mutex<String>>| {
+        let t = output.lock().unwrap_or_else(|p| p.into_inner());
+        match t.trim() {
+            "" => "it printed nothing".to_string(),
+            t => format!("it printed: {}", t.lines().last().unwrap_or(t)),
+        }
+    };
+    loop {
+        if table
+            .listens_on(PEER_PORT)
+            .map_err(|e| setup("list the server namespace's sockets", e))?
+        {
+            return Ok((child, Server { table }));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(setup(
+                &step,
+                std::io::Error::other(format!(
+                    "it exited ({status}) before listening on port {PEER_PORT}; {}",
+                    said(&output)
+                )),
+            ));
+        }
+        if started.elapsed() > SERVER_START {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(setup(
+                &step,
+                std::io::Error::other(format!(
+                    "nothing listened on port {PEER_PORT} within {}s: does the command use {{port}}? {}",
+                    SERVER_START.as_secs(),
+                    said(&output)
+                )),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Spawn `cmd` in the server namespace, dying with us (PR_SET_PDEATHSIG), so it never keeps a
+/// namespace alive.
+fn spawn_in(lab: &Lab, cmd: &mut Command, step: &str) -> Result<Child, LabError> {
+    lab.command_in(Node::Server, cmd)?;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| setup(step, e))
 }
 
 fn setup(step: &str, source: std::io::Error) -> LabError {
@@ -43,51 +194,26 @@ fn setup(step: &str, source: std::io::Error) -> LabError {
 
 impl Cell {
     /// Build the lab, arm `nat-expiry` when that is the fault (middlebox forgets flows idle for
-    /// `nat_idle`), and start the peer, waiting until it listens.
-    pub fn new(fault: Fault, nat_idle: Duration) -> Result<Cell, LabError> {
+    /// `nat_idle`), and start the peer — `tcphb listen`, or the operator's `server` command
+    /// (`compare --server`) — waiting until it listens.
+    pub fn new(fault: Fault, nat_idle: Duration, server: Option<&str>) -> Result<Cell, LabError> {
         let lab = Lab::build()?;
         if fault == Fault::NatExpiry {
             lab.enable_nat_expiry(nat_idle)?;
         }
-        let exe = std::env::current_exe().map_err(|e| setup("find the tcphb executable", e))?;
-        let mut cmd = Command::new(exe);
-        cmd.args(["listen", &format!("{}:{PEER_PORT}", lab.server_addr())]);
-        // A fixed receive buffer: when the peer is frozen, a busy client fills its window within
-        // about 0.2 s at the busy rate, however far autotuning would have grown it.
-        cmd.args(["--rcvbuf", &PEER_RCVBUF.to_string()]);
-        if fault == Fault::Reboot {
-            // A rebooting host forgets its connections without a word: no orphaned FIN_WAIT
-            // sockets that would still answer after the path heals.
-            cmd.arg("--rst-on-exit");
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        lab.command_in(Node::Server, &mut cmd)?;
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec here.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut peer = cmd
-            .spawn()
-            .map_err(|e| setup("start the peer (tcphb listen) in the server namespace", e))?;
-        let mut banner = String::new();
-        let stderr = peer.stderr.take().expect("piped");
-        let read = BufReader::new(stderr).read_line(&mut banner);
-        if read.is_err() || !banner.contains("listening on") {
-            let _ = peer.kill();
-            let _ = peer.wait();
-            return Err(setup(
-                "start the peer (tcphb listen) in the server namespace",
-                std::io::Error::other(format!("it said {:?}", banner.trim())),
-            ));
-        }
-        Ok(Cell { lab, peer, fault })
+        let (peer, server) = match server {
+            None => (start_listen(&lab, fault)?, None),
+            Some(cmd) => {
+                let (child, server) = start_server(&lab, cmd)?;
+                (child, Some(server))
+            }
+        };
+        Ok(Cell {
+            lab,
+            peer,
+            fault,
+            server,
+        })
     }
 
     /// The peer's address.
@@ -190,11 +316,46 @@ impl Cell {
                 self.lab.cut(PathFault::Blackhole)?;
                 self.signal_peer(Signal::SIGKILL)?;
                 let _ = self.peer.wait();
+                if self.server.is_some() {
+                    // The operator's server left orphaned sockets behind (tcphb listen resets its
+                    // own): destroy them, as a reboot does, so the healed path meets a host that
+                    // knows nothing and answers RST.
+                    self.forget_connections()?;
+                }
                 Ok(())
             }
             // The middlebox was armed at build: flows idle longer than its timeout are forgotten.
             Fault::NatExpiry => Ok(()),
         }
+    }
+
+    /// Destroy every TCP socket left in the server namespace (`ss -K`, SOCK_DESTROY): their RSTs
+    /// go into the cut path, lost.
+    fn forget_connections(&self) -> Result<(), LabError> {
+        let mut cmd = Command::new("ss");
+        cmd.args(["-K", "-t", "-n", "-a"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.lab.command_in(Node::Server, &mut cmd)?;
+        cmd.status()
+            .map_err(|e| setup("destroy the server's sockets (ss -K)", e))?;
+        Ok(())
+    }
+
+    /// The operator's server (`compare --server`) and its pid, when it runs instead of `tcphb
+    /// listen`; `None` for faults that stop or kill it (it can notice nothing then).
+    pub fn observed_server(&mut self) -> Option<(&mut Server, u32)> {
+        if matches!(self.fault, Fault::Freeze | Fault::Crash | Fault::Reboot) {
+            return None;
+        }
+        let pid = self.peer.id();
+        self.server.as_mut().map(|s| (s, pid))
+    }
+
+    /// The server's client address for connection `slot` (each connection has its own).
+    pub fn client_source(&self, slot: usize) -> Result<std::net::Ipv4Addr, LabError> {
+        self.lab.client_source(slot)
     }
 
     /// Second half of `reboot`: the path is back, the rebooted peer answers RST to what it no longer knows.

@@ -18,8 +18,9 @@ use crate::cli::{CompareArgs, DEFAULT_STRATEGIES};
 use crate::cmd::Interrupt;
 use crate::detection::{Detection, IcmpSeen, Timeline};
 use crate::lab::Cell;
+use crate::lab::server::ServerWatch;
 use crate::lab::timeline::{self, Tracked};
-use crate::matrix::{CellResult, CutPhase, Run, aggregate, answer, verdicts};
+use crate::matrix::{CellResult, CutPhase, Run, ServerRun, aggregate, answer, verdicts};
 use crate::predict::phase::{AtCut, KeepalivePhase};
 use crate::predict::{REBOOT_HEAL, predict, predict_at};
 use crate::recverr::IcmpTap;
@@ -32,6 +33,9 @@ use crate::sys;
 use crate::sys::LabPlan;
 use crate::units::Millis;
 use crate::watch::{Observe, PingLog, Watch, watch_observed};
+
+/// How often `--server`'s connections are looked at (as `audit --watch` does).
+const SERVER_LOOK: Duration = Duration::from_millis(100);
 
 /// Most labs alive at once; more repeats run in further rounds.
 const MAX_LABS_PER_ROUND: usize = 40;
@@ -58,6 +62,9 @@ struct Measured {
     icmp: Option<IcmpSeen>,
     /// What it sent from the cut to its detection.
     timeline: Timeline,
+    /// `compare --server`: when the server noticed this client dead (`None`: it did not, or no
+    /// `--server`).
+    server: Option<ServerRun>,
 }
 
 /// Run `tcphb compare`; exit 0 when the comparison ran.
@@ -78,6 +85,7 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
         deadline: args.deadline,
         warmup: args.warmup,
         nat_idle: args.nat_idle,
+        server: args.server.clone(),
     };
     let report = run_plan(&plan)?;
     let partial = report.partial;
@@ -138,7 +146,7 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
         let mut cells = Vec::with_capacity(chunk.len());
         let mut conns = Vec::new();
         for (i, spec) in chunk.iter().enumerate() {
-            let cell = Cell::new(spec.fault, args.nat_idle)?;
+            let cell = Cell::new(spec.fault, args.nat_idle, args.server.as_deref())?;
             if facts.is_none() {
                 facts = Some(cell.facts()?);
                 kernel = cell.kernel_timers()?;
@@ -190,6 +198,7 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                             agrees: false,
                             icmp: m.icmp.clone(),
                             timeline: m.timeline.clone(),
+                            server: m.server.clone(),
                         };
                         let at = m.at.map(|(a, _)| a).unwrap_or_default();
                         let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, at);
@@ -216,6 +225,7 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
             nat_idle_ms: args.nat_idle.ms(),
             repeat: args.repeat,
             wall_ms: started.elapsed().ms(),
+            server_command: args.server.clone(),
         },
         answer: answer(&results),
         verdicts: verdicts(&results, &faults),
@@ -258,6 +268,7 @@ async fn measure(
     let mut handles = Vec::with_capacity(conns.len());
     // Per cell, the connections its timeline sampler reads.
     let mut tracked: Vec<Vec<Tracked>> = (0..cells.len()).map(|_| Vec::new()).collect();
+    let foreign_peer = args.server.is_some();
     for (i, j, stream, effective) in conns {
         let handle = std::sync::Arc::new(stream.try_clone()?);
         handles.push((i, j, stream.local_addr()?, handle.clone()));
@@ -284,6 +295,7 @@ async fn measure(
             let opened = Instant::now();
             let observe = Observe {
                 pings: pings.as_deref(),
+                foreign_peer,
                 ..Observe::NONE
             };
             let d = watch_observed(stream, &w, opened, stopped, &observe).await;
@@ -343,6 +355,8 @@ async fn measure(
         _ = interrupt.wait() => return Ok(Vec::new()),
     }
     let mut cut_at = Vec::with_capacity(cells.len());
+    // compare --server: each cell's server, followed from its cut (none for faults that stop it).
+    let mut servers: Vec<Option<ServerWatch>> = (0..cells.len()).map(|_| None).collect();
     // (cell, strategy) → its timers at the cut and the time since it last heard the peer.
     let mut phases = std::collections::HashMap::new();
     // Reboot cells heal, each REBOOT_HEAL after its own cut, in the order they were cut.
@@ -375,6 +389,21 @@ async fn measure(
             };
             phases.insert((i, *j), (at, heard_ago));
         }
+        if let Some(kernel_in_b) = args.server.as_ref().map(|_| kernel) {
+            // The operator's server: its connections followed from the cut, each known by the
+            // client address (the strategy) at the other end.
+            let port = c.peer_addr().port();
+            let mut clients = Vec::new();
+            for (_, j, _, _) in handles.iter().filter(|h| h.0 == i) {
+                clients.push((*j, std::net::IpAddr::V4(c.client_source(*j)?)));
+            }
+            if let Some((server, pid)) = c.observed_server() {
+                servers[i] = Some(
+                    ServerWatch::start(server, pid, port, &clients, kernel_in_b)
+                        .context("compare --server: read the server's connections")?,
+                );
+            }
+        }
         c.cut()?;
         let now = Instant::now();
         cut_at.push(now);
@@ -392,9 +421,19 @@ async fn measure(
     let far = deadline_at + Duration::from_secs(86_400);
     let mut stopped = false;
     let mut out = Vec::new();
-    while !set.is_empty() {
+    // The servers are looked at as `audit --watch` does; they may notice after every client has.
+    let mut look = tokio::time::interval(SERVER_LOOK);
+    let watching_servers = servers.iter().any(Option::is_some);
+    while !set.is_empty() || (watching_servers && !stopped) {
         let next_heal = heals.front().map_or(far, |h| h.0);
         tokio::select! {
+            _ = look.tick(), if watching_servers => {
+                for (i, w) in servers.iter_mut().enumerate() {
+                    if let (Some(w), Some((server, _))) = (w.as_mut(), cells[i].observed_server()) {
+                        w.poll(server).context("compare --server: read the server's connections")?;
+                    }
+                }
+            }
             Some(r) = set.join_next() => {
                 out.push(r.context("a watcher task failed")?);
                 bar.inc(1);
@@ -421,6 +460,14 @@ async fn measure(
         }
     }
     let _ = stop_tx.send(true);
+    let mut noticed_by_server = std::collections::HashMap::new();
+    for (i, w) in servers.into_iter().enumerate() {
+        if let Some(w) = w {
+            for (j, run) in w.finish() {
+                noticed_by_server.insert((i, j), run);
+            }
+        }
+    }
     let mut icmp = std::collections::HashMap::new();
     while let Some(r) = taps.join_next().await {
         let (i, seen) = r.context("an ICMP watcher task failed")?;
@@ -455,6 +502,7 @@ async fn measure(
                 .remove(&(i, j))
                 .map(|s| s.finish(latency))
                 .unwrap_or_default(),
+            server: noticed_by_server.remove(&(i, j)),
         })
         .collect())
 }

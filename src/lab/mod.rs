@@ -19,6 +19,7 @@ mod fault;
 mod netlink;
 mod netns;
 mod privilege;
+mod server;
 mod timeline;
 
 pub use cell::{Cell, KernelTimer};

@@ -272,7 +272,7 @@ fn event_row(e: &ListenEvent) -> Vec<String> {
 }
 
 /// Columns of `compare`: one row per (strategy, fault, load).
-const COMPARE_HEADER: [&str; 16] = [
+const COMPARE_HEADER: [&str; 20] = [
     "strategy",
     "spec",
     "fault",
@@ -289,10 +289,15 @@ const COMPARE_HEADER: [&str; 16] = [
     "expected_by",
     "agrees",
     "disagreement",
+    // compare --server: the server noticing its dead client (empty without it, or when it did not).
+    "server_detected_by",
+    "server_latency_ms",
+    "server_silence_ms",
+    "server_expected_ms",
 ];
 
 fn compare_row(r: &CellResult) -> Vec<String> {
-    vec![
+    let mut row = vec![
         r.strategy.clone(),
         r.spec.clone(),
         r.fault.to_string(),
@@ -309,7 +314,15 @@ fn compare_row(r: &CellResult) -> Vec<String> {
         cell(&r.expected_by),
         r.agrees.to_string(),
         cell(&r.disagreement),
-    ]
+    ];
+    let server = r.server.as_ref();
+    row.extend([
+        cell(&server.as_ref().and_then(|s| s.detected_by)),
+        cell(&server.as_ref().map(|s| s.latency_ms)),
+        cell(&server.as_ref().map(|s| s.silence_ms)),
+        cell(&server.as_ref().and_then(|s| s.expected_ms)),
+    ]);
+    row
 }
 
 /// Columns of `probe`: one row per prediction.

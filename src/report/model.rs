@@ -101,6 +101,9 @@ pub struct LabFacts {
     pub repeat: u32,
     /// Wall time of the whole run, measured.
     pub wall_ms: u64,
+    /// `compare --server`: the operator's server command, as given (`null` without it: the peer
+    /// is `tcphb listen`).
+    pub server_command: Option<String>,
 }
 
 /// The result of `tcphb compare`.

@@ -13,9 +13,9 @@ use super::model::{
     ListenEvent, ListenSummary, OsReport, PredictionRow, ProbeReport,
 };
 use super::words::{
-    agreement_text, answer_sentences, cell_line, cell_pieces, closer_text, effective_pieces,
-    effective_text, ending_sentence, expected_text, icmp_causes, idle_text, legend, opt, predicted,
-    secs2_ms, short,
+    SERVER_ROW, agreement_text, answer_sentences, cell_line, cell_pieces, closer_text,
+    effective_pieces, effective_text, ending_sentence, expected_text, icmp_causes, idle_text,
+    legend, opt, predicted, secs2_ms, server_cell, short,
 };
 use crate::detection::{ClosedBy, Outcome};
 use crate::idle::Verdict;
@@ -566,7 +566,7 @@ pub(super) fn compare(rep: &CompareReport, width: Option<usize>) -> Vec<Block> {
             .entry((r.strategy.as_str(), r.fault, r.load))
             .or_insert(cell);
     }
-    let rows: Vec<(&str, String)> = strategies
+    let mut rows: Vec<(&str, String)> = strategies
         .iter()
         .map(|s| {
             let label = match width {
@@ -576,6 +576,16 @@ pub(super) fn compare(rep: &CompareReport, width: Option<usize>) -> Vec<Block> {
             (*s, label)
         })
         .collect();
+    if rep.lab.server_command.is_some() {
+        // compare --server: one more row, the server noticing its dead clients.
+        for r in &rep.results {
+            let cell = server_cell(rep, r.fault, r.load);
+            let w = widest.entry((r.fault, r.load)).or_default();
+            *w = (*w).max(cell_width(&cell));
+            cells.insert((SERVER_ROW, r.fault, r.load), cell);
+        }
+        rows.push((SERVER_ROW, SERVER_ROW.to_string()));
+    }
     let mut out = Vec::new();
     if rep.partial {
         out.push(Block::Line(

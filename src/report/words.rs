@@ -261,10 +261,42 @@ pub(super) fn legend(rep: &CompareReport) -> Vec<String> {
         format!("> {deadline} · ≈15 min rtx: nothing noticed within the deadline; the prediction says when and what would. never: nothing ever can."),
         "ka keepalive, rtx retransmission, uto user timeout, hb heartbeat, rst reset, eof the peer's FIN, icmp unreachable; - no errno; * differs from the prediction.".into(),
     ];
+    if let Some(cmd) = &rep.lab.server_command {
+        lines.push(format!(
+            "{SERVER_ROW}: when your server (`{cmd}`) noticed its dead client, from the cut (the median over the strategies' connections; the mechanism judged from its socket's last state); n/a: the fault stopped the server itself."
+        ));
+    }
     if rep.partial {
         lines.push("Interrupted: partial results; cells left empty were not measured.".into());
     }
     lines
+}
+
+/// The label of `compare --server`'s row.
+pub(super) const SERVER_ROW: &str = "your server";
+
+/// `compare --server`'s cell for one (fault, load): when the operator's server noticed the dead
+/// client, the median over the strategies' connections: `4.1 s ka ETIMEDOUT`, `> 8.0 s`, `n/a`.
+pub(super) fn server_cell(rep: &CompareReport, fault: Fault, load: Load) -> String {
+    if matches!(fault, Fault::Freeze | Fault::Crash | Fault::Reboot) {
+        return "n/a".into();
+    }
+    let mut noticed: Vec<&crate::matrix::ServerRun> = rep
+        .results
+        .iter()
+        .filter(|r| r.fault == fault && r.load == load)
+        .filter_map(|r| r.server.as_ref())
+        .collect();
+    noticed.sort_by_key(|s| s.latency_ms);
+    match noticed.get(noticed.len().saturating_sub(1) / 2) {
+        Some(s) => format!(
+            "{} {} {}",
+            human_ms(Some(s.latency_ms)),
+            s.detected_by.map_or("?", short),
+            opt(&s.errno)
+        ),
+        None => format!("> {}", human_ms(Some(rep.lab.deadline_ms))),
+    }
 }
 
 /// The bottom line in one or two short sentences: what noticed every fault and how fast, and what

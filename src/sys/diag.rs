@@ -24,17 +24,55 @@ use super::{DiagSocket, DiagTimer};
 use crate::tcpinfo::TcpInfo;
 
 /// Every TCP socket of the calling thread's network namespace, IPv4 and IPv6, listening ones left out.
-/// One netlink socket and one receive buffer serve both dumps.
 pub fn tcp_sockets() -> io::Result<Vec<DiagSocket>> {
-    let mut socket = NetlinkSocket::new(NETLINK_SOCK_DIAG)?;
-    socket.bind_auto()?;
-    socket.connect(&NetlinkAddr::new(0, 0))?;
-    let mut rx = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
-    for family in [AF_INET, AF_INET6] {
-        dump(&socket, &mut rx, family, &mut out)?;
+    TcpTable::open()?.dump()
+}
+
+/// A sock_diag socket of the network namespace it was opened in, for repeated dumps (`audit
+/// --watch`, `compare --server`'s observer): one netlink socket and one receive buffer serve every
+/// dump, whatever namespace the thread is in later.
+pub struct TcpTable {
+    socket: NetlinkSocket,
+    rx: Vec<u8>,
+}
+
+impl TcpTable {
+    /// Open it in the calling thread's network namespace.
+    pub fn open() -> io::Result<TcpTable> {
+        let mut socket = NetlinkSocket::new(NETLINK_SOCK_DIAG)?;
+        socket.bind_auto()?;
+        socket.connect(&NetlinkAddr::new(0, 0))?;
+        Ok(TcpTable {
+            socket,
+            rx: vec![0u8; 64 * 1024],
+        })
     }
-    Ok(out)
+
+    /// Every TCP socket, IPv4 and IPv6, listening ones left out.
+    pub fn dump(&mut self) -> io::Result<Vec<DiagSocket>> {
+        let mut states = StateFlags::all();
+        states.remove(StateFlags::LISTEN);
+        let mut out = Vec::new();
+        for family in [AF_INET, AF_INET6] {
+            dump(&self.socket, &mut self.rx, family, states.clone(), &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Whether a socket listens on `port` (IPv4 or IPv6).
+    pub fn listens_on(&mut self, port: u16) -> io::Result<bool> {
+        let mut out = Vec::new();
+        for family in [AF_INET, AF_INET6] {
+            dump(
+                &self.socket,
+                &mut self.rx,
+                family,
+                StateFlags::LISTEN,
+                &mut out,
+            )?;
+        }
+        Ok(out.iter().any(|s| s.local.port() == port))
+    }
 }
 
 /// Ask for one address family's sockets on `socket` and read the answer to its end.
@@ -42,12 +80,11 @@ fn dump(
     socket: &NetlinkSocket,
     rx: &mut [u8],
     family: u8,
+    states: StateFlags,
     out: &mut Vec<DiagSocket>,
 ) -> io::Result<()> {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut states = StateFlags::all();
-    states.remove(StateFlags::LISTEN);
     let mut packet = NetlinkMessage::new(
         header,
         SockDiagMessage::InetRequest(InetRequest {

@@ -33,6 +33,9 @@ mod windows;
 #[cfg(windows)]
 use windows as imp;
 
+/// Repeated sock_diag dumps of one network namespace (Linux; the lab's server observer).
+#[cfg(target_os = "linux")]
+pub use diag::TcpTable;
 pub use imp::IcmpSocket;
 
 /// Anything that holds a socket of this platform (a descriptor on Unix, a SOCKET on Windows):
@@ -405,6 +408,9 @@ pub struct LabPlan {
     pub warmup: std::time::Duration,
     /// nat-expiry: how long the router keeps an idle flow.
     pub nat_idle: std::time::Duration,
+    /// `compare --server`: the operator's server command (`{addr}`, `{port}` to fill in), run
+    /// instead of `tcphb listen`, whose own detection of the dead clients is measured too.
+    pub server: Option<String>,
 }
 
 /// Run `plan` in the lab and return its matrix (Linux); elsewhere the same refusal as `compare`
