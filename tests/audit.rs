@@ -174,45 +174,61 @@ fn a_process_that_does_not_exist_is_a_usage_error() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
 
-/// A busy connection whose path was cut: audit names it as retransmitting, with the time left.
+/// A Python server in the lab's server namespace that sends to its one client all the time, ≈1.3 MB/s
+/// (lines a tcphb client reads as load: paced so the client keeps up and its window stays open),
+/// with a 6 s user timeout set by its own setsockopt.
+const PY_SENDER: &str = r#"
+import socket, sys, time
+srv = socket.socket(); srv.bind((sys.argv[1], 7979)); srv.listen(1)
+print("listening", flush=True)
+c, _ = srv.accept()
+c.setsockopt(socket.IPPROTO_TCP, 18, 6000)  # TCP_USER_TIMEOUT
+print("sending", flush=True)
+line = b"DATA " + b"x" * 1000 + b"\n"
+try:
+    while True:
+        c.sendall(line * 64)
+        time.sleep(0.05)
+except OSError as e:
+    print("gave up:", e, flush=True)
+sys.stdin.read()
+"#;
+
+/// A server sending when its client's path is cut: audit flags its connection as retransmitting,
+/// with the time left, then `--watch` reports it dead by its user timeout, judged from the
+/// retransmissions it saw.
 #[test]
-fn a_connection_retransmitting_into_a_cut_link_is_flagged() {
-    if !lab_allowed("a_connection_retransmitting_into_a_cut_link_is_flagged") {
+fn a_server_sending_into_a_cut_link_is_flagged_then_watched_to_its_end() {
+    if !lab_allowed("a_server_sending_into_a_cut_link_is_flagged_then_watched_to_its_end") {
         return;
     }
     let lab = Lab::build().expect("build the lab");
-    let addr = format!("{}:7878", lab.server_addr());
-    let peer: Proc = common::listen_in(&lab, Node::Server, &addr);
-    let client = tcphb_in(
-        &lab,
-        Node::Client,
-        &[
-            "connect",
-            &addr,
-            "--load",
-            "busy",
-            "--duration",
-            "60s",
-            "--user-timeout",
-            "6s",
-        ],
-    );
-    wait_until("the busy connection", Duration::from_secs(10), || {
-        ss_in(&lab, Node::Client)
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", PY_SENDER, &lab.server_addr().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    lab.command_in(Node::Server, &mut cmd)
+        .expect("command in lab");
+    let server = Proc::new(cmd.spawn().expect("python3 (installed by .ci/run)"));
+    server.wait_stdout("the server listens", Duration::from_secs(10), |t| {
+        t.contains("listening")
+    });
+    let addr = format!("{}:7979", lab.server_addr());
+    let _client = tcphb_in(&lab, Node::Client, &["connect", &addr, "--duration", "60s"]);
+    server.wait_stdout("the server sends", Duration::from_secs(10), |t| {
+        t.contains("sending")
+    });
+    wait_until("data acknowledged", Duration::from_secs(10), || {
+        ss_in(&lab, Node::Server)
             .iter()
             .any(|s| s.state == "ESTAB" && s.num("bytes_acked") > 0)
     });
+    let pid = server.pid().to_string();
     let watch = tcphb_in(
         &lab,
-        Node::Client,
-        &[
-            "audit",
-            "--pid",
-            &client.pid().to_string(),
-            "--watch",
-            "--format",
-            "json",
-        ],
+        Node::Server,
+        &["audit", "--pid", &pid, "--watch", "--format", "json"],
     );
     watch.wait_stderr("watch started", Duration::from_secs(10), |t| {
         t.contains("following 1 connections")
@@ -220,29 +236,25 @@ fn a_connection_retransmitting_into_a_cut_link_is_flagged() {
     lab.cut(PathFault::Blackhole).expect("cut");
     // The event: the kernel has retransmitted at least twice.
     wait_until("retransmissions", Duration::from_secs(10), || {
-        ss_in(&lab, Node::Client).iter().any(|s| {
-            s.state == "ESTAB" && s.info.contains("retrans:") && !s.info.contains("retrans:0/")
-        }) && ss_in(&lab, Node::Client)
+        ss_in(&lab, Node::Server)
             .iter()
-            .any(|s| s.num("backoff") >= 2)
+            .any(|s| s.state == "ESTAB" && s.num("backoff") >= 2)
     });
-    let p = tcphb_in(
+    let out = tcphb_in(
         &lab,
-        Node::Client,
-        &[
-            "audit",
-            "--pid",
-            &client.pid().to_string(),
-            "--format",
-            "json",
-        ],
-    );
-    let out = p.wait_output(Duration::from_secs(10));
+        Node::Server,
+        &["audit", "--pid", &pid, "--format", "json"],
+    )
+    .wait_output(Duration::from_secs(10));
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
     common::assert_schema("audit.schema.json", &v);
     let a = &v["audited"][0];
-    assert_eq!(a["timer"], "retransmit", "{v}");
+    assert_eq!(
+        (&a["timer"], &a["effective"]["user_timeout_ms"]),
+        (&Value::from("retransmit"), &Value::from(6000)),
+        "{v}"
+    );
     assert!(a["retransmits"].as_u64().unwrap() >= 1, "{v}");
     let flag = a["alerts"]
         .as_array()
@@ -275,7 +287,10 @@ fn a_connection_retransmitting_into_a_cut_link_is_flagged() {
     );
     let silence = ev["silence_ms"].as_u64().unwrap();
     assert!((5_800..=7_000).contains(&silence), "6 s user timeout: {ev}");
-    drop(peer);
+    // The server's own view agrees: its send failed when the kernel gave up.
+    server.wait_stdout("the server's send failed", Duration::from_secs(10), |t| {
+        t.contains("gave up")
+    });
 }
 
 /// redis-server in the lab's server namespace, with `tcp-keepalive SECS`, stdout captured; returns

@@ -175,6 +175,21 @@ fn flags(a: &Audited, kernel: &KernelTimers, rto: Duration) -> Vec<String> {
             rough_ms(gives_up)
         ));
     }
+    if a.timer == Some("zero_window") && a.probes_out > 0 {
+        let silent = a.last_heard_ms.unwrap_or(0);
+        let gives_up = match a.effective.as_ref().and_then(Effective::user_timeout) {
+            Some(u) => format!(
+                "the kernel gives up in ≈{}",
+                rough_ms(u.ms().saturating_sub(silent))
+            ),
+            None => "with no user timeout the kernel probes for as long as the peer answers".into(),
+        };
+        out.push(format!(
+            "probing the peer's closed window ({} probes unanswered, {} since it was last heard): the peer stopped reading, or is gone; {gives_up}",
+            a.probes_out,
+            human_ms(Some(silent))
+        ));
+    }
     if a.timer == Some("keepalive")
         && a.probes_out > 0
         && let Some((_, _, count)) = a.effective.as_ref().and_then(Effective::keepalive)
@@ -308,5 +323,30 @@ mod tests {
             a.flags
         );
         assert_eq!(a.idle_ms, Some(55_000));
+    }
+
+    #[test]
+    fn a_connection_probing_a_closed_window_is_named() {
+        let k = KernelTimers::default();
+        let info = TcpInfo {
+            rto_us: 204_000,
+            probes: 3,
+            last_ack_recv_ms: 2_500,
+            last_data_recv_ms: 2_500,
+            ..TcpInfo::default()
+        };
+        let timer = Some(DiagTimer::ZeroWindow {
+            due: Duration::from_millis(800),
+        });
+        let a = judge(&sock(timer, info), None, Some(eff(None, Some(6_000))), &k);
+        let f = a
+            .flags
+            .iter()
+            .find(|f| f.starts_with("probing the peer's closed window"))
+            .unwrap_or_else(|| panic!("{:?}", a.flags));
+        assert!(
+            f.contains("3 probes unanswered") && f.contains("gives up in ≈3.5 s"),
+            "{f}"
+        );
     }
 }
