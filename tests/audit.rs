@@ -28,6 +28,30 @@ fn audit(args: &[&str]) -> Value {
     v
 }
 
+/// `audit --pid PID --watch --format json` in the lab's server namespace, once it follows the one
+/// connection.
+fn watch_in_server(lab: &Lab, pid: &str) -> Proc {
+    let watch = tcphb_in(
+        lab,
+        Node::Server,
+        &["audit", "--pid", pid, "--watch", "--format", "json"],
+    );
+    watch.wait_stderr("watch started", Duration::from_secs(10), |t| {
+        t.contains("following 1 connections")
+    });
+    watch
+}
+
+/// The first event `audit --watch` prints, schema-checked.
+fn first_event(watch: &Proc, limit: Duration) -> Value {
+    let text = watch.wait_stdout("the end of the connection", limit, |t| {
+        t.contains("\"outcome\"")
+    });
+    let ev: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    common::assert_schema("audit-event.schema.json", &ev);
+    ev
+}
+
 fn privileged(test: &str) -> bool {
     // The same rule as the lab: root in CI, a printed skip on a laptop.
     lab_allowed(test)
@@ -225,14 +249,7 @@ fn a_server_sending_into_a_cut_link_is_flagged_then_watched_to_its_end() {
             .any(|s| s.state == "ESTAB" && s.num("bytes_acked") > 0)
     });
     let pid = server.pid().to_string();
-    let watch = tcphb_in(
-        &lab,
-        Node::Server,
-        &["audit", "--pid", &pid, "--watch", "--format", "json"],
-    );
-    watch.wait_stderr("watch started", Duration::from_secs(10), |t| {
-        t.contains("following 1 connections")
-    });
+    let watch = watch_in_server(&lab, &pid);
     lab.cut(PathFault::Blackhole).expect("cut");
     // The event: the kernel has retransmitted at least twice.
     wait_until("retransmissions", Duration::from_secs(10), || {
@@ -265,11 +282,7 @@ fn a_server_sending_into_a_cut_link_is_flagged_then_watched_to_its_end() {
         .unwrap_or_else(|| panic!("not flagged: {v}"));
     assert!(flag.contains("the kernel gives up in ≈"), "{flag}");
     // Then the user timeout ends it, and --watch names it from the retransmissions it saw.
-    let text = watch.wait_stdout("the end of the connection", Duration::from_secs(20), |t| {
-        t.contains("\"outcome\"")
-    });
-    let ev: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    common::assert_schema("audit-event.schema.json", &ev);
+    let ev = first_event(&watch, Duration::from_secs(20));
     assert_eq!(
         (
             &ev["outcome"],
@@ -366,22 +379,9 @@ fn redis_keepalive_is_read_back_and_watch_sees_it_notice_a_cut_client() {
     );
     assert_eq!(seen["audited"][0]["idle_by"], "keepalive", "{seen}");
 
-    let watch = tcphb_in(
-        &lab,
-        Node::Server,
-        &["audit", "--pid", &pid, "--watch", "--format", "json"],
-    );
-    watch.wait_stderr("watch started", Duration::from_secs(10), |t| {
-        t.contains("following 1 connections")
-    });
+    let watch = watch_in_server(&lab, &pid);
     lab.cut(PathFault::Blackhole).expect("cut");
-    let text = watch.wait_stdout(
-        "the end of Redis's connection",
-        Duration::from_secs(30),
-        |t| t.contains("\"outcome\""),
-    );
-    let ev: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-    common::assert_schema("audit-event.schema.json", &ev);
+    let ev = first_event(&watch, Duration::from_secs(30));
     assert_eq!(
         (&ev["outcome"], &ev["detected_by"], &ev["errno"], &ev["pid"]),
         (
