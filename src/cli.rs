@@ -344,6 +344,14 @@ impl From<OsArg> for crate::settings::Os {
     }
 }
 
+/// `probe --idle-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdleMethodArg {
+    Auto,
+    Ping,
+    Keepalive,
+}
+
 /// `tcphb probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -366,9 +374,23 @@ pub struct ProbeArgs {
     #[arg(long, requires = "detect_within")]
     pub verify: bool,
     /// Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up
-    /// to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines.
+    /// to MAX; the run takes about MAX (at most MAX plus two reply timeouts). Against any TCP server:
+    /// a peer that answers PING lines is tested with them, any other with the kernel's keepalive
+    /// probe (Linux, idle times from 1 s). A server closing idle connections itself is reported apart,
+    /// with its time.
     #[arg(long, short = 'i', value_name = "MAX", value_parser = crate::idle::parse_max)]
     pub idle_timeout: Option<Duration>,
+    /// The test packet of --idle-timeout: `ping` (a PING line: tcphb listen, echo services),
+    /// `keepalive` (a TCP keepalive probe, no data: any TCP server; Linux), or `auto`: ping if the
+    /// peer answers PING 1, else keepalive.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METHOD",
+        default_value = "auto",
+        requires = "idle_timeout"
+    )]
+    pub idle_method: IdleMethodArg,
     /// Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from
     /// routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an
     /// echo service (it sends DATA lines).

@@ -411,3 +411,46 @@ fn an_nginx_closing_an_idle_connection_is_not_a_detection() {
     assert_idle_near(&v, 2000, 1000);
     drop(nginx);
 }
+
+/// `probe --idle-timeout` against an nginx that closes idle connections after 2 s
+/// (client_header_timeout): nginx answers no PING, so keepalive probes test the connections, and
+/// the 2 s is reported as the server's own close (FIN) with its time — not as the path's expiry.
+#[test]
+fn probe_names_an_nginxs_own_idle_close_apart_from_the_path() {
+    let Some(binary) = nginx_binary("probe_names_an_nginxs_own_idle_close_apart_from_the_path")
+    else {
+        return;
+    };
+    let nginx = Nginx::start(&binary, "2s");
+    let peer = format!("127.0.0.1:{}", nginx.port);
+    let out = Command::new(bin())
+        .args(["probe", &peer, "--idle-timeout", "4s", "--format", "json"])
+        .output()
+        .expect("run tcphb probe");
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
+    let i = &v["idle_timeout"];
+    eprintln!(
+        "nginx closing idle connections at 2 s: {}",
+        i["server_close"]
+    );
+    assert_eq!(i["method"], "keepalive", "{i}");
+    assert_eq!(i["high_ms"], Value::Null, "not the path's expiry: {i}");
+    assert_eq!(i["behaviour"], Value::Null, "{i}");
+    let c = &i["server_close"];
+    assert_eq!(c["how"], "fin", "{i}");
+    // nginx's timers run on its event loop: on time, late by its timer slack on a loaded machine.
+    let after = c["after_ms"].as_u64().unwrap();
+    assert!((1950..3000).contains(&after), "{i}");
+    assert!(i["low_ms"].as_u64().unwrap() < after, "{i}");
+    assert!(
+        i["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["answer"] == "ack" || e["answer"] == "fin_by_server"),
+        "{i}"
+    );
+    drop(nginx);
+}
