@@ -406,10 +406,13 @@ pub fn answer_within(method: Method, rtt: Duration) -> Duration {
     }
 }
 
+/// Slack for the kernel's timers and the event loop in [`longest`].
+const SLACK: Duration = Duration::from_millis(500);
+
 /// The longest a search up to `max` takes: MAX plus two answer times (the last round's answer, and
-/// the round after it, whose connections were opened ahead), plus connecting.
+/// the round after it, whose connections were opened ahead) and half a second of timer slack.
 pub fn longest(method: Method, max: Duration, rtt: Duration) -> Duration {
-    max + answer_within(method, rtt) * 2
+    max + answer_within(method, rtt) * 2 + SLACK
 }
 
 /// Why discovery could not say anything.
@@ -516,6 +519,7 @@ pub async fn discover(
     let mut bracket = Bracket::default();
     let mut evidence: Vec<Evidence> = Vec::new();
     let mut round = 0u32;
+    let mut round_of: HashMap<usize, u32> = HashMap::new();
     let mut ran_out = false;
     'rounds: loop {
         // Held connections idle at or beyond a forgotten idle can tell nothing more.
@@ -554,6 +558,8 @@ pub async fn discover(
             secs2(plan[plan.len() - 1].0)
         ));
         let mut pending: HashMap<usize, Duration> = HashMap::new();
+        // A connection's answer may come after its round ended (stopped, its answer already sent):
+        // it is recorded with the round that tested it.
         let mut used: Vec<usize> = plan
             .iter()
             .filter_map(|(_, u)| match u {
@@ -569,6 +575,7 @@ pub async fn discover(
                 Use::Fresh => {
                     let id = run.spawn(None, Some(x));
                     pending.insert(id, x);
+                    round_of.insert(id, round);
                 }
             }
         }
@@ -580,6 +587,7 @@ pub async fn discover(
             let x = by_index.remove(&i).expect("assigned");
             if c.go.send(x).is_ok() {
                 pending.insert(c.id, x);
+                round_of.insert(c.id, round);
             }
         }
         // A round of fresh connections opens the next round's ahead (see `ahead`).
@@ -645,6 +653,7 @@ pub async fn discover(
                             run.stop(id);
                         }
                     }
+                    let round = round_of.get(&id).copied().unwrap_or(round);
                     evidence.push(Evidence { round, ..e });
                 }
             }
@@ -787,7 +796,11 @@ fn conclude(
             "the path forgot a flow idle 1 s, the shortest a keepalive probe can test (TCP_KEEPIDLE is whole seconds): run against a tcphb listen or an echo service for shorter times".into(),
         );
     }
-    if ran_out {
+    // Out of time with a bracket still wider than 5 % of the timeout and 200 ms: say how to do better.
+    let wide = bracket
+        .high
+        .is_some_and(|h| h - bracket.low > (h / 20).max(Duration::from_millis(200)));
+    if ran_out && wide {
         notes.push(format!(
             "the search stopped at its time limit ({}): a longer --idle-timeout narrows the bracket further",
             secs2(longest(s.method, s.max, s.rtt))

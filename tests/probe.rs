@@ -455,6 +455,61 @@ fn idle_timeout_of_a_nat_is_found_with_keepalive_probes_against_an_http_server()
     );
 }
 
+/// A NAT timeout just under MAX (8 s of 9 s): round 1 only finds it at 9 s, and the round after
+/// it is served by the connections opened ahead, already idle just under its idle times — so the
+/// bracket still narrows to 5 % and the search ends about MAX (not MAX plus another 8 s).
+#[test]
+fn an_idle_timeout_near_max_is_narrowed_in_about_max() {
+    let Some(lab) = nat_lab(
+        "an_idle_timeout_near_max_is_narrowed_in_about_max",
+        Duration::from_secs(8),
+    ) else {
+        return;
+    };
+    let l = lab
+        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
+        .unwrap()
+        .expect("listener in B");
+    let addr = l.local_addr().unwrap();
+    let out = tcphb_in(
+        &lab,
+        Node::Client,
+        &[
+            "probe",
+            &addr.to_string(),
+            "--idle-timeout",
+            "9s",
+            "--format",
+            "json",
+        ],
+    )
+    .wait_output(Duration::from_secs(25));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
+    let i = &v["idle_timeout"];
+    let low = i["low_ms"].as_u64().unwrap();
+    let high = i["high_ms"].as_u64().expect("an expiry within 9 s");
+    let search = i["elapsed_ms"].as_u64().unwrap();
+    eprintln!(
+        "nat-expiry 8 s, MAX 9 s (keepalive): bracket ({low} ms, {high} ms] in {} rounds, {search} ms",
+        i["rounds"]
+    );
+    assert_eq!(i["method"], "keepalive", "{i}");
+    assert!(
+        low <= 8100 && high >= 7900,
+        "8 s not in ({low}, {high}]: {i}"
+    );
+    assert!(
+        high - low <= high / 20,
+        "the bracket should be within 5 %: {i}"
+    );
+    assert!(i["rounds"].as_u64().unwrap() >= 2, "{i}");
+    // Round 2 waited for no idle time of its own: MAX + 2 answers (1 s) + 0.5 s at most.
+    assert!(search <= 11_500, "{i}");
+    drop(l);
+}
+
 /// A server that closes idle connections itself after 2 s, behind a NAT that would forget them after
 /// 4 s: the server's own close is reported with its time (FIN), and not taken for the path's expiry.
 #[test]

@@ -841,31 +841,24 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
             "result",
         ]);
         for e in &i.connections {
+            let errno = e.errno.as_deref();
             let result = match e.verdict {
-                Verdict::Alive => format!("alive, answered in {:.1} ms", e.reply_ms.unwrap_or(0.0)),
-                Verdict::Silent => format!(
-                    "forgotten: no answer within {}{}",
-                    human_ms(Some(i.reply_timeout_ms)),
-                    e.errno
-                        .as_deref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
-                ),
-                Verdict::Rst | Verdict::Icmp => format!(
-                    "forgotten{}",
-                    e.errno
-                        .as_deref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
-                ),
-                Verdict::Closed => "closed by the server itself".to_string(),
+                Verdict::Alive => format!("alive ({:.1} ms)", e.reply_ms.unwrap_or(0.0)),
+                Verdict::Silent => match errno {
+                    Some(x) => format!("forgotten ({x})"),
+                    None => format!("forgotten (none in {})", human_ms(Some(i.reply_timeout_ms))),
+                },
+                Verdict::Rst | Verdict::Icmp => {
+                    format!(
+                        "forgotten{}",
+                        errno.map(|x| format!(" ({x})")).unwrap_or_default()
+                    )
+                }
+                Verdict::Closed => "closed by the server".to_string(),
                 v => format!(
                     "{}{}",
                     v.name().replace('_', " "),
-                    e.errno
-                        .as_deref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
+                    errno.map(|x| format!(" ({x})")).unwrap_or_default()
                 ),
             };
             t.add_row(vec![
