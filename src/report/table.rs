@@ -854,7 +854,7 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
                         errno.map(|x| format!(" ({x})")).unwrap_or_default()
                     )
                 }
-                Verdict::Closed => "closed by the server".to_string(),
+                Verdict::Closed => "server closed".to_string(),
                 v => format!(
                     "{}{}",
                     v.name().replace('_', " "),
