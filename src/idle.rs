@@ -214,7 +214,8 @@ pub struct Evidence {
     /// test packet, or to the server's close, ms.
     pub idled_ms: u64,
     pub verdict: Verdict,
-    /// What answered.
+    /// What answered (JSON `response`: compare's `answer` is another thing).
+    #[serde(rename = "response")]
     pub answer: Answer,
     /// Measured: how long the answer took, ms (alive only).
     pub reply_ms: Option<f64>,

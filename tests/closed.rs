@@ -449,7 +449,7 @@ fn probe_names_an_nginxs_own_idle_close_apart_from_the_path() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|e| e["answer"] == "ack" || e["answer"] == "fin_by_server"),
+            .all(|e| e["response"] == "ack" || e["response"] == "fin_by_server"),
         "{i}"
     );
     drop(nginx);

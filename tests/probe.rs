@@ -219,7 +219,7 @@ fn probe_idle_timeout_tests_a_silent_server_with_keepalive_probes() {
     assert!((2000..2100).contains(&i["low_ms"].as_u64().unwrap()), "{i}");
     for e in i["connections"].as_array().unwrap() {
         assert_eq!(
-            (&e["verdict"], &e["answer"]),
+            (&e["verdict"], &e["response"]),
             (&json!("alive"), &json!("ack")),
             "{e}"
         );
@@ -349,14 +349,14 @@ fn find_nat_expiry(lab: &Lab, peer: SocketAddr, method: &str) -> Value {
         let idled = e["idled_ms"].as_u64().unwrap();
         if idled <= low {
             assert_eq!(
-                (&e["verdict"], &e["answer"]),
+                (&e["verdict"], &e["response"]),
                 (&json!("alive"), &json!(alive)),
                 "{e}"
             );
         }
         if idled >= high {
             assert_eq!(
-                (&e["verdict"], &e["answer"]),
+                (&e["verdict"], &e["response"]),
                 (&json!("silent"), &json!(silent)),
                 "{e}"
             );
@@ -563,10 +563,10 @@ fn a_servers_own_idle_close_is_told_apart_from_the_paths_expiry() {
     assert!(i["low_ms"].as_u64().unwrap() < 2000, "{i}");
     for e in i["connections"].as_array().unwrap() {
         if e["verdict"] == "closed" {
-            assert_eq!(e["answer"], "fin_by_server", "{e}");
+            assert_eq!(e["response"], "fin_by_server", "{e}");
         } else {
             assert_eq!(
-                (&e["verdict"], &e["answer"]),
+                (&e["verdict"], &e["response"]),
                 (&json!("alive"), &json!("ack")),
                 "{e}"
             );
