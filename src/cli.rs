@@ -24,8 +24,9 @@ Exit codes:
   3    a dead connection was detected: silence or reset, only that (connect: this one; listen: at
        least one)
   4    this environment cannot do what was asked (missing privilege, unsupported option)
-  5    the peer closed the connection itself, not a death (connect: a FIN with nothing cut, e.g.
-       the server's own idle timeout; listen counts such closes but does not exit 5)
+  5    the peer closed the connection itself, not a death (connect: a FIN, or a RST answering
+       nothing tcphb sent, with nothing cut, e.g. the server's own idle timeout; listen counts such
+       closes but does not exit 5)
   6    a promise broken: probe --detect-within D --verify measured the recommended settings in the
        lab and they missed D in a fault they claim to cover
   130  interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr/--verify or

@@ -69,6 +69,7 @@ pub(super) fn closer_text(d: &Detection) -> String {
         d.closed_by.map_or("?", ClosedBy::name),
         match d.how {
             Some(CloseHow::Fin) => "FIN",
+            Some(CloseHow::Rst) => "RST",
             Some(h) => h.name(),
             None => "?",
         }
@@ -78,7 +79,12 @@ pub(super) fn closer_text(d: &Detection) -> String {
 /// A sentence for an ending the prediction does not judge: a close (by the peer — `who`, "server" or
 /// "client" — or by tcphb) or a reset. `None` for the endings that are judged or still alive.
 pub(super) fn ending_sentence(d: &Detection, who: &str) -> Option<String> {
-    let not_judged = "a FIN with nothing cut: not a death, so not judged against the prediction";
+    let not_judged = match d.how {
+        Some(CloseHow::Rst) => {
+            "a RST that answered nothing tcphb sent, with nothing cut: not a death, so not judged against the prediction"
+        }
+        _ => "a FIN with nothing cut: not a death, so not judged against the prediction",
+    };
     match (d.outcome, d.closed_by, d.detected_by) {
         (Outcome::Closed, Some(ClosedBy::Peer), _) if d.idle_ms >= 1000 => Some(format!(
             "The {who} closed this idle connection after {}: its own idle timeout ({not_judged}).",
