@@ -520,6 +520,8 @@ pub async fn discover(
     let mut bracket = Bracket::default();
     let mut evidence: Vec<Evidence> = Vec::new();
     let mut round = 0u32;
+    // A connection's answer may come after its round ended (stopped, its answer already sent): it
+    // is recorded with the round that tested it.
     let mut round_of: HashMap<usize, u32> = HashMap::new();
     let mut ran_out = false;
     'rounds: loop {
@@ -559,8 +561,6 @@ pub async fn discover(
             secs2(plan[plan.len() - 1].0)
         ));
         let mut pending: HashMap<usize, Duration> = HashMap::new();
-        // A connection's answer may come after its round ended (stopped, its answer already sent):
-        // it is recorded with the round that tested it.
         let mut used: Vec<usize> = plan
             .iter()
             .filter_map(|(_, u)| match u {
@@ -596,6 +596,8 @@ pub async fn discover(
         if fresh && plan.len() >= 2 {
             let step = plan[plan.len() - 1].0 - plan[plan.len() - 2].0;
             let now = TokioInstant::now();
+            // Finished tasks stay in the set until joined: reap them so the bound counts open ones.
+            while run.tasks.try_join_next().is_some() {}
             for at in ahead(step, PER_ROUND, answer_plan) {
                 if run.tasks.len() >= MAX_IN_FLIGHT {
                     break;

@@ -125,7 +125,8 @@ async fn held(
             // Idle since the last packet heard (the SYN-ACK, or a banner the server sent): the
             // kernel's keepalive clock and the middlebox's both start there.
             let heard = crate::sys::tcp_info(&stream).map_or(0, |i| i.silence_ms());
-            Instant::now() - Duration::from_millis(heard)
+            let now = Instant::now();
+            now.checked_sub(Duration::from_millis(heard)).unwrap_or(now)
         }
     };
     let _ = tx.send(Msg::Ready { id, born });
