@@ -623,6 +623,8 @@ pub async fn discover(
                 conn::Msg::Ready { id, born } => {
                     if let Some(go) = run.opening.remove(&id) {
                         run.held.push(Held { id, born, go });
+                    } else if let Some(h) = run.held.iter_mut().find(|h| h.id == id) {
+                        h.born = born;
                     }
                 }
                 conn::Msg::Done {
@@ -757,9 +759,14 @@ fn conclude(
         .filter(|e| e.verdict == Verdict::PeerSpoke)
         .count();
     if spoke > 0 {
-        notes.push(format!(
-            "{spoke} connections were not idle: the peer sent data (a tcphb listen with --heartbeat?); run it without, or use an echo service"
-        ));
+        notes.push(match s.method {
+            Method::Ping => format!(
+                "{spoke} connections were not idle: the peer sent data (a tcphb listen with --heartbeat?); run it without, or use an echo service"
+            ),
+            Method::Keepalive => format!(
+                "{spoke} connections were not idle: the server sent data on its own after its greeting, so its connections are never idle that long"
+            ),
+        });
     }
     let server_close = closed
         .iter()
@@ -1085,6 +1092,68 @@ mod tests {
             );
         }
         drop(l);
+    }
+
+    /// A server that greets on connect (as SMTP, SSH and MySQL do) and then says nothing: the
+    /// greeting restarts the idle clock instead of making the connection "not idle", and a server
+    /// that keeps talking is not idle.
+    #[test]
+    fn a_greeting_restarts_the_idle_clock_but_a_chatty_server_is_not_idle() {
+        use std::io::Write;
+        if !crate::sys::capabilities().keepalive_probe {
+            return;
+        }
+        let serve = |chatty: bool| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            std::thread::spawn(move || {
+                for c in l.incoming() {
+                    let Ok(mut c) = c else { return };
+                    std::thread::spawn(move || {
+                        let _ = c.write_all(b"220 tcphb-test ready\r\n");
+                        // A chatty server speaks again after 1.2 s: the behaviour under test.
+                        if chatty {
+                            std::thread::sleep(Duration::from_millis(1200));
+                            let _ = c.write_all(b"250 still here\r\n");
+                        }
+                        std::thread::sleep(Duration::from_secs(5));
+                    });
+                }
+            });
+            addr
+        };
+        let r = runtime()
+            .block_on(discover(
+                search(serve(false), Method::Keepalive, 1.5),
+                &|_| {},
+                std::future::pending(),
+            ))
+            .unwrap();
+        assert!(!r.connections.is_empty(), "{r:?}");
+        for e in &r.connections {
+            assert_eq!(
+                (e.verdict, e.answer),
+                (Verdict::Alive, Answer::Ack),
+                "{r:?}"
+            );
+        }
+        let r = runtime()
+            .block_on(discover(
+                search(serve(true), Method::Keepalive, 2.0),
+                &|_| {},
+                std::future::pending(),
+            ))
+            .unwrap();
+        for e in &r.connections {
+            if e.idle_ms > 1200 {
+                assert_eq!(e.verdict, Verdict::PeerSpoke, "{r:?}");
+                assert!((1150..1400).contains(&e.idled_ms), "{r:?}");
+            }
+        }
+        assert!(
+            r.notes.iter().any(|n| n.contains("sent data on its own")),
+            "{r:?}"
+        );
     }
 
     /// A server closing idle connections after 1.5 s (FIN): the connections idle longer are the

@@ -153,12 +153,20 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     let recommendation = match args.detect_within {
         None => None,
         Some(within) => {
-            // Does the peer speak the heartbeat protocol? Asked on a connection of its own.
-            let answers = super::runtime()?.block_on(idle::answers_ping(
-                peer,
-                path.rtt,
-                args.connect_timeout,
-            ));
+            // Does the peer speak the heartbeat protocol? Already asked by --idle-timeout's `auto`;
+            // else asked on a connection of its own.
+            let asked = idle_timeout
+                .as_ref()
+                .filter(|_| args.idle_method == IdleMethodArg::Auto)
+                .map(|i| i.method == idle::Method::Ping);
+            let answers = match asked {
+                Some(a) => a,
+                None => super::runtime()?.block_on(idle::answers_ping(
+                    peer,
+                    path.rtt,
+                    args.connect_timeout,
+                )),
+            };
             super::progress(&format!(
                 "tcphb: the peer {} PING 1",
                 if answers {

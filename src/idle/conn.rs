@@ -19,7 +19,8 @@ use crate::units::Millis;
 /// What a connection tells the search.
 #[derive(Debug)]
 pub(super) enum Msg {
-    /// Open and idle since `born` (the last packet heard): it may be told an idle time now.
+    /// Open and idle since `born` (the last packet heard): it may be told an idle time now. Sent
+    /// again when a greeting from the server restarts the idle clock.
     Ready { id: usize, born: Instant },
     /// Tested, or ended while idle; `planned` is the idle it was told, if any.
     Done {
@@ -124,42 +125,52 @@ async fn held(
             }
             // Idle since the last packet heard (the SYN-ACK, or a banner the server sent): the
             // kernel's keepalive clock and the middlebox's both start there.
-            let heard = crate::sys::tcp_info(&stream).map_or(0, |i| i.silence_ms());
-            let now = Instant::now();
-            now.checked_sub(Duration::from_millis(heard)).unwrap_or(now)
+            heard_since(&stream)
         }
     };
+    let opened = Instant::now();
+    let mut born = born;
     let _ = tx.send(Msg::Ready { id, born });
-    // Idle until told what to test; anything the peer sends or a close ends it as evidence.
-    let idle = tokio::select! {
-        x = &mut go => match x {
-            Ok(x) => x,
-            Err(_) => {
-                // Not needed any more (older than the timeout already found, or the search is
-                // over): the flow may be gone, so no FIN to retransmit for minutes.
-                let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                return None;
+    // Idle until told what to test, then until that idle time; anything the peer sends or a close
+    // ends it as evidence.
+    let mut idle: Option<Duration> = None;
+    loop {
+        let due = idle.map_or(TokioInstant::now() + Duration::from_secs(86_400), |x| {
+            TokioInstant::from_std(born + x)
+        });
+        tokio::select! {
+            x = &mut go, if idle.is_none() => match x {
+                Ok(x) => {
+                    idle = Some(x);
+                    e.idle_ms = x.ms();
+                }
+                Err(_) => {
+                    // Not needed any more (older than the timeout already found, or the search
+                    // is over): the flow may be gone, so no FIN to retransmit for minutes.
+                    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    return None;
+                }
+            },
+            _ = sleep_until(due), if idle.is_some() => break,
+            ended = while_idle(&stream) => {
+                let (verdict, answer, err) = ended;
+                // A greeting (SMTP, SSH, MySQL send one on connect) does not keep a connection
+                // busy: the idle clock starts again after it. Data later than that is a server
+                // speaking on an idle connection: not idle.
+                if plan.method == Method::Keepalive
+                    && answer == Answer::DataFromServer
+                    && opened.elapsed() < plan.answer_within
+                {
+                    born = heard_since(&stream);
+                    let _ = tx.send(Msg::Ready { id, born });
+                    continue;
+                }
+                e.verdict = verdict;
+                e.answer = answer;
+                e.errno = err;
+                e.idled_ms = born.elapsed().ms();
+                return Some((idle, e));
             }
-        },
-        ended = while_idle(&stream) => {
-            let (verdict, answer, err) = ended;
-            e.verdict = verdict;
-            e.answer = answer;
-            e.errno = err;
-            e.idled_ms = born.elapsed().ms();
-            return Some((None, e));
-        }
-    };
-    e.idle_ms = idle.ms();
-    tokio::select! {
-        _ = sleep_until(TokioInstant::from_std(born + idle)) => {}
-        ended = while_idle(&stream) => {
-            let (verdict, answer, err) = ended;
-            e.verdict = verdict;
-            e.answer = answer;
-            e.errno = err;
-            e.idled_ms = born.elapsed().ms();
-            return Some((Some(idle), e));
         }
     }
     e.idled_ms = born.elapsed().ms();
@@ -191,7 +202,14 @@ async fn held(
         // The flow is gone: close without a FIN that would be retransmitted for minutes.
         let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     }
-    Some((Some(idle), e))
+    Some((idle, e))
+}
+
+/// The instant the peer was last heard (TCP_INFO), now where unknown.
+fn heard_since(stream: &TcpStream) -> Instant {
+    let heard = crate::sys::tcp_info(stream).map_or(0, |i| i.silence_ms());
+    let now = Instant::now();
+    now.checked_sub(Duration::from_millis(heard)).unwrap_or(now)
 }
 
 fn frac_ms(d: Duration) -> f64 {
@@ -201,7 +219,7 @@ fn frac_ms(d: Duration) -> f64 {
 /// Completes when something happens on an idle connection: the server closed it (FIN, or RST — its
 /// own idle timeout or a restart), or sent data (so it was not idle).
 async fn while_idle(stream: &TcpStream) -> (Verdict, Answer, Option<String>) {
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; 4096];
     loop {
         if stream.readable().await.is_err() {
             return (Verdict::Error, Answer::None, None);
