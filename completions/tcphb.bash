@@ -442,7 +442,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__probe)
-            opts="-k -u -H -w -i -d -f -h --keepalive --user-timeout --heartbeat --os --detect-within --verify --idle-timeout --recverr --duration --connect-timeout --format --help"
+            opts="-k -u -H -w -i -d -f -h --keepalive --user-timeout --heartbeat --os --detect-within --verify --idle-timeout --idle-method --recverr --duration --connect-timeout --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -490,6 +490,10 @@ _tcphb() {
                     ;;
                 -i)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-method)
+                    COMPREPLY=($(compgen -W "auto ping keepalive" -- "${cur}"))
                     return 0
                     ;;
                 --duration)

@@ -24,8 +24,9 @@ Exit codes:
   3    a dead connection was detected: silence or reset, only that (connect: this one; listen and
        audit --watch: at least one)
   4    this environment cannot do what was asked (missing privilege, unsupported option)
-  5    the peer closed the connection itself, not a death (connect: a FIN with nothing cut, e.g.
-       the server's own idle timeout; listen counts such closes but does not exit 5)
+  5    the peer closed the connection itself, not a death (connect: a FIN, or a RST answering
+       nothing tcphb sent, with nothing cut, e.g. the server's own idle timeout; listen counts such
+       closes but does not exit 5)
   6    a promise broken: probe --detect-within D --verify measured the recommended settings in the
        lab and they missed D in a fault they claim to cover
   130  interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr/--verify or
@@ -120,9 +121,9 @@ Examples:
 Connects once to measure the path and read back the settings, then prints the host's TCP defaults,
 the connection's measured RTT and RTO, and for each mechanism (none, the OS default keepalive, each
 requested one, all of them together) when a silently dead peer would be noticed, idle and busy.
-With --idle-timeout and --recverr the peer must answer `PING n` lines (a tcphb listen, or any echo
-service); the plain probe and --detect-within work against any TCP service. With --os and no
-HOST:PORT it opens nothing and predicts for that OS instead.
+With --recverr the peer must answer `PING n` lines (a tcphb listen, or any echo service); the plain
+probe, --detect-within and --idle-timeout work against any TCP service. With --os and no HOST:PORT
+it opens nothing and predicts for that OS instead.
 
 Examples:
   tcphb probe db.internal:5432 --keepalive 5s,5s,3 --user-timeout 20s
@@ -143,6 +144,14 @@ settings cost on an idle connection (packets and bytes per minute each way) and,
 settings in the lab (Linux, root or user namespaces: the same lab as compare) under blackhole,
 unreachable, reboot, freeze and crash, idle and busy, 3 runs each, and compares the worst silence
 measured before each detection with D: exit 0 when it holds, 6 when it does not.
+
+--idle-timeout MAX tests idle times up to MAX, each on a connection of its own, with one test
+packet after that much idleness: a PING line if the peer answers `PING 1`, else (Linux) the kernel's
+keepalive probe, which carries no data (idle times from 1 s). An answer (PONG, or the ACK of the
+probe) means the path still knew the flow; silence, a RST or an ICMP error means it forgot (which
+one is reported). A FIN or RST while a connection idles is the server's own idle close, reported
+apart with its time. Rounds narrow the bracket, the next round's connections opened ahead: about
+MAX in all, at most MAX + 2 reply timeouts + 0.5 s, at most 24 connections at once.
 
 A --detect-within that cannot be met on this path (under two round trips, or a worst case that does
 not fit) prints the report with the reason and exits 2.
@@ -381,6 +390,14 @@ impl From<OsArg> for crate::settings::Os {
     }
 }
 
+/// `probe --idle-method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdleMethodArg {
+    Auto,
+    Ping,
+    Keepalive,
+}
+
 /// `tcphb probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
@@ -403,9 +420,23 @@ pub struct ProbeArgs {
     #[arg(long, requires = "detect_within")]
     pub verify: bool,
     /// Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up
-    /// to MAX; the run takes at most MAX plus one reply timeout. Needs a peer that answers PING lines.
+    /// to MAX; the run takes about MAX (at most MAX plus two reply timeouts and 0.5 s). Against any
+    /// TCP server: a peer that answers PING lines is tested with them, any other with the kernel's
+    /// keepalive probe (Linux, idle times from 1 s). A server closing idle connections itself is
+    /// reported apart, with its time.
     #[arg(long, short = 'i', value_name = "MAX", value_parser = crate::idle::parse_max)]
     pub idle_timeout: Option<Duration>,
+    /// The test packet of --idle-timeout: `ping` (a PING line: tcphb listen, echo services),
+    /// `keepalive` (a TCP keepalive probe, no data: any TCP server; Linux), or `auto`: ping if the
+    /// peer answers PING 1, else keepalive.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METHOD",
+        default_value = "auto",
+        requires = "idle_timeout"
+    )]
+    pub idle_method: IdleMethodArg,
     /// Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from
     /// routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an
     /// echo service (it sends DATA lines).

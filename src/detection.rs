@@ -113,6 +113,10 @@ impl ClosedBy {
 pub enum CloseHow {
     /// The peer sent FIN.
     Fin,
+    /// The peer sent RST while nothing tcphb sent could have drawn it (no data for a while, no
+    /// keepalive probe unanswered): it aborted the idle connection itself (or a middlebox on the
+    /// path did, for it).
+    Rst,
     /// tcphb closed it because the peer broke the heartbeat protocol (over-long line, only unknown
     /// lines, pings whose answers it never reads).
     Protocol,
@@ -128,6 +132,7 @@ impl CloseHow {
     pub fn name(self) -> &'static str {
         match self {
             CloseHow::Fin => "fin",
+            CloseHow::Rst => "rst",
             CloseHow::Protocol => "protocol",
             CloseHow::NoHeartbeat => "no_heartbeat",
             CloseHow::Vanished => "vanished",
@@ -171,12 +176,19 @@ pub struct Detection {
 
 impl Detection {
     /// The ending as `connect` and `listen` report it, where tcphb cut nothing: only a silence or a
-    /// reset is a death. A FIN is the peer's own close and credits no mechanism; a heartbeat
+    /// reset is a death. A FIN is the peer's own close and credits no mechanism, and so is a RST
+    /// nothing could have drawn ([`Detection::unprompted_reset`]); a heartbeat
     /// "death" of a peer that never once answered is a peer that does not speak the protocol, which
     /// tcphb closed.
     pub fn on_a_live_path(mut self) -> Detection {
         match (self.outcome, self.detected_by) {
             (Outcome::Closed, Some(Mechanism::Eof)) => self.detected_by = None,
+            (Outcome::Dead, Some(Mechanism::Reset)) if self.unprompted_reset() => {
+                self.outcome = Outcome::Closed;
+                self.detected_by = None;
+                self.closed_by = Some(ClosedBy::Peer);
+                self.how = Some(CloseHow::Rst);
+            }
             (Outcome::Dead, Some(Mechanism::Heartbeat)) if !self.spoke_heartbeat => {
                 self.outcome = Outcome::Closed;
                 self.detected_by = None;
@@ -194,6 +206,18 @@ impl Detection {
             _ => {}
         }
         self
+    }
+
+    /// A RST that answers nothing: a host that forgot the connection (rebooted) only resets a segment
+    /// it receives, so a RST after a quiet spell longer than anything in flight could take — no byte
+    /// either way for max(4 RTT, 200 ms), no keepalive probe unanswered (TCP_INFO's probes) — is the
+    /// peer aborting the idle connection itself. Needs TCP_INFO: without it, a reset stays a death.
+    pub fn unprompted_reset(&self) -> bool {
+        let Some(info) = self.tcp_info else {
+            return false;
+        };
+        let quiet = (4 * u64::from(info.rtt_us) / 1000).max(200);
+        info.probes == 0 && self.idle_ms >= quiet
     }
 
     /// Whether this is a death (`connect`/`listen` exit code 3), once seen [on a live
@@ -296,6 +320,35 @@ mod live_path_tests {
         assert!(d.is_death() && d.closed_by.is_none());
         let d = det(Outcome::Dead, Some(Mechanism::Reset), false).on_a_live_path();
         assert!(d.is_death());
+    }
+
+    #[test]
+    fn a_reset_that_answers_nothing_is_the_peer_closing() {
+        let info = |probes, rtt_us| TcpInfo {
+            probes,
+            rtt_us,
+            ..TcpInfo::default()
+        };
+        let reset = |idle_ms, tcp_info| Detection {
+            idle_ms,
+            tcp_info,
+            ..det(Outcome::Dead, Some(Mechanism::Reset), false)
+        };
+        // Quiet for 950 ms, no probe out: the peer aborted it itself.
+        let d = reset(950, Some(info(0, 100))).on_a_live_path();
+        assert!(d.closed_by_peer() && !d.is_death(), "{d:?}");
+        assert_eq!((d.how, d.detected_by), (Some(CloseHow::Rst), None));
+        // A keepalive probe unanswered: the RST answers it (a rebooted peer).
+        assert!(reset(950, Some(info(1, 100))).on_a_live_path().is_death());
+        // Data 150 ms ago (under 200 ms), or within 4 RTT on a slow path: it may answer that.
+        assert!(reset(150, Some(info(0, 100))).on_a_live_path().is_death());
+        assert!(
+            reset(950, Some(info(0, 300_000)))
+                .on_a_live_path()
+                .is_death()
+        );
+        // No TCP_INFO: nothing says what was in flight, so it stays a death.
+        assert!(reset(950, None).on_a_live_path().is_death());
     }
 }
 

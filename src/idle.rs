@@ -1,33 +1,89 @@
 //! Idle-timeout discovery: how long the path keeps an idle connection before a NAT or firewall on it
-//! silently forgets the flow.
+//! silently forgets the flow — and, apart from it, after how long the server closes idle connections
+//! itself.
 //!
-//! Several connections are opened in parallel to a peer that answers heartbeat lines (a tcphb listen,
-//! or any echo service). Each is left idle for a different time, then asked `PING n`: an answer (`PONG n`
-//! or the echoed `PING n`) within the reply timeout says the flow survived that much idleness; silence,
-//! a RST or an ICMP error says it did not. The bracket — the longest idle that survived, the shortest
-//! that did not — is narrowed by bisection in rounds, each round's connections spread inside the
-//! current bracket. A round only starts if it can finish within MAX of the start, so the whole run
-//! takes at most MAX plus one reply timeout (and a connect).
+//! Connections are opened to the peer and left idle; each is then tested once, after its own idle
+//! time, with a test packet: a `PING n` line when the peer answers them (a tcphb listen, any echo
+//! service: the ping method), else the kernel's keepalive probe (the keepalive method: no data, so
+//! any TCP server will do; Linux). An answer (`PONG n`/the echo, or the ACK of the probe) says the
+//! flow survived that much idleness; silence, a RST or an ICMP error says it did not. A FIN (or RST)
+//! arriving while the connection idles is the server's own idle close, reported with its time, never
+//! taken for the path's expiry.
+//!
+//! The bracket — the longest idle that survived, the shortest that did not — is narrowed in rounds.
+//! Round 1 spreads [`PER_ROUND`] idle times over (0, MAX]; later rounds spread theirs inside the
+//! bracket. A round of fresh connections also opens the next round's connections ahead, staggered so
+//! that whichever gap the timeout turns out to be in, they have been idle just under the next
+//! round's idle times when the round ends: the next round then waits milliseconds, not the idle
+//! time again. A point is only tried if its answer can come within MAX plus two answer times of the
+//! start, so the whole search takes about MAX, not the sum of the idle times; at most
+//! [`MAX_IN_FLIGHT`] connections are open at once.
 //!
 //! All connections are tasks on the caller's current-thread runtime, never threads. The planning
-//! ([`next_round`], [`Bracket`]) is pure and unit-tested; [`discover`] does the I/O.
+//! ([`next_round`], [`assign`], [`ahead`], [`Bracket`]) is pure and unit-tested; [`discover`] and
+//! `conn` do the I/O.
 
-use std::io;
+mod conn;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use socket2::SockRef;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant as TokioInstant, sleep_until, timeout};
 
-use crate::heartbeat::{self, Decoder, Message};
+use crate::heartbeat::Decoder;
 use crate::units::{Millis, secs2};
 
-/// Connections per round.
+/// Idle times tried per round.
 pub const PER_ROUND: usize = 8;
+
+/// At most this many connections open at once: a round's, the next round's opened ahead, and the
+/// ones of the round before still closing.
+pub const MAX_IN_FLIGHT: usize = 3 * PER_ROUND;
+
+/// The keepalive method's shortest idle: TCP_KEEPIDLE takes whole seconds from 1.
+pub const KEEPALIVE_FLOOR: Duration = Duration::from_secs(1);
+
+/// A held connection is told its idle time at least this long before it is due.
+const LEAD: Duration = Duration::from_millis(5);
+
+/// What the test packet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A `PING n` line, answered by `PONG n` or its echo: a tcphb listen or an echo service.
+    Ping,
+    /// The kernel's keepalive probe (no data), answered by the peer kernel's ACK: any TCP server.
+    Keepalive,
+}
+
+impl Method {
+    /// snake_case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Ping => "ping",
+            Method::Keepalive => "keepalive",
+        }
+    }
+    /// The test packet, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Method::Ping => "a PING line after the idle time",
+            Method::Keepalive => "one TCP keepalive probe after the idle time (no data sent)",
+        }
+    }
+    /// The shortest idle time the method can test.
+    pub fn floor(self) -> Duration {
+        match self {
+            Method::Ping => Duration::ZERO,
+            Method::Keepalive => KEEPALIVE_FLOOR,
+        }
+    }
+}
 
 /// What one connection showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,11 +93,12 @@ pub enum Verdict {
     Alive,
     /// No answer within the reply timeout: the flow was dropped without a word.
     Silent,
-    /// The ping drew a RST: the middlebox (or the peer) no longer knew the flow.
+    /// The test packet drew a RST: the middlebox (or the peer) no longer knew the flow.
     Rst,
-    /// The ping drew an ICMP error (EHOSTUNREACH, ENETUNREACH…).
+    /// The test packet drew an ICMP error (EHOSTUNREACH, ENETUNREACH…).
     Icmp,
-    /// The peer closed the connection during the idle period (its own idle timeout, or a restart).
+    /// The server closed the connection itself (its own idle timeout, or a restart): says nothing
+    /// about the path.
     Closed,
     /// The peer sent something during the idle period, so the connection was not idle (a tcphb listen
     /// with --heartbeat pings its clients).
@@ -67,6 +124,59 @@ impl Verdict {
     /// Whether this says the flow was forgotten.
     pub fn is_dead(self) -> bool {
         matches!(self, Verdict::Silent | Verdict::Rst | Verdict::Icmp)
+    }
+}
+
+/// What answered, as seen on the wire: the evidence under a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    /// The peer's kernel ACKed the keepalive probe.
+    Ack,
+    /// `PONG n` or the echoed `PING n`.
+    Pong,
+    /// Nothing.
+    Silence,
+    /// A RST in answer to the test packet.
+    Rst,
+    /// An ICMP error in answer to the test packet.
+    Icmp,
+    /// A FIN from the server: it closed the connection itself.
+    FinByServer,
+    /// A RST from the server while nothing had been sent: it aborted the connection itself.
+    RstByServer,
+    /// Data from the server while the connection idled.
+    DataFromServer,
+    /// Nothing to tell (the connection failed before its test).
+    None,
+}
+
+impl Answer {
+    /// The answer a test-packet verdict implies.
+    fn of(v: Verdict) -> Answer {
+        match v {
+            Verdict::Alive => Answer::Pong,
+            Verdict::Silent => Answer::Silence,
+            Verdict::Rst => Answer::Rst,
+            Verdict::Icmp => Answer::Icmp,
+            Verdict::Closed => Answer::FinByServer,
+            Verdict::PeerSpoke => Answer::DataFromServer,
+            Verdict::Error => Answer::None,
+        }
+    }
+    /// snake_case name, as in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Answer::Ack => "ack",
+            Answer::Pong => "pong",
+            Answer::Silence => "silence",
+            Answer::Rst => "rst",
+            Answer::Icmp => "icmp",
+            Answer::FinByServer => "fin_by_server",
+            Answer::RstByServer => "rst_by_server",
+            Answer::DataFromServer => "data_from_server",
+            Answer::None => "none",
+        }
     }
 }
 
@@ -97,20 +207,48 @@ impl Behaviour {
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
     pub round: u32,
-    /// Planned idle time, ms.
+    /// Planned idle time, ms (0 for a connection opened ahead that the server closed before it was
+    /// given one).
     pub idle_ms: u64,
-    /// Measured idle time: from the answer to the first ping to the second ping, ms.
+    /// Measured idle time: from the last packet heard (ping: the answer to the first ping) to the
+    /// test packet, or to the server's close, ms.
     pub idled_ms: u64,
     pub verdict: Verdict,
+    /// What answered (JSON `response`: compare's `answer` is another thing).
+    #[serde(rename = "response")]
+    pub answer: Answer,
     /// Measured: how long the answer took, ms (alive only).
     pub reply_ms: Option<f64>,
     /// The socket error, if one ended it.
     pub errno: Option<String>,
 }
 
+/// How the server closes idle connections itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerCloseHow {
+    Fin,
+    Rst,
+}
+
+/// The server's own idle limit, seen as closes of idle connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerClose {
+    /// Measured: the shortest idle after which the server closed a connection, ms.
+    pub after_ms: u64,
+    /// Measured: the longest, ms (a server's timer has slack of its own).
+    pub latest_ms: u64,
+    /// FIN (an orderly close) or RST (an abort), as the first close came.
+    pub how: ServerCloseHow,
+    /// How many connections it closed.
+    pub connections: u32,
+}
+
 /// What discovery found.
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleTimeout {
+    /// The test packet used.
+    pub method: Method,
     /// The longest idle time tried (`--idle-timeout MAX`), ms.
     pub max_ms: u64,
     /// Longest idle time a connection survived (0 if none did), ms.
@@ -119,7 +257,10 @@ pub struct IdleTimeout {
     pub high_ms: Option<u64>,
     /// How the path treats a forgotten flow; `null` if none was forgotten.
     pub behaviour: Option<Behaviour>,
-    /// How long each ping waited for its answer, ms.
+    /// The server's own idle close, apart from the path; `null` if it closed none.
+    pub server_close: Option<ServerClose>,
+    /// How long each test packet waited for its answer (keepalive: the kernel's interval before it
+    /// gives up on the probe), ms.
     pub reply_timeout_ms: u64,
     pub rounds: u32,
     /// Measured: the whole run, ms.
@@ -141,7 +282,7 @@ pub struct Bracket {
 
 impl Bracket {
     /// Narrow the bracket with one connection's verdict after `idle`. Verdicts that say nothing about
-    /// the path (closed by the peer, not idle, errors) leave it as it is.
+    /// the path (closed by the server, not idle, errors) leave it as it is.
     pub fn update(&mut self, idle: Duration, verdict: Verdict) {
         if verdict.is_dead() {
             if self.high.is_none_or(|h| idle < h) {
@@ -154,15 +295,14 @@ impl Bracket {
     }
 }
 
-/// The idle times to try next, given the bracket and the time already spent. Round 1 (no expiry seen
-/// yet, nothing tried) spreads `per_round` times over (0, max]; later rounds spread them inside the
-/// bracket, dropping any that could not be tested before `max` from the start. Empty when done: the
-/// bracket is no wider than `resolution`, nothing expired within `max`, or no time is left.
+/// The idle times to try next, given the bracket. Round 1 (nothing tried yet) spreads `per_round`
+/// times over (0, max], none under `floor`; later rounds spread `per_round − 1` inside the bracket.
+/// Empty when done: the bracket is no wider than `resolution`, or nothing expired within `max`.
 pub fn next_round(
     b: &Bracket,
     first: bool,
     max: Duration,
-    elapsed: Duration,
+    floor: Duration,
     per_round: usize,
     resolution: Duration,
 ) -> Vec<Duration> {
@@ -178,18 +318,67 @@ pub fn next_round(
             (1..per_round).map(|i| b.low + w * i / per_round).collect()
         }
     };
-    // Round 1 defines the search up to MAX; later rounds must fit in what is left of it.
-    let left = if first {
-        max
-    } else {
-        max.saturating_sub(elapsed)
-    };
     for p in &mut points {
-        *p = Duration::from_millis(p.ms());
+        *p = Duration::from_millis(p.ms()).max(floor);
     }
-    points.retain(|p| !p.is_zero() && *p <= left && *p > b.low && b.high.is_none_or(|h| *p < h));
+    points.retain(|p| !p.is_zero() && *p <= max && *p > b.low && b.high.is_none_or(|h| *p < h));
     points.dedup();
     points
+}
+
+/// Which connection tests an idle time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// The held connection at this index of `ages`, already idle that long.
+    Held(usize),
+    /// A connection opened now.
+    Fresh,
+}
+
+/// Give each point (the longest first) the held connection idle longest but still under it (less
+/// [`LEAD`]), else a fresh one, and keep only the points whose answer can come by `budget` from the
+/// start: `elapsed` now, + the wait left (+ `connect` for a fresh one), + `answer`.
+pub fn assign(
+    points: &[Duration],
+    ages: &[Duration],
+    elapsed: Duration,
+    budget: Duration,
+    answer: Duration,
+    connect: Duration,
+) -> Vec<(Duration, Use)> {
+    let mut sorted: Vec<Duration> = points.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let mut taken = vec![false; ages.len()];
+    let mut out = Vec::new();
+    for x in sorted {
+        let best = ages
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| !taken[*i] && **a + LEAD <= x)
+            .max_by_key(|(_, a)| **a)
+            .map(|(i, _)| i);
+        let (wait, u) = match best {
+            Some(i) => (x - ages[i], Use::Held(i)),
+            None => (x + connect, Use::Fresh),
+        };
+        if elapsed + wait + answer <= budget {
+            if let Use::Held(i) = u {
+                taken[i] = true;
+            }
+            out.push((x, u));
+        }
+    }
+    out.sort_by_key(|(x, _)| *x);
+    out
+}
+
+/// When to open the next round's connections, from now, after a round of fresh connections probing
+/// `step` apart: that round ends `answer` after its first forgotten probe, at idle x; connection j
+/// (opened at `answer` + `step`·j/`per_round`) has then been idle x − `step`·j/`per_round` — the
+/// next round's points in the gap below x, whichever gap that is.
+pub fn ahead(step: Duration, per_round: usize, answer: Duration) -> Vec<Duration> {
+    let k = per_round.max(1) as u32;
+    (1..k).map(|j| answer + step * j / k).collect()
 }
 
 /// Parse `--idle-timeout MAX`: more than 0, at most a day.
@@ -208,115 +397,360 @@ pub fn reply_timeout(rtt: Duration) -> Duration {
     (rtt * 10).max(Duration::from_secs(1))
 }
 
+/// How long a test packet of `method` waits for its answer on a path with `rtt`: the reply timeout;
+/// for the keepalive probe rounded up to whole seconds (TCP_KEEPINTVL's unit).
+pub fn answer_within(method: Method, rtt: Duration) -> Duration {
+    let r = reply_timeout(rtt);
+    match method {
+        Method::Ping => r,
+        Method::Keepalive => Duration::from_secs(r.as_secs() + u64::from(r.subsec_nanos() > 0)),
+    }
+}
+
+/// Slack for the kernel's timers and the event loop in [`longest`].
+const SLACK: Duration = Duration::from_millis(500);
+
+/// The longest a search up to `max` takes: MAX plus two answer times (the last round's answer, and
+/// the round after it, whose connections were opened ahead) and half a second of timer slack.
+pub fn longest(method: Method, max: Duration, rtt: Duration) -> Duration {
+    max + answer_within(method, rtt) * 2 + SLACK
+}
+
 /// Why discovery could not say anything.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct NoEvidence(pub String);
 
-/// Find the path's idle timeout up to `max`, against `peer`. `progress` receives one line per round
-/// and per verdict. Fails when no connection told anything (the peer does not answer `PING`, or
-/// cannot be reached). When `stop` completes first, the search ends with what it has: the bracket so
-/// far, marked `partial`.
+/// What to search.
+#[derive(Debug, Clone, Copy)]
+pub struct Search {
+    pub peer: SocketAddr,
+    pub method: Method,
+    /// The longest idle time to try.
+    pub max: Duration,
+    /// The path's round-trip time, measured.
+    pub rtt: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// A connection opened ahead, idle and not yet given an idle time.
+struct Held {
+    id: usize,
+    born: Instant,
+    go: oneshot::Sender<Duration>,
+}
+
+/// Everything the search has running: the tasks, the held connections, and the connections
+/// opened ahead that are not ready yet.
+struct Running {
+    tasks: JoinSet<()>,
+    aborts: HashMap<usize, AbortHandle>,
+    held: Vec<Held>,
+    opening: HashMap<usize, oneshot::Sender<Duration>>,
+    tx: mpsc::UnboundedSender<conn::Msg>,
+    plan: conn::Plan,
+    next_id: usize,
+}
+
+impl Running {
+    /// Start a connection (at `open_at`, or now); `go` already set when its idle time is known.
+    fn spawn(&mut self, open_at: Option<TokioInstant>, idle: Option<Duration>) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        let (go_tx, go_rx) = oneshot::channel();
+        match idle {
+            Some(x) => {
+                let _ = go_tx.send(x);
+            }
+            None => {
+                self.opening.insert(id, go_tx);
+            }
+        }
+        let h = self
+            .tasks
+            .spawn(conn::run(self.plan, id, open_at, go_rx, self.tx.clone()));
+        self.aborts.insert(id, h);
+        id
+    }
+    fn stop(&mut self, id: usize) {
+        if let Some(h) = self.aborts.remove(&id) {
+            h.abort();
+        }
+        self.opening.remove(&id);
+        self.held.retain(|h| h.id != id);
+    }
+}
+
+/// Find the path's idle timeout up to `max`, against `peer`, with `method`'s test packet.
+/// `progress` receives one line per round and per verdict. Fails when no connection told anything
+/// (the peer does not answer `PING` with the ping method, or cannot be reached). When `stop`
+/// completes first, the search ends with what it has: the bracket so far, marked `partial`.
 pub async fn discover(
-    peer: SocketAddr,
-    max: Duration,
-    rtt: Duration,
-    connect_timeout: Duration,
+    s: Search,
     progress: &dyn Fn(String),
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<IdleTimeout, NoEvidence> {
     tokio::pin!(stop);
-    let mut partial = false;
     let start = Instant::now();
-    let reply = reply_timeout(rtt);
-    let resolution = (rtt * 4).max(Duration::from_millis(100));
+    let answer = answer_within(s.method, s.rtt);
+    let budget = longest(s.method, s.max, s.rtt);
+    // Past this nothing more can be learnt: a guard against a connection that never reports.
+    let hard_stop = TokioInstant::from_std(start + budget + s.connect_timeout * 2);
+    let resolution = (s.rtt * 4).max(Duration::from_millis(100));
+    // The answer of a dead probe comes after `answer` (ETIMEDOUT, or the ping's timeout), a little
+    // late by the kernel's timer slack: connections opened ahead for the next round are opened a
+    // little later than the ideal, so they wait a few ms rather than overshoot.
+    let answer_plan = answer + Duration::from_millis(100);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut run = Running {
+        tasks: JoinSet::new(),
+        aborts: HashMap::new(),
+        held: Vec::new(),
+        opening: HashMap::new(),
+        tx,
+        plan: conn::Plan {
+            peer: s.peer,
+            method: s.method,
+            answer_within: answer,
+            connect_timeout: s.connect_timeout,
+        },
+        next_id: 0,
+    };
+    let mut partial = false;
     let mut bracket = Bracket::default();
-    let mut evidence = Vec::new();
-    let mut notes = Vec::new();
+    let mut evidence: Vec<Evidence> = Vec::new();
     let mut round = 0u32;
+    // A connection's answer may come after its round ended (stopped, its answer already sent): it
+    // is recorded with the round that tested it.
+    let mut round_of: HashMap<usize, u32> = HashMap::new();
+    let mut ran_out = false;
     'rounds: loop {
+        // Held connections idle at or beyond a forgotten idle can tell nothing more.
+        if let Some(h) = bracket.high {
+            let old: Vec<usize> = run
+                .held
+                .iter()
+                .filter(|c| c.born.elapsed() >= h)
+                .map(|c| c.id)
+                .collect();
+            for id in old {
+                // Dropping its `go` closes it without a test (and without a FIN).
+                run.held.retain(|c| c.id != id);
+                run.aborts.remove(&id);
+            }
+        }
         let points = next_round(
             &bracket,
             round == 0,
-            max,
-            start.elapsed(),
+            s.max,
+            s.method.floor(),
             PER_ROUND,
             resolution,
         );
-        if points.is_empty() {
+        let ages: Vec<Duration> = run.held.iter().map(|c| c.born.elapsed()).collect();
+        let plan = assign(&points, &ages, start.elapsed(), budget, answer, s.rtt * 2);
+        if plan.is_empty() {
+            ran_out = !points.is_empty();
             break;
         }
         round += 1;
         progress(format!(
             "tcphb: round {round}: {} connections idle {} … {}",
-            points.len(),
-            secs2(points[0]),
-            secs2(points[points.len() - 1])
+            plan.len(),
+            secs2(plan[0].0),
+            secs2(plan[plan.len() - 1].0)
         ));
-        let mut set = JoinSet::new();
-        let mut handles = Vec::new();
-        for (i, &idle) in points.iter().enumerate() {
-            let h = set.spawn(test_one(peer, idle, reply, connect_timeout, i as u64));
-            handles.push((idle, h));
+        let mut pending: HashMap<usize, Duration> = HashMap::new();
+        let mut used: Vec<usize> = plan
+            .iter()
+            .filter_map(|(_, u)| match u {
+                Use::Held(i) => Some(*i),
+                Use::Fresh => None,
+            })
+            .collect();
+        used.sort_unstable_by(|a, b| b.cmp(a));
+        let mut given = Vec::new();
+        for &(x, u) in &plan {
+            match u {
+                Use::Held(i) => given.push((x, i)),
+                Use::Fresh => {
+                    let id = run.spawn(None, Some(x));
+                    pending.insert(id, x);
+                    round_of.insert(id, round);
+                }
+            }
         }
-        loop {
-            let joined = tokio::select! {
-                j = set.join_next() => match j {
-                    Some(j) => j,
-                    None => break,
-                },
-                // The connections still idle end with the JoinSet.
+        // Hand the held connections their idle times, removing them from the pool (highest index
+        // first, so the others keep theirs).
+        let mut by_index: HashMap<usize, Duration> = given.iter().map(|(x, i)| (*i, *x)).collect();
+        for i in used {
+            let c = run.held.remove(i);
+            let x = by_index.remove(&i).expect("assigned");
+            if c.go.send(x).is_ok() {
+                pending.insert(c.id, x);
+                round_of.insert(c.id, round);
+            }
+        }
+        // A round of fresh connections opens the next round's ahead (see `ahead`).
+        let fresh = plan.iter().all(|(_, u)| *u == Use::Fresh);
+        if fresh && plan.len() >= 2 {
+            let step = plan[plan.len() - 1].0 - plan[plan.len() - 2].0;
+            let now = TokioInstant::now();
+            // Finished tasks stay in the set until joined: reap them so the bound counts open ones.
+            while run.tasks.try_join_next().is_some() {}
+            for at in ahead(step, PER_ROUND, answer_plan) {
+                if run.tasks.len() >= MAX_IN_FLIGHT {
+                    break;
+                }
+                run.spawn(Some(now + at), None);
+            }
+        }
+        while !pending.is_empty() {
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                _ = sleep_until(hard_stop) => {
+                    ran_out = true;
+                    break 'rounds;
+                }
+                // The connections still open end with the JoinSet.
                 _ = &mut stop => {
                     partial = true;
                     break 'rounds;
                 }
             };
-            // A task aborted because a shorter idle already expired: nothing to learn from it.
-            let Ok((idle, e)) = joined else { continue };
-            progress(format!(
-                "tcphb:   idle {}: {}",
-                secs2(idle),
-                match e.verdict {
-                    Verdict::Alive =>
-                        format!("alive (answered in {:.1} ms)", e.reply_ms.unwrap_or(0.0)),
-                    Verdict::Silent => format!("forgotten (no answer within {})", secs2(reply)),
-                    v => format!("{v:?}").to_lowercase(),
-                }
-            ));
-            bracket.update(idle, e.verdict);
-            if e.verdict.is_dead() {
-                for (d, h) in &handles {
-                    if *d > idle {
-                        h.abort();
+            let Some(msg) = msg else { break };
+            match msg {
+                conn::Msg::Ready { id, born } => {
+                    if let Some(go) = run.opening.remove(&id) {
+                        run.held.push(Held { id, born, go });
+                    } else if let Some(h) = run.held.iter_mut().find(|h| h.id == id) {
+                        h.born = born;
                     }
                 }
+                conn::Msg::Done {
+                    id,
+                    planned,
+                    evidence: e,
+                } => {
+                    run.aborts.remove(&id);
+                    let was_pending = pending.remove(&id).is_some();
+                    run.stop(id);
+                    if !was_pending && planned.is_none() && e.verdict == Verdict::Error {
+                        // An ahead connection that could not open: nothing learnt, nothing lost.
+                        continue;
+                    }
+                    let idled = Duration::from_millis(e.idled_ms);
+                    progress(format!(
+                        "tcphb:   idle {}: {}",
+                        secs2(idled),
+                        describe(&e, s.method, answer)
+                    ));
+                    bracket.update(idled, e.verdict);
+                    if e.verdict.is_dead() {
+                        // Longer idle times of this round can tell nothing more.
+                        let longer: Vec<usize> = pending
+                            .iter()
+                            .filter(|(_, x)| **x > idled)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in longer {
+                            pending.remove(&id);
+                            run.stop(id);
+                        }
+                    }
+                    let round = round_of.get(&id).copied().unwrap_or(round);
+                    evidence.push(Evidence { round, ..e });
+                }
             }
-            evidence.push(Evidence { round, ..e });
         }
     }
-    evidence.sort_by_key(|e| (e.idle_ms, e.round));
+    run.tasks.abort_all();
+    evidence.sort_by_key(|e| (e.idled_ms, e.round));
+    conclude(s, start, bracket, round, evidence, partial, ran_out, answer)
+}
+
+/// One verdict in words, for progress lines.
+fn describe(e: &Evidence, method: Method, answer: Duration) -> String {
+    match (e.verdict, method) {
+        (Verdict::Alive, Method::Keepalive) => format!(
+            "alive (the probe was ACKed in {:.1} ms)",
+            e.reply_ms.unwrap_or(0.0)
+        ),
+        (Verdict::Alive, Method::Ping) => {
+            format!("alive (answered in {:.1} ms)", e.reply_ms.unwrap_or(0.0))
+        }
+        (Verdict::Silent, _) => format!(
+            "forgotten (no answer within {}{})",
+            secs2(answer),
+            e.errno
+                .as_deref()
+                .map(|x| format!(", {x}"))
+                .unwrap_or_default()
+        ),
+        (Verdict::Closed, _) => format!(
+            "closed by the server ({})",
+            if e.answer == Answer::RstByServer {
+                "RST"
+            } else {
+                "FIN"
+            }
+        ),
+        (v, _) => format!(
+            "{}{}",
+            v.name().replace('_', " "),
+            e.errno
+                .as_deref()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// The report from the evidence: the bracket, the path's behaviour, the server's own close, notes.
+#[allow(clippy::too_many_arguments)]
+fn conclude(
+    s: Search,
+    start: Instant,
+    bracket: Bracket,
+    rounds: u32,
+    evidence: Vec<Evidence>,
+    partial: bool,
+    ran_out: bool,
+    answer: Duration,
+) -> Result<IdleTimeout, NoEvidence> {
+    let peer = s.peer;
+    let mut notes = Vec::new();
+    let closed: Vec<&Evidence> = evidence
+        .iter()
+        .filter(|e| e.verdict == Verdict::Closed)
+        .collect();
     if !partial
         && !evidence
             .iter()
             .any(|e| e.verdict == Verdict::Alive || e.verdict.is_dead())
+        && closed.is_empty()
     {
-        let why = evidence
-            .iter()
-            .find_map(|e| e.errno.clone())
-            .unwrap_or_else(|| "no answer to the first PING".to_string());
-        return Err(NoEvidence(format!(
-            "no connection to {peer} answered `PING n` ({why}): --idle-timeout needs a tcphb listen or an echo service there"
-        )));
+        let why = evidence.iter().find_map(|e| e.errno.clone());
+        return Err(NoEvidence(match s.method {
+            Method::Ping => format!(
+                "no connection to {peer} answered `PING n` ({}): --idle-timeout needs a tcphb listen or an echo service there",
+                why.unwrap_or_else(|| "no answer to the first PING".into())
+            ),
+            Method::Keepalive => format!(
+                "no connection to {peer} could be tested with a keepalive probe ({})",
+                why.unwrap_or_else(|| "every connection ended before its test".into())
+            ),
+        }));
     }
     // Contradictions: a longer idle that survived a shorter one that did not.
     if let Some(h) = bracket.high
         && let Some(a) = evidence
             .iter()
-            .find(|e| e.verdict == Verdict::Alive && Duration::from_millis(e.idle_ms) > h)
+            .find(|e| e.verdict == Verdict::Alive && Duration::from_millis(e.idled_ms) > h)
     {
         notes.push(format!(
             "a connection idle {} survived although one idle {} did not: the path's timeout is not sharp (several middleboxes, or entries expired in batches)",
-            secs2(Duration::from_millis(a.idle_ms)),
+            secs2(Duration::from_millis(a.idled_ms)),
             secs2(h)
         ));
     }
@@ -325,19 +759,61 @@ pub async fn discover(
         .filter(|e| e.verdict == Verdict::PeerSpoke)
         .count();
     if spoke > 0 {
+        notes.push(match s.method {
+            Method::Ping => format!(
+                "{spoke} connections were not idle: the peer sent data (a tcphb listen with --heartbeat?); run it without, or use an echo service"
+            ),
+            Method::Keepalive => format!(
+                "{spoke} connections were not idle: the server sent data on its own after its greeting, so its connections are never idle that long"
+            ),
+        });
+    }
+    let server_close = closed
+        .iter()
+        .min_by_key(|e| e.idled_ms)
+        .map(|first| ServerClose {
+            after_ms: first.idled_ms,
+            latest_ms: closed.iter().map(|e| e.idled_ms).max().unwrap_or(0),
+            how: if first.answer == Answer::RstByServer {
+                ServerCloseHow::Rst
+            } else {
+                ServerCloseHow::Fin
+            },
+            connections: closed.len() as u32,
+        });
+    if let Some(c) = &server_close
+        && bracket.high.is_none_or(|h| h.ms() > c.after_ms)
+    {
         notes.push(format!(
-            "{spoke} connections were not idle: the peer sent data (a tcphb listen with --heartbeat?); run it without, or use an echo service"
+            "the server closes idle connections itself after {} ({}): that ends them before the path's own idle timeout{}",
+            secs2(Duration::from_millis(c.after_ms)),
+            match c.how {
+                ServerCloseHow::Fin => "FIN",
+                ServerCloseHow::Rst => "RST",
+            },
+            if bracket.high.is_none() {
+                ", which could not be measured beyond it against this server (its close came through, so the path kept the flow at least that long)"
+            } else {
+                ""
+            }
         ));
     }
-    let closed: Vec<_> = evidence
-        .iter()
-        .filter(|e| e.verdict == Verdict::Closed)
-        .collect();
-    if let Some(first) = closed.iter().map(|e| e.idled_ms).min() {
+    if s.method == Method::Keepalive
+        && bracket.high == Some(KEEPALIVE_FLOOR)
+        && bracket.low.is_zero()
+    {
+        notes.push(
+            "the path forgot a flow idle 1 s, the shortest a keepalive probe can test (TCP_KEEPIDLE is whole seconds): run against a tcphb listen or an echo service for shorter times".into(),
+        );
+    }
+    // Out of time with a bracket still wider than 5 % of the timeout and 200 ms: say how to do better.
+    let wide = bracket
+        .high
+        .is_some_and(|h| h - bracket.low > (h / 20).max(Duration::from_millis(200)));
+    if ran_out && wide {
         notes.push(format!(
-            "the peer itself closed {} idle connections, the first after {}: it has an idle timeout of its own",
-            closed.len(),
-            secs2(Duration::from_millis(first))
+            "the search stopped at its time limit ({}): a longer --idle-timeout narrows the bracket further",
+            secs2(longest(s.method, s.max, s.rtt))
         ));
     }
     let dead: Vec<_> = evidence.iter().filter(|e| e.verdict.is_dead()).collect();
@@ -351,155 +827,19 @@ pub async fn discover(
         Some(Behaviour::SilentDrop)
     };
     Ok(IdleTimeout {
-        max_ms: max.ms(),
+        method: s.method,
+        max_ms: s.max.ms(),
         low_ms: bracket.low.ms(),
         high_ms: bracket.high.map(|h| h.ms()),
         behaviour,
-        reply_timeout_ms: reply.ms(),
-        rounds: round,
+        server_close,
+        reply_timeout_ms: answer.ms(),
+        rounds,
         elapsed_ms: start.elapsed().ms(),
         connections: evidence,
         notes,
         partial,
     })
-}
-
-/// One connection: connect, ping once (proves the peer answers and marks the start of the idle
-/// period), stay idle for `idle`, ping again and wait up to `reply` for the answer.
-async fn test_one(
-    peer: SocketAddr,
-    idle: Duration,
-    reply: Duration,
-    connect_timeout: Duration,
-    n: u64,
-) -> (Duration, Evidence) {
-    let mut e = Evidence {
-        round: 0,
-        idle_ms: idle.ms(),
-        idled_ms: 0,
-        verdict: Verdict::Error,
-        reply_ms: None,
-        errno: None,
-    };
-    let errno = crate::sys::errno_text;
-    let mut stream = match timeout(connect_timeout, crate::sockets::connect_plain(peer)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(err)) => {
-            e.errno = Some(errno(&err));
-            return (idle, e);
-        }
-        Err(_) => {
-            e.errno = Some("ETIMEDOUT".into());
-            return (idle, e);
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let mut decoder = Decoder::new();
-    let first = 2 * n;
-    // The first answer may take longer than later ones (a slow accept), so it gets the connect timeout.
-    if let Err((_, err)) = ping(&mut stream, &mut decoder, first, reply.max(connect_timeout)).await
-    {
-        e.errno = err.map(|x| errno(&x));
-        return (idle, e);
-    }
-    let quiet_from = Instant::now();
-    // Idle: nothing is sent; anything the peer sends or a close means this connection is not evidence.
-    let wake = TokioInstant::from_std(quiet_from + idle);
-    loop {
-        tokio::select! {
-            _ = sleep_until(wake) => break,
-            r = stream.readable() => {
-                if r.is_err() { break; }
-                let mut buf = [0u8; 256];
-                match stream.try_read(&mut buf) {
-                    Ok(0) => {
-                        e.verdict = Verdict::Closed;
-                        e.idled_ms = quiet_from.elapsed().ms();
-                        return (idle, e);
-                    }
-                    Ok(_) => {
-                        e.verdict = Verdict::PeerSpoke;
-                        e.idled_ms = quiet_from.elapsed().ms();
-                        return (idle, e);
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    // A socket error while idle: the ping below reports it.
-                    Err(_) => break,
-                }
-            }
-        }
-    }
-    e.idled_ms = quiet_from.elapsed().ms();
-    let sent = Instant::now();
-    match ping(&mut stream, &mut decoder, first + 1, reply).await {
-        Ok(()) => {
-            e.verdict = Verdict::Alive;
-            e.reply_ms = Some((sent.elapsed().as_secs_f64() * 1e6).round() / 1000.0);
-        }
-        Err((verdict, err)) => {
-            e.verdict = verdict;
-            e.errno = err.map(|x| errno(&x));
-            // The flow is gone: close without a FIN that would be retransmitted for minutes.
-            let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-        }
-    }
-    (idle, e)
-}
-
-/// Send `PING seq` and wait for `PONG seq` or the echoed `PING seq`. On failure, the verdict and the
-/// socket error if any.
-async fn ping(
-    stream: &mut TcpStream,
-    decoder: &mut Decoder,
-    seq: u64,
-    within: Duration,
-) -> Result<(), (Verdict, Option<io::Error>)> {
-    let classify = |err: io::Error| {
-        let v = match err.kind() {
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => Verdict::Rst,
-            io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-            | io::ErrorKind::NetworkDown => Verdict::Icmp,
-            io::ErrorKind::TimedOut => Verdict::Silent,
-            _ => Verdict::Error,
-        };
-        (v, Some(err))
-    };
-    stream
-        .write_all(&heartbeat::ping(seq))
-        .await
-        .map_err(classify)?;
-    let deadline = TokioInstant::now() + within;
-    let mut buf = [0u8; 1024];
-    loop {
-        tokio::select! {
-            _ = sleep_until(deadline) => return Err((Verdict::Silent, None)),
-            r = stream.readable() => {
-                r.map_err(classify)?;
-                match stream.try_read(&mut buf) {
-                    Ok(0) => return Err((Verdict::Closed, None)),
-                    Ok(n) => {
-                        let mut answered = false;
-                        let fed = decoder.feed(&buf[..n], |m| {
-                            if matches!(m, Message::Pong(s) | Message::Ping(s) if s == seq) {
-                                answered = true;
-                            }
-                        });
-                        if answered {
-                            return Ok(());
-                        }
-                        if fed.is_err() {
-                            return Err((Verdict::Error, None));
-                        }
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(err) => return Err(classify(err)),
-                }
-            }
-        }
-    }
 }
 
 /// Whether `peer` answers a heartbeat: `PING 1` on a connection of its own, answered by `PONG 1` or
@@ -511,7 +851,7 @@ pub async fn answers_ping(peer: SocketAddr, rtt: Duration, connect_timeout: Dura
         return false;
     };
     let mut decoder = Decoder::new();
-    let ok = ping(&mut stream, &mut decoder, 1, reply_timeout(rtt))
+    let ok = conn::ping(&mut stream, &mut decoder, 1, reply_timeout(rtt))
         .await
         .is_ok();
     let _ = stream.shutdown().await;
@@ -531,6 +871,11 @@ mod tests {
         let b = Bracket::default();
         let r1 = next_round(&b, true, s(8.0), Duration::ZERO, 8, s(0.1));
         assert_eq!(r1, (1..=8).map(|i| s(i as f64)).collect::<Vec<_>>());
+        // The keepalive method cannot test under 1 s: the short points are raised to it, once.
+        let r1 = next_round(&b, true, s(4.0), KEEPALIVE_FLOOR, 8, s(0.1));
+        assert_eq!(r1[0], s(1.0));
+        assert_eq!(r1[1], s(1.5));
+        assert_eq!(r1.len(), 7);
         let mut b = Bracket::default();
         for (idle, v) in [
             (1.0, Verdict::Alive),
@@ -549,33 +894,79 @@ mod tests {
                 high: Some(s(4.0))
             }
         );
-        let r2 = next_round(&b, false, s(10.0), s(5.0), 8, s(0.1));
+        let r2 = next_round(&b, false, s(10.0), Duration::ZERO, 8, s(0.1));
         assert_eq!(r2.len(), 7);
         assert!(r2.iter().all(|p| *p > s(3.0) && *p < s(4.0)), "{r2:?}");
         assert_eq!(r2[0], Duration::from_millis(3125));
     }
 
     #[test]
-    fn stops_when_narrow_enough_out_of_time_or_nothing_expired() {
+    fn stops_when_narrow_enough_or_nothing_expired() {
         let narrow = Bracket {
             low: s(3.0),
             high: Some(s(3.05)),
         };
-        assert!(next_round(&narrow, false, s(10.0), s(1.0), 8, s(0.1)).is_empty());
-        // Only the points that fit in the time left: 2 s left, bracket (1, 3].
-        let b = Bracket {
-            low: s(1.0),
-            high: Some(s(3.0)),
-        };
-        let r = next_round(&b, false, s(10.0), s(8.0), 4, s(0.1));
-        assert_eq!(r, vec![s(1.5), s(2.0)]);
-        assert!(next_round(&b, false, s(10.0), s(9.5), 4, s(0.1)).is_empty());
+        assert!(next_round(&narrow, false, s(10.0), Duration::ZERO, 8, s(0.1)).is_empty());
         // Round 1 found nothing: the timeout is above MAX, done.
         let none = Bracket {
             low: s(8.0),
             high: None,
         };
-        assert!(next_round(&none, false, s(8.0), s(9.0), 8, s(0.1)).is_empty());
+        assert!(next_round(&none, false, s(8.0), Duration::ZERO, 8, s(0.1)).is_empty());
+    }
+
+    #[test]
+    fn points_go_to_the_held_connection_idle_longest_under_them_or_to_fresh_ones_in_time() {
+        let points = [s(2.0), s(3.0), s(4.0)];
+        // 3.5 s idle serves 4 s; 2.9 s serves 3 s; nothing under 2 s is held: fresh.
+        let ages = [s(2.9), s(3.5), s(0.5), s(4.5)];
+        let a = assign(&points, &ages, s(1.0), s(20.0), s(1.0), s(0.01));
+        assert_eq!(
+            a,
+            vec![
+                (s(2.0), Use::Held(2)),
+                (s(3.0), Use::Held(0)),
+                (s(4.0), Use::Held(1))
+            ]
+        );
+        // A held connection idle exactly as long as the point is too late to be told in time.
+        let a = assign(&[s(3.0)], &[s(3.0)], s(1.0), s(20.0), s(1.0), s(0.01));
+        assert_eq!(a, vec![(s(3.0), Use::Fresh)]);
+        // Out of time: 10 s budget, 6 s gone, 1 s to answer: a fresh 4 s no longer fits, a held
+        // connection 0.5 s from 4 s does.
+        let a = assign(&[s(4.0)], &[], s(6.0), s(10.0), s(1.0), s(0.01));
+        assert!(a.is_empty(), "{a:?}");
+        let a = assign(&[s(4.0)], &[s(3.5)], s(6.0), s(10.0), s(1.0), s(0.01));
+        assert_eq!(a, vec![(s(4.0), Use::Held(0))]);
+    }
+
+    /// The connections opened ahead are idle exactly the next round's points when the round ends,
+    /// whichever gap the timeout is in.
+    #[test]
+    fn connections_opened_ahead_land_on_the_next_rounds_points() {
+        let (max, answer) = (s(8.0), s(1.0));
+        let r1 = next_round(&Bracket::default(), true, max, Duration::ZERO, 8, s(0.01));
+        let step = r1[1] - r1[0];
+        let opened = ahead(step, 8, answer);
+        for gap in 0..r1.len() {
+            let high = r1[gap];
+            let low = if gap == 0 {
+                Duration::ZERO
+            } else {
+                r1[gap - 1]
+            };
+            // Fresh connections opened at 0 probe at their idle; the round ends when the first
+            // forgotten one is known.
+            let ends = high + answer;
+            let mut ages: Vec<Duration> = opened.iter().map(|o| ends - *o).collect();
+            ages.sort();
+            let b = Bracket {
+                low,
+                high: Some(high),
+            };
+            let r2 = next_round(&b, false, max, Duration::ZERO, 8, s(0.01));
+            assert_eq!(ages, r2, "gap {gap}");
+        }
     }
 
     #[test]
@@ -587,6 +978,7 @@ mod tests {
         b.update(s(2.5), Verdict::Error);
         b.update(s(3.5), Verdict::Icmp);
         b.update(s(1.0), Verdict::Alive);
+        b.update(s(0.5), Verdict::Closed);
         assert_eq!(
             b,
             Bracket {
@@ -596,6 +988,27 @@ mod tests {
         );
         assert_eq!(reply_timeout(Duration::from_millis(3)), s(1.0));
         assert_eq!(reply_timeout(Duration::from_millis(300)), s(3.0));
+        assert_eq!(
+            answer_within(Method::Keepalive, Duration::from_millis(150)),
+            s(2.0)
+        );
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn search(peer: SocketAddr, method: Method, max: f64) -> Search {
+        Search {
+            peer,
+            method,
+            max: s(max),
+            rtt: Duration::from_micros(50),
+            connect_timeout: s(2.0),
+        }
     }
 
     /// Against a real echo server on loopback (no middlebox: nothing expires), every connection
@@ -618,31 +1031,173 @@ mod tests {
                 });
             }
         });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let start = Instant::now();
-        let r = rt
+        let r = runtime()
             .block_on(discover(
-                addr,
-                s(0.8),
-                Duration::from_micros(50),
-                s(2.0),
+                search(addr, Method::Ping, 0.8),
                 &|_| {},
                 std::future::pending(),
             ))
             .unwrap();
         assert!(start.elapsed() < s(0.8) + s(1.0), "{:?}", start.elapsed());
         assert_eq!((r.high_ms, r.behaviour, r.rounds), (None, None, 1), "{r:?}");
-        assert_eq!(r.low_ms, 800);
-        assert_eq!(r.connections.len(), PER_ROUND);
+        assert_eq!(r.method, Method::Ping);
+        // The bracket is measured idle: a few ms over the planned 800 ms.
+        assert!((800..850).contains(&r.low_ms), "{r:?}");
+        let tested: Vec<_> = r.connections.iter().filter(|e| e.idle_ms > 0).collect();
+        assert_eq!(tested.len(), PER_ROUND, "{r:?}");
         assert!(
-            r.connections.iter().all(|e| e.verdict == Verdict::Alive),
+            tested
+                .iter()
+                .all(|e| e.verdict == Verdict::Alive && e.answer == Answer::Pong),
+            "{r:?}"
+        );
+        assert!(tested.iter().all(|e| e.idled_ms >= e.idle_ms), "{r:?}");
+    }
+
+    /// A server that never says a word, on loopback: the kernel ACKs every keepalive probe, nothing
+    /// expires, and the search takes MAX, not the sum of its idle times (8 of them, 1 … 2 s).
+    #[test]
+    fn loopback_keepalive_probes_are_acked_by_a_server_that_never_speaks() {
+        if !crate::sys::capabilities().keepalive_probe {
+            return;
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let start = Instant::now();
+        let r = runtime()
+            .block_on(discover(
+                search(addr, Method::Keepalive, 2.0),
+                &|_| {},
+                std::future::pending(),
+            ))
+            .unwrap();
+        let took = start.elapsed();
+        assert!(took >= s(2.0) && took < s(3.0), "{took:?}");
+        assert_eq!((r.high_ms, r.behaviour, r.rounds), (None, None, 1), "{r:?}");
+        assert_eq!(r.method, Method::Keepalive);
+        assert!((2000..2050).contains(&r.low_ms), "{r:?}");
+        let tested: Vec<_> = r.connections.iter().filter(|e| e.idle_ms > 0).collect();
+        assert!(tested.len() >= 5, "{r:?}");
+        for e in &tested {
+            assert_eq!(
+                (e.verdict, e.answer),
+                (Verdict::Alive, Answer::Ack),
+                "{e:?}"
+            );
+            // Probed on time: never early, late by at most the poll and the scheduler.
+            assert!(
+                e.idled_ms >= e.idle_ms && e.idled_ms < e.idle_ms + 100,
+                "{e:?}"
+            );
+        }
+        drop(l);
+    }
+
+    /// A server that greets on connect (as SMTP, SSH and MySQL do) and then says nothing: the
+    /// greeting restarts the idle clock instead of making the connection "not idle", and a server
+    /// that keeps talking is not idle.
+    #[test]
+    fn a_greeting_restarts_the_idle_clock_but_a_chatty_server_is_not_idle() {
+        use std::io::Write;
+        if !crate::sys::capabilities().keepalive_probe {
+            return;
+        }
+        let serve = |chatty: bool| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            std::thread::spawn(move || {
+                for c in l.incoming() {
+                    let Ok(mut c) = c else { return };
+                    std::thread::spawn(move || {
+                        let _ = c.write_all(b"220 tcphb-test ready\r\n");
+                        // A chatty server speaks again after 1.2 s: the behaviour under test.
+                        if chatty {
+                            std::thread::sleep(Duration::from_millis(1200));
+                            let _ = c.write_all(b"250 still here\r\n");
+                        }
+                        std::thread::sleep(Duration::from_secs(5));
+                    });
+                }
+            });
+            addr
+        };
+        let r = runtime()
+            .block_on(discover(
+                search(serve(false), Method::Keepalive, 1.5),
+                &|_| {},
+                std::future::pending(),
+            ))
+            .unwrap();
+        assert!(!r.connections.is_empty(), "{r:?}");
+        for e in &r.connections {
+            assert_eq!(
+                (e.verdict, e.answer),
+                (Verdict::Alive, Answer::Ack),
+                "{r:?}"
+            );
+        }
+        let r = runtime()
+            .block_on(discover(
+                search(serve(true), Method::Keepalive, 2.0),
+                &|_| {},
+                std::future::pending(),
+            ))
+            .unwrap();
+        for e in &r.connections {
+            if e.idle_ms > 1200 {
+                assert_eq!(e.verdict, Verdict::PeerSpoke, "{r:?}");
+                assert!((1150..1400).contains(&e.idled_ms), "{r:?}");
+            }
+        }
+        assert!(
+            r.notes.iter().any(|n| n.contains("sent data on its own")),
+            "{r:?}"
+        );
+    }
+
+    /// A server closing idle connections after 1.5 s (FIN): the connections idle longer are the
+    /// server's own close with its time, not the path's expiry.
+    #[test]
+    fn a_server_closing_idle_connections_is_its_own_close_not_the_paths() {
+        if !crate::sys::capabilities().keepalive_probe {
+            return;
+        }
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                std::thread::spawn(move || {
+                    // The server's idle timeout: the behaviour under test, not sequencing.
+                    std::thread::sleep(Duration::from_millis(1500));
+                    drop(c);
+                });
+            }
+        });
+        let r = runtime()
+            .block_on(discover(
+                search(addr, Method::Keepalive, 3.0),
+                &|_| {},
+                std::future::pending(),
+            ))
+            .unwrap();
+        assert_eq!((r.high_ms, r.behaviour), (None, None), "{r:?}");
+        let c = r.server_close.as_ref().expect("the server's close");
+        assert_eq!(c.how, ServerCloseHow::Fin, "{r:?}");
+        assert!(c.after_ms >= 1490 && c.after_ms < 1700, "{r:?}");
+        assert!(r.low_ms < 1500, "{r:?}");
+        assert!(
+            r.connections
+                .iter()
+                .filter(|e| e.verdict == Verdict::Closed)
+                .all(|e| e.answer == Answer::FinByServer && e.idled_ms >= 1490),
             "{r:?}"
         );
         assert!(
-            r.connections.iter().all(|e| e.idled_ms >= e.idle_ms),
+            r.notes
+                .iter()
+                .any(|n| n.contains("closes idle connections itself after 1.")),
             "{r:?}"
         );
     }

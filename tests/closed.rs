@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::CommandFactory;
 use common::{Proc, bin, closing_server, code, json};
 use nix::sys::signal::Signal;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn connect(args: &[&str]) -> Output {
     Command::new(bin())
@@ -410,4 +410,130 @@ fn an_nginx_closing_an_idle_connection_is_not_a_detection() {
     // nginx's timers run on its event loop: on time, late by its timer slack on a loaded machine.
     assert_idle_near(&v, 2000, 1000);
     drop(nginx);
+}
+
+/// `probe --idle-timeout` against an nginx that closes idle connections after 2 s
+/// (client_header_timeout): nginx answers no PING, so keepalive probes test the connections, and
+/// the 2 s is reported as the server's own close (FIN) with its time — not as the path's expiry.
+#[test]
+fn probe_names_an_nginxs_own_idle_close_apart_from_the_path() {
+    let Some(binary) = nginx_binary("probe_names_an_nginxs_own_idle_close_apart_from_the_path")
+    else {
+        return;
+    };
+    let nginx = Nginx::start(&binary, "2s");
+    let peer = format!("127.0.0.1:{}", nginx.port);
+    let out = Command::new(bin())
+        .args(["probe", &peer, "--idle-timeout", "4s", "--format", "json"])
+        .output()
+        .expect("run tcphb probe");
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
+    let i = &v["idle_timeout"];
+    eprintln!(
+        "nginx closing idle connections at 2 s: {}",
+        i["server_close"]
+    );
+    assert_eq!(i["method"], "keepalive", "{i}");
+    assert_eq!(i["high_ms"], Value::Null, "not the path's expiry: {i}");
+    assert_eq!(i["behaviour"], Value::Null, "{i}");
+    let c = &i["server_close"];
+    assert_eq!(c["how"], "fin", "{i}");
+    // nginx's timers run on its event loop: on time, late by its timer slack on a loaded machine.
+    let after = c["after_ms"].as_u64().unwrap();
+    assert!((1950..3000).contains(&after), "{i}");
+    assert!(i["low_ms"].as_u64().unwrap() < after, "{i}");
+    assert!(
+        i["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["response"] == "ack" || e["response"] == "fin_by_server"),
+        "{i}"
+    );
+    drop(nginx);
+}
+
+/// A server that aborts each connection with a RST (SO_LINGER 0) `after` its accept, having sent
+/// nothing.
+fn resetting_server(after: Duration) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            thread::spawn(move || {
+                // The server's idle timeout: the behaviour under test, not sequencing.
+                thread::sleep(after);
+                socket2::SockRef::from(&c)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(c);
+            });
+        }
+    });
+    port
+}
+
+/// A live server that aborts an idle connection with a RST that answers nothing tcphb sent (no
+/// data, no keepalive probe unanswered) closes it itself, like a FIN: closed by the peer, how
+/// `rst`, exit 5 — not a dead peer. `probe --idle-timeout` names it the same way.
+#[test]
+fn a_server_resetting_an_idle_connection_is_its_own_close_not_a_death() {
+    let port = resetting_server(Duration::from_millis(2000));
+    let peer = format!("127.0.0.1:{port}");
+    // Keepalive 1s,1s,5: one probe answered at 1 s, none outstanding when the RST comes at 2 s.
+    for ka in ["5s,1s,3", "1s,1s,5"] {
+        let out = connect(&[&peer, "--keepalive", ka, "--format", "json"]);
+        let v = json(&out);
+        common::assert_schema("connect.schema.json", &v);
+        assert_eq!(code(&out), 5, "{ka}: {v}");
+        assert_eq!(
+            (&v["outcome"], &v["closed_by"], &v["how"]),
+            (&json!("closed"), &json!("peer"), &json!("rst")),
+            "{ka}: {v}"
+        );
+        assert!(v["detected_by"].is_null() && v["agrees"].is_null(), "{v}");
+        assert_eq!(v["errno"], "ECONNRESET", "the evidence stays: {v}");
+        assert_idle_near(&v, 2000, 1000);
+    }
+    let out = connect(&[&peer, "--keepalive", "5s,1s,3"]);
+    assert_eq!(code(&out), 5);
+    let table = String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(table.contains("peer (RST)"), "{table}");
+    assert!(
+        table.contains("The server closed this idle connection after 2.")
+            && table.contains("a RST that answered nothing tcphb sent"),
+        "{table}"
+    );
+
+    let out = Command::new(bin())
+        .args(["probe", &peer, "--idle-timeout", "3s", "--format", "json"])
+        .output()
+        .expect("run tcphb probe");
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
+    let i = &v["idle_timeout"];
+    assert_eq!(
+        (&i["high_ms"], &i["behaviour"]),
+        (&Value::Null, &Value::Null),
+        "{i}"
+    );
+    assert_eq!(i["server_close"]["how"], "rst", "{i}");
+    let after = i["server_close"]["after_ms"].as_u64().unwrap();
+    assert!((1990..2500).contains(&after), "{i}");
+    assert!(
+        i["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["response"] == "ack" || e["response"] == "rst_by_server"),
+        "{i}"
+    );
 }

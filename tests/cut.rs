@@ -158,3 +158,57 @@ fn connect_shows_the_routers_icmp_errors_as_the_cause() {
     );
     drop(listen);
 }
+
+/// A rebooted peer answers RST to the next segment it receives — the keepalive probe of an idle
+/// connection, the PING of a heartbeat: that RST answers something tcphb sent, so it stays a dead
+/// peer (exit 3, detected by reset), unlike a live server's unprompted RST on an idle connection
+/// (tests/closed.rs), which is its own close.
+#[test]
+fn a_rebooted_peers_rst_to_a_probe_or_a_ping_is_a_death_not_its_own_close() {
+    if !lab_allowed("a_rebooted_peers_rst_to_a_probe_or_a_ping_is_a_death_not_its_own_close") {
+        return;
+    }
+    let lab = Lab::build().expect("build the lab");
+    let server = lab.server_addr();
+    let peer = format!("{server}:7878");
+    let listen = tcphb_in(&lab, Node::Server, &["listen", &peer, "--rst-on-exit"]);
+    listen.wait_stderr("listen banner", Duration::from_secs(10), |t| {
+        t.contains("listening on ")
+    });
+    let connect = |extra: &[&str]| {
+        let mut a = vec!["connect", peer.as_str(), "--format", "json"];
+        a.extend_from_slice(extra);
+        tcphb_in(&lab, Node::Client, &a)
+    };
+    let ka = connect(&["--keepalive", "2s,1s,5"]);
+    let hb = connect(&["--heartbeat", "500ms,20"]);
+    wait_until(
+        "both connections established",
+        Duration::from_secs(10),
+        || {
+            ss_in(&lab, Node::Client)
+                .iter()
+                .filter(|s| s.state == "ESTAB" && s.peer_port() == 7878)
+                .count()
+                == 2
+        },
+    );
+    // The reboot: the path goes first so the peer's own RSTs are lost, the peer forgets, the path
+    // comes back.
+    lab.cut(PathFault::Blackhole).expect("cut");
+    listen.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = listen.wait_output(Duration::from_secs(10));
+    lab.heal(PathFault::Blackhole).expect("heal");
+    for (p, what) in [(ka, "keepalive probe"), (hb, "heartbeat PING")] {
+        let out = p.wait_output(Duration::from_secs(15));
+        let v = json(&out);
+        common::assert_schema("connect.schema.json", &v);
+        eprintln!("RST to a {what}: {v}");
+        assert_eq!(code(&out), 3, "{what}: {v}");
+        assert_eq!(
+            (&v["outcome"], &v["detected_by"], &v["errno"]),
+            (&json!("dead"), &json!("reset"), &json!("ECONNRESET")),
+            "{what}: {v}"
+        );
+    }
+}

@@ -603,6 +603,64 @@ fn the_validator_rejects_documents_that_break_the_contract() {
         ],
     );
 
+    // probe --idle-timeout: the method, the server's own close and each connection's response are
+    // part of the contract. A silent server: the keepalive method.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_peer = silent.local_addr().unwrap().to_string();
+    let out = run(&[
+        "probe",
+        &silent_peer,
+        "--idle-timeout",
+        "1s",
+        "--idle-method",
+        "keepalive",
+        "--format",
+        "json",
+    ]);
+    let idle = stdout_json(&out, &[0]);
+    assert_eq!(idle["idle_timeout"]["method"], "keepalive", "{idle}");
+    assert_rejected(
+        "probe.schema.json",
+        &idle,
+        &[
+            ("an unknown method", |d| {
+                d["idle_timeout"]["method"] = json!("telepathy")
+            }),
+            ("a missing server_close", |d| {
+                d["idle_timeout"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("server_close");
+            }),
+            ("a server close without its time", |d| {
+                d["idle_timeout"]["server_close"] = json!({"how": "fin", "connections": 1})
+            }),
+            ("a server close that is neither FIN nor RST", |d| {
+                d["idle_timeout"]["server_close"] =
+                    json!({"after_ms": 2000, "latest_ms": 2000, "how": "timeout", "connections": 1})
+            }),
+            ("an unknown response", |d| {
+                d["idle_timeout"]["connections"][0]["response"] = json!("maybe")
+            }),
+            ("a connection without its response", |d| {
+                d["idle_timeout"]["connections"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("response");
+            }),
+        ],
+    );
+    // A server close as probe prints it is valid.
+    let mut closing = idle.clone();
+    closing["idle_timeout"]["server_close"] =
+        json!({"after_ms": 2000, "latest_ms": 2003, "how": "fin", "connections": 3});
+    assert_valid(
+        "probe.schema.json",
+        &schema_validator("probe.schema.json"),
+        &closing,
+    );
+    drop(silent);
+
     // compare's facts as they were before schema 2 (sysctl names, numbers as strings) are rejected.
     let facts = schema_validator_for(&json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::ProbeArgs;
+use crate::cli::{IdleMethodArg, ProbeArgs};
 use crate::exit;
 use crate::idle::{self, IdleTimeout};
 use crate::predict::os::for_os;
@@ -89,23 +89,24 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
             let discovery = async {
                 match args.idle_timeout {
                     Some(max) => {
+                        let method = idle_method(args, peer, path.rtt).await?;
                         super::progress(&format!(
-                            "tcphb: looking for the path's idle timeout up to {} (at most {} more)",
+                            "tcphb: looking for the path's idle timeout up to {} with {} (at most {} in all)",
                             human_ms(Some(max.ms())),
-                            human_ms(Some((max + idle::reply_timeout(path.rtt)).ms()))
+                            method.describe(),
+                            human_ms(Some(idle::longest(method, max, path.rtt).ms()))
                         ));
-                        Some(
-                            idle::discover(
-                                peer,
-                                max,
-                                path.rtt,
-                                args.connect_timeout,
-                                &|line| super::progress(&line),
-                                interrupt.wait(),
-                            )
-                            .await,
-                        )
-                        .transpose()
+                        let search = idle::Search {
+                            peer,
+                            method,
+                            max,
+                            rtt: path.rtt,
+                            connect_timeout: args.connect_timeout,
+                        };
+                        anyhow::Ok(Some(
+                            idle::discover(search, &|line| super::progress(&line), interrupt.wait())
+                                .await?,
+                        ))
                     }
                     None => Ok(None),
                 }
@@ -152,12 +153,20 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     let recommendation = match args.detect_within {
         None => None,
         Some(within) => {
-            // Does the peer speak the heartbeat protocol? Asked on a connection of its own.
-            let answers = super::runtime()?.block_on(idle::answers_ping(
-                peer,
-                path.rtt,
-                args.connect_timeout,
-            ));
+            // Does the peer speak the heartbeat protocol? Already asked by --idle-timeout's `auto`;
+            // else asked on a connection of its own.
+            let asked = idle_timeout
+                .as_ref()
+                .filter(|_| args.idle_method == IdleMethodArg::Auto)
+                .map(|i| i.method == idle::Method::Ping);
+            let answers = match asked {
+                Some(a) => a,
+                None => super::runtime()?.block_on(idle::answers_ping(
+                    peer,
+                    path.rtt,
+                    args.connect_timeout,
+                )),
+            };
             super::progress(&format!(
                 "tcphb: the peer {} PING 1",
                 if answers {
@@ -237,6 +246,52 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
         report: Report::Probe(Box::new(report)),
         code,
     })
+}
+
+/// The test packet of `--idle-timeout`: as asked, or (auto) PING when the peer answers `PING 1`, else
+/// the keepalive probe. The keepalive probe needs Linux (exit 4 elsewhere) and idle times from 1 s
+/// (exit 2 for a shorter MAX).
+async fn idle_method(
+    args: &ProbeArgs,
+    peer: std::net::SocketAddr,
+    rtt: Duration,
+) -> anyhow::Result<idle::Method> {
+    let method = match args.idle_method {
+        IdleMethodArg::Ping => idle::Method::Ping,
+        IdleMethodArg::Keepalive => idle::Method::Keepalive,
+        IdleMethodArg::Auto => {
+            if idle::answers_ping(peer, rtt, args.connect_timeout).await {
+                super::progress(
+                    "tcphb: the peer answered PING 1: testing idle connections with PING",
+                );
+                idle::Method::Ping
+            } else {
+                super::progress(
+                    "tcphb: the peer answered no PING 1: testing idle connections with keepalive probes",
+                );
+                idle::Method::Keepalive
+            }
+        }
+    };
+    if method == idle::Method::Keepalive {
+        if !sys::capabilities().keepalive_probe {
+            return Err(crate::exit::CliError::Environment(sys::NO_KEEPALIVE_PROBE.into()).into());
+        }
+        let max = args.idle_timeout.unwrap_or_default();
+        if max < idle::KEEPALIVE_FLOOR {
+            return Err(crate::exit::CliError::Usage(format!(
+                "--idle-timeout {} is below 1 s, the shortest idle a keepalive probe can test (TCP_KEEPIDLE is whole seconds){}: give 1s or more",
+                human_ms(Some(max.ms())),
+                if args.idle_method == IdleMethodArg::Auto {
+                    ", and the peer answers no PING"
+                } else {
+                    ""
+                }
+            ))
+            .into());
+        }
+    }
+    Ok(method)
 }
 
 /// How many times `--verify` measures each fault × load.

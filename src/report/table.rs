@@ -905,26 +905,43 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
         out.push(Block::Gap);
         out.extend(line(idle_text(i)));
         let mut t = new_table();
-        t.set_header(vec!["round", "idle (planned)", "idle (measured)", "result"]);
+        t.set_header(vec![
+            "round",
+            "idle (planned)",
+            "idle (measured)",
+            "answer",
+            "result",
+        ]);
         for e in &i.connections {
+            let errno = e.errno.as_deref();
             let result = match e.verdict {
-                Verdict::Alive => format!("alive, answered in {:.1} ms", e.reply_ms.unwrap_or(0.0)),
-                Verdict::Silent => {
-                    format!("no answer within {}", human_ms(Some(i.reply_timeout_ms)))
+                Verdict::Alive => format!("alive ({:.1} ms)", e.reply_ms.unwrap_or(0.0)),
+                Verdict::Silent => match errno {
+                    Some(x) => format!("forgotten ({x})"),
+                    None => format!("forgotten (none in {})", human_ms(Some(i.reply_timeout_ms))),
+                },
+                Verdict::Rst | Verdict::Icmp => {
+                    format!(
+                        "forgotten{}",
+                        errno.map(|x| format!(" ({x})")).unwrap_or_default()
+                    )
                 }
+                Verdict::Closed => "server closed".to_string(),
                 v => format!(
                     "{}{}",
                     v.name().replace('_', " "),
-                    e.errno
-                        .as_deref()
-                        .map(|e| format!(" ({e})"))
-                        .unwrap_or_default()
+                    errno.map(|x| format!(" ({x})")).unwrap_or_default()
                 ),
             };
             t.add_row(vec![
                 e.round.to_string(),
-                secs2_ms(e.idle_ms),
+                if e.idle_ms == 0 {
+                    "-".to_string()
+                } else {
+                    secs2_ms(e.idle_ms)
+                },
                 secs2_ms(e.idled_ms),
+                e.answer.name().replace('_', " "),
                 result,
             ]);
         }

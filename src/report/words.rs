@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::detection::{CloseHow, ClosedBy, Detection, IcmpSeen, Mechanism, Outcome};
-use crate::idle::IdleTimeout;
+use crate::idle::{IdleTimeout, ServerCloseHow};
 use crate::predict::{Expected, Prediction};
 use crate::scenario::{Fault, Load};
 use crate::settings::Effective;
@@ -69,6 +69,7 @@ pub(super) fn closer_text(d: &Detection) -> String {
         d.closed_by.map_or("?", ClosedBy::name),
         match d.how {
             Some(CloseHow::Fin) => "FIN",
+            Some(CloseHow::Rst) => "RST",
             Some(h) => h.name(),
             None => "?",
         }
@@ -78,7 +79,12 @@ pub(super) fn closer_text(d: &Detection) -> String {
 /// A sentence for an ending the prediction does not judge: a close (by the peer — `who`, "server" or
 /// "client" — or by tcphb) or a reset. `None` for the endings that are judged or still alive.
 pub(super) fn ending_sentence(d: &Detection, who: &str) -> Option<String> {
-    let not_judged = "a FIN with nothing cut: not a death, so not judged against the prediction";
+    let not_judged = match d.how {
+        Some(CloseHow::Rst) => {
+            "a RST that answered nothing tcphb sent, with nothing cut: not a death, so not judged against the prediction"
+        }
+        _ => "a FIN with nothing cut: not a death, so not judged against the prediction",
+    };
     match (d.outcome, d.closed_by, d.detected_by) {
         (Outcome::Closed, Some(ClosedBy::Peer), _) if d.idle_ms >= 1000 => Some(format!(
             "The {who} closed this idle connection after {}: its own idle timeout ({not_judged}).",
@@ -120,12 +126,29 @@ pub(super) fn predicted(ms: Option<u64>, by: Option<Mechanism>) -> String {
     }
 }
 
-/// The idle timeout in one sentence.
+/// The idle timeout in one sentence (and the server's own idle close in another).
 pub(super) fn idle_text(i: &IdleTimeout) -> String {
+    let how = format!("Tested with {}.", i.method.describe());
+    let server = i.server_close.as_ref().map_or(String::new(), |c| {
+        format!(
+            " The server itself closed {} idle connections ({}), the first after {}: its own idle timeout{}.",
+            c.connections,
+            match c.how {
+                ServerCloseHow::Fin => "FIN",
+                ServerCloseHow::Rst => "RST",
+            },
+            secs2_ms(c.after_ms),
+            if i.high_ms.is_none_or(|h| h > c.after_ms) {
+                ", which ends idle connections before the path does"
+            } else {
+                ""
+            }
+        )
+    });
     if i.partial {
         let high = i.high_ms.map_or("not yet found".into(), secs2_ms);
         return format!(
-            "Idle timeout (measured, interrupted after {} rounds): at least {}, at most {high}. Evidence from {} connections:\n",
+            "Idle timeout of the path (measured, interrupted after {} rounds): at least {}, at most {high}. {how}{server} Evidence from {} connections:\n",
             i.rounds,
             secs2_ms(i.low_ms),
             i.connections.len()
@@ -133,7 +156,7 @@ pub(super) fn idle_text(i: &IdleTimeout) -> String {
     }
     match (i.high_ms, i.behaviour) {
         (Some(high), Some(b)) => format!(
-            "Idle timeout (measured): between {} and {}; the path {}. Evidence from {} connections in {} rounds, {} in all:\n",
+            "Idle timeout of the path (measured): between {} and {}; the path {}. {how}{server} Evidence from {} connections in {} rounds, {} in all:\n",
             secs2_ms(i.low_ms),
             secs2_ms(high),
             b.describe(),
@@ -141,8 +164,14 @@ pub(super) fn idle_text(i: &IdleTimeout) -> String {
             i.rounds,
             human_ms(Some(i.elapsed_ms))
         ),
+        _ if i.server_close.is_some() => format!(
+            "Idle timeout of the path (measured): none seen; every connection tested up to {} still answered. {how}{server} {} connections, {} in all:\n",
+            secs2_ms(i.low_ms),
+            i.connections.len(),
+            human_ms(Some(i.elapsed_ms))
+        ),
         _ => format!(
-            "Idle timeout (measured): none up to {}: every connection idle that long still answered. {} connections, {} in all:\n",
+            "Idle timeout of the path (measured): none up to {}: every connection idle that long still answered. {how} {} connections, {} in all:\n",
             secs2_ms(i.max_ms),
             i.connections.len(),
             human_ms(Some(i.elapsed_ms))

@@ -28,6 +28,22 @@ pub fn host_facts() -> HostFacts {
     }
 }
 
+/// Whether TCP_KEEPIDLE re-arms a running keepalive timer from the last packet heard is Linux's
+/// behaviour: elsewhere the on-demand probe is not offered.
+pub fn keepalive_hold(
+    _sock: &impl AsSocket,
+    _interval: std::time::Duration,
+) -> Result<(), PlatformError> {
+    Err(PlatformError::Unsupported(super::NO_KEEPALIVE_PROBE.into()))
+}
+
+pub fn keepalive_probe_now(_sock: &impl AsSocket) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        super::NO_KEEPALIVE_PROBE,
+    ))
+}
+
 pub fn enable_recverr(_sock: &Socket, _ipv6: bool) -> Result<(), PlatformError> {
     Err(PlatformError::Unsupported(super::NO_RECVERR.into()))
 }

@@ -22,7 +22,29 @@ pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, s
 pub const CAPABILITIES: Capabilities = Capabilities {
     rules: Os::Linux.rules(),
     recverr: true,
+    keepalive_probe: true,
 };
+
+/// TCP_KEEPIDLE's largest value (MAX_TCP_KEEPIDLE in include/net/tcp.h), s.
+const KEEPIDLE_MAX: Duration = Duration::from_secs(32_767);
+
+pub fn keepalive_hold(sock: &impl AsSocket, interval: Duration) -> Result<(), PlatformError> {
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPIDLE_MAX)
+        .with_interval(interval.max(Duration::from_secs(1)))
+        .with_retries(1);
+    socket2::SockRef::from(sock)
+        .set_tcp_keepalive(&ka)
+        .map_err(|e| PlatformError::Unsupported(format!("cannot arm TCP keepalive: {e}")))
+}
+
+pub fn keepalive_probe_now(sock: &impl AsSocket) -> io::Result<()> {
+    // With SO_KEEPALIVE already on, setting TCP_KEEPIDLE re-arms the timer for (new idle − time
+    // idle so far), i.e. now when the connection has been idle 1 s or more (tcp_sock_set_keepidle).
+    // Turning SO_KEEPALIVE on here instead would arm it a whole idle from now.
+    socket2::SockRef::from(sock)
+        .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(1)))
+}
 
 /// TCP_USER_TIMEOUT, in milliseconds.
 pub fn set_user_timeout(sock: &Socket, uto: Duration) -> io::Result<()> {

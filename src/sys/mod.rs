@@ -58,6 +58,9 @@ pub struct Capabilities {
     pub rules: &'static OsRules,
     /// IP_RECVERR and a raw ICMP observer (`probe --recverr`, ICMP evidence): Linux.
     pub recverr: bool,
+    /// A keepalive probe sent on demand ([`keepalive_probe_now`]), the test packet of `probe
+    /// --idle-timeout` against a peer that answers no PING: Linux.
+    pub keepalive_probe: bool,
 }
 
 /// What this platform can do.
@@ -272,6 +275,10 @@ pub fn errno_text(e: &io::Error) -> String {
 const NO_RECVERR: &str =
     "--recverr needs IP_RECVERR, which only Linux has: drop --recverr on this system";
 
+/// Why `probe --idle-timeout` cannot use the keepalive probe where [`Capabilities::keepalive_probe`]
+/// is false.
+pub const NO_KEEPALIVE_PROBE: &str = "the peer answers no PING, and sending a keepalive probe on demand (the test packet against any TCP server) needs Linux: run --idle-timeout from a Linux host, or against a tcphb listen or an echo service";
+
 /// `--recverr` can work here, or `Unsupported` (exit 4) saying why not.
 pub fn check_recverr() -> Result<(), PlatformError> {
     if capabilities().recverr {
@@ -285,6 +292,22 @@ pub fn check_recverr() -> Result<(), PlatformError> {
 /// none ([`Capabilities::recverr`]).
 pub fn enable_recverr(sock: &Socket, ipv6: bool) -> Result<(), PlatformError> {
     imp::enable_recverr(sock, ipv6)
+}
+
+/// Arm a connection for [`keepalive_probe_now`]: SO_KEEPALIVE on with the longest idle the kernel
+/// takes (so nothing fires while the connection idles), `interval` from the probe to giving up, and
+/// one probe only: unanswered, the connection ends ETIMEDOUT `interval` after it. `Unsupported`
+/// where [`Capabilities::keepalive_probe`] is false.
+pub fn keepalive_hold(sock: &impl AsSocket, interval: Duration) -> Result<(), PlatformError> {
+    imp::keepalive_hold(sock, interval)
+}
+
+/// Send one keepalive probe now on a connection armed by [`keepalive_hold`] and idle for at least
+/// 1 s: the kernel re-arms its keepalive timer for the new idle (1 s) less the time already idle,
+/// which is due at once. The probe carries no data (sequence number one below the next to send),
+/// so neither the peer's application nor its idle timer sees it; its kernel answers with an ACK.
+pub fn keepalive_probe_now(sock: &impl AsSocket) -> io::Result<()> {
+    imp::keepalive_probe_now(sock)
 }
 
 /// Let a listening socket reuse a port whose old connections linger in TIME_WAIT (Unix only:

@@ -19,6 +19,7 @@ pub use super::posix::{errno_name, raise_nofile, reuse_address, set_keepalive, s
 pub const CAPABILITIES: Capabilities = Capabilities {
     rules: Os::Macos.rules(),
     recverr: false,
+    keepalive_probe: false,
 };
 
 /// TCP_RXT_CONNDROPTIME from macOS's <netinet/tcp.h> (the libc crate does not define it).

@@ -17,6 +17,7 @@ use crate::units::Millis;
 pub const CAPABILITIES: Capabilities = Capabilities {
     rules: Os::Windows.rules(),
     recverr: false,
+    keepalive_probe: false,
 };
 
 /// The count Windows uses when TCP_KEEPCNT is not there (10 since Vista).

@@ -130,6 +130,12 @@ impl Proc {
         });
     }
 
+    /// Kill it (SIGKILL, by its PID) and collect what it wrote: for servers that never exit alone.
+    pub fn wait_output_after_kill(self) -> Output {
+        self.signal(Signal::SIGKILL);
+        self.wait_output(Duration::from_secs(10))
+    }
+
     /// Wait for exit with a bound; panics if it does not exit in time.
     pub fn wait_output(mut self, limit: Duration) -> Output {
         let start = Instant::now();
