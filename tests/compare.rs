@@ -207,6 +207,19 @@ fn nat_expiry_forgets_only_silent_flows() {
     assert_never(cell(&by, "ka=1s,1s,3", "nat-expiry", "idle"));
     assert_never(cell(&by, "hb=500ms,3", "nat-expiry", "idle"));
     assert_never(cell(&by, "none", "nat-expiry", "idle"));
+    // As predicted: the lab knows the middlebox's timeout, and traffic more often than that keeps
+    // the flow, so there is no death to notice.
+    for s in ["ka=1s,1s,3", "hb=500ms,3"] {
+        let c = cell(&by, s, "nat-expiry", "idle");
+        assert!(c["expected_ms"].is_null() && c["agrees"] == true, "{c}");
+        assert!(
+            c["expected_reason"]
+                .as_str()
+                .unwrap()
+                .contains("never forgotten"),
+            "{c}"
+        );
+    }
     // Keepalive idle 5 s > the 2 s expiry: its first probe finds the flow forgotten and is dropped:
     // dead 5 + 2 × 1 = 7 s after the last packet.
     let late = cell(&by, "ka=5s,1s,2", "nat-expiry", "idle");

@@ -22,7 +22,7 @@ use crate::lab::server::ServerWatch;
 use crate::lab::timeline::{self, Tracked};
 use crate::matrix::{CellResult, CutPhase, Run, ServerRun, aggregate, answer, verdicts};
 use crate::predict::phase::{AtCut, KeepalivePhase};
-use crate::predict::{REBOOT_HEAL, predict, predict_at};
+use crate::predict::{REBOOT_HEAL, predict, predict_at, predict_nat_expiry};
 use crate::recverr::IcmpTap;
 use crate::report::model::{CompareReport, LabFacts};
 use crate::report::{Finished, Report, SCHEMA};
@@ -201,7 +201,12 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                             server: m.server.clone(),
                         };
                         let at = m.at.map(|(a, _)| a).unwrap_or_default();
-                        let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, at);
+                        let own = match fault {
+                            Fault::NatExpiry => {
+                                predict_nat_expiry(&eff, load, &kernel, args.nat_idle, at)
+                            }
+                            _ => predict_at(&eff, fault, load, &kernel, Duration::ZERO, at),
+                        };
                         (run, own)
                     })
                     .collect();
@@ -209,7 +214,12 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                     // Interrupted before this cell was measured: not shown, rather than `never`.
                     continue;
                 }
-                let pred = predict(&eff, fault, load, &kernel, Duration::ZERO);
+                let pred = match fault {
+                    Fault::NatExpiry => {
+                        predict_nat_expiry(&eff, load, &kernel, args.nat_idle, AtCut::default())
+                    }
+                    _ => predict(&eff, fault, load, &kernel, Duration::ZERO),
+                };
                 results.push(aggregate(s, fault, load, &pred, args.deadline, runs));
             }
         }
