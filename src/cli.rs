@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::report::Format;
 use crate::scenario::Load;
 use crate::strategy::{
-    Heartbeat, Keepalive, Strategy, parse_bounded, parse_duration, parse_user_timeout,
+    Heartbeat, Keepalive, Protocol, Strategy, parse_bounded, parse_duration, parse_user_timeout,
 };
 
 /// Bounds of a run's durations, in ms: a deadline or warm-up of zero measures nothing, and one of
@@ -262,7 +262,8 @@ pub struct StrategyArgs {
     /// TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped.
     #[arg(long, short = 'u', value_name = "DURATION", value_parser = parse_user_timeout)]
     pub user_timeout: Option<Duration>,
-    /// Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence.
+    /// Application heartbeat: send `PING n` every INTERVAL (in another protocol with --ping), declare
+    /// the peer dead after MISSES intervals of silence.
     #[arg(long, short = 'H', value_name = "INTERVAL,MISSES")]
     pub heartbeat: Option<Heartbeat>,
 }
@@ -276,6 +277,46 @@ impl StrategyArgs {
             user_timeout: self.user_timeout,
             heartbeat: self.heartbeat,
         }
+    }
+}
+
+/// How the heartbeat is spoken to a real service: its protocol, the HTTP path, TLS.
+#[derive(Debug, Clone, Args)]
+pub struct PingArgs {
+    /// Speak the heartbeat in this service's own protocol (needs --heartbeat): redis (PING → +PONG),
+    /// memcached (version), http (HEAD --path, or OPTIONS * with --path '*'), h2 (HTTP/2 PING
+    /// frames; gRPC servers too), websocket (upgrade on --path, then ping frames), mqtt (CONNECT,
+    /// then PINGREQ); line is tcphb's own `PING n`.
+    #[arg(long = "ping", value_name = "PROTOCOL", default_value = "line",
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::builder::PossibleValuesParser::new(Protocol::names()),
+              |s: String| s.parse::<Protocol>().expect("a listed protocol")))]
+    pub protocol: Protocol,
+    /// The path an http heartbeat requests (`*`: OPTIONS *) and a websocket one upgrades on.
+    #[arg(long, value_name = "PATH", default_value = "/", value_parser = parse_path)]
+    pub path: String,
+    /// Wrap the heartbeat's protocol in TLS (system roots; SNI and the name checked from HOST; ALPN
+    /// h2 for --ping h2, http/1.1 for http and websocket).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: trust the CA certificates in this PEM file instead of the system's roots (e.g. a
+    /// self-signed server certificate).
+    #[arg(long, value_name = "FILE", requires = "tls", value_hint = clap::ValueHint::FilePath)]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --tls: do not verify the server's certificate at all (a test server; never in production).
+    #[arg(long, requires = "tls", conflicts_with = "ca")]
+    pub insecure: bool,
+}
+
+/// An HTTP path: `*`, or starting with `/`, without spaces or control characters (it goes on the
+/// request line as written).
+fn parse_path(s: &str) -> Result<String, String> {
+    if s == "*" || (s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic())) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "invalid path '{s}': write an absolute path such as / or /ws (no spaces), or * for OPTIONS *"
+        ))
     }
 }
 
@@ -310,6 +351,8 @@ pub struct ConnectArgs {
     pub peer: String,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    #[command(flatten)]
+    pub ping: PingArgs,
     /// idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies.
     #[arg(long, short = 'l', value_enum, default_value_t = Load::Idle)]
     pub load: Load,

@@ -114,6 +114,12 @@ pub enum CloseHow {
     Protocol,
     /// tcphb closed it because the peer never answered a heartbeat in any form (no PONG, no echo).
     NoHeartbeat,
+    /// The peer, alive, refused or ended the conversation in the heartbeat's protocol: an HTTP/2
+    /// GOAWAY (gRPC's "too_many_pings"), a refused MQTT CONNACK, a WebSocket close (see `note`).
+    Refused,
+    /// tcphb closed it because the TLS handshake failed (an expired or unknown certificate, a wrong
+    /// name, a server that does not speak TLS: see `note`).
+    Tls,
 }
 
 impl CloseHow {
@@ -123,6 +129,8 @@ impl CloseHow {
             CloseHow::Fin => "fin",
             CloseHow::Protocol => "protocol",
             CloseHow::NoHeartbeat => "no_heartbeat",
+            CloseHow::Refused => "refused",
+            CloseHow::Tls => "tls",
         }
     }
 }

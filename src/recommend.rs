@@ -647,7 +647,11 @@ fn heartbeat_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
             label: None,
             keepalive: Keepalive::Off,
             user_timeout: None,
-            heartbeat: Some(Heartbeat { interval, misses }),
+            heartbeat: Some(Heartbeat {
+                interval,
+                misses,
+                protocol: crate::strategy::Protocol::Line,
+            }),
         },
         notes,
     ))

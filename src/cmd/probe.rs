@@ -49,6 +49,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
         effective,
         load: Load::Busy,
         kernel,
+        ping: crate::watch::line(),
     };
     let info = sys::tcp_info(&sock);
     // Without TCP_INFO the handshake is the only round trip measured, and the RTO is unknown: the

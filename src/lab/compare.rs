@@ -274,6 +274,7 @@ async fn measure(
             effective,
             load: chunk[i].load,
             kernel,
+            ping: crate::watch::line(),
         };
         let mut stop = stop_rx.clone();
         let cut_rx = cut_rx.clone();

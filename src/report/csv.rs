@@ -323,6 +323,8 @@ mod tests {
     #[test]
     fn many_connections_are_the_header_and_rows_only() {
         let r = ConnectManyReport {
+            ping: crate::strategy::Protocol::Line,
+            tls: false,
             schema: super::super::SCHEMA,
             partial: false,
             peer: "127.0.0.1:7878".into(),
@@ -361,6 +363,8 @@ mod tests {
         );
         // Nothing died: still one table, with no rows.
         let none = ConnectManyReport {
+            ping: crate::strategy::Protocol::Line,
+            tls: false,
             by_mechanism: Vec::new(),
             ..r
         };
