@@ -137,6 +137,11 @@ fn memcached(test: &str) -> Option<Server> {
 /// nginx in the foreground (one process, no master), its prefix and files in a temp dir; `listen`
 /// is the server block's listen parameters after the address (e.g. `http2`).
 fn nginx(test: &str, listen: &str, keepalive: &str) -> Option<Server> {
+    nginx_with(test, listen, keepalive, "")
+}
+
+/// [`nginx`] with more directives in its server block.
+fn nginx_with(test: &str, listen: &str, keepalive: &str, extra: &str) -> Option<Server> {
     let bin = program(test, "nginx", "apt-get install nginx")?;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -147,7 +152,7 @@ fn nginx(test: &str, listen: &str, keepalive: &str) -> Option<Server> {
          http {{\n access_log off;\n client_body_temp_path {p}/body;\n proxy_temp_path {p}/proxy;\n\
          fastcgi_temp_path {p}/fastcgi;\n uwsgi_temp_path {p}/uwsgi;\n scgi_temp_path {p}/scgi;\n\
          keepalive_timeout {keepalive};\n\
-         server {{ listen 127.0.0.1:{port} {listen}; location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
+         server {{ listen 127.0.0.1:{port} {listen}; {extra} location / {{ return 200 \"ok\\n\"; }} }}\n}}\n"
     );
     let conf_path = dir.path().join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -476,4 +481,177 @@ fn ping_usage_errors() {
         assert_eq!(code(&out), 2, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
+}
+
+// ---- TLS ----
+
+/// Certificates made by `openssl` for the test: a CA, a server certificate it signed for
+/// 127.0.0.1, and one it signed for another name.
+struct Certs {
+    dir: tempfile::TempDir,
+}
+
+impl Certs {
+    fn make(test: &str) -> Option<Certs> {
+        let openssl = program(test, "openssl", "apt-get install openssl")?;
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = Command::new(&openssl)
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=tcphb test CA",
+            ],
+        ]
+        .concat());
+        for (name, san) in [
+            ("good", "IP:127.0.0.1"),
+            ("wrong", "DNS:tcphb-wrong.invalid"),
+        ] {
+            let ext = format!("{name}.ext");
+            std::fs::write(
+                dir.path().join(&ext),
+                format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"),
+            )
+            .unwrap();
+            let (k, csr, pem) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+            );
+            run(&[
+                &["req"][..],
+                &key,
+                &[
+                    "-keyout",
+                    &k,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    "/CN=tcphb test server",
+                ],
+            ]
+            .concat());
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        Some(Certs { dir })
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+
+    /// nginx serving `cert` over TLS (HTTP/1.1 and h2 by ALPN).
+    fn nginx(&self, test: &str, cert: &str) -> Option<Server> {
+        nginx_with(
+            test,
+            "ssl http2",
+            "75s",
+            &format!(
+                "ssl_certificate {}; ssl_certificate_key {};",
+                self.path(&format!("{cert}.pem")),
+                self.path(&format!("{cert}.key"))
+            ),
+        )
+    }
+}
+
+#[test]
+fn tls_h2_and_http_with_the_test_ca_alive_then_frozen() {
+    let test = "tls_h2_and_http";
+    let Some(certs) = Certs::make(test) else {
+        return;
+    };
+    let Some(s) = certs.nginx(test, "good") else {
+        return;
+    };
+    let ca = certs.path("ca.pem");
+    let v = assert_healthy(&s, "h2", &["--tls", "--ca", &ca]);
+    assert_eq!(v["tls"], true, "{v}");
+    assert_healthy(&s, "http", &["--tls", "--ca", &ca]);
+    assert_freeze_detected(&s, "h2", &["--tls", "--ca", &ca]);
+}
+
+#[test]
+fn tls_refuses_an_unknown_ca_and_a_wrong_name_in_one_line_and_insecure_accepts() {
+    let test = "tls_refusals";
+    let Some(certs) = Certs::make(test) else {
+        return;
+    };
+    let Some(good) = certs.nginx(test, "good") else {
+        return;
+    };
+    let Some(wrong) = certs.nginx(test, "wrong") else {
+        return;
+    };
+    let ca = certs.path("ca.pem");
+    let fails = |s: &Server, args: &[&str], want: &str| {
+        let out = pinger(s, "h2", args).wait_output(Duration::from_secs(20));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(&out), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("TLS handshake with 127.0.0.1:") && err.contains(want),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    };
+    // Not the system's roots: a CA this machine does not trust.
+    fails(
+        &good,
+        &["--tls"],
+        "issued by a CA this machine does not trust",
+    );
+    fails(
+        &wrong,
+        &["--tls", "--ca", &ca],
+        "not valid for the name '127.0.0.1'",
+    );
+    let v = assert_healthy(&wrong, "h2", &["--tls", "--insecure"]);
+    assert_eq!(v["tls"], true, "{v}");
+    // A plain server asked for TLS.
+    let Some(plain) = nginx(test, "", "75s") else {
+        return;
+    };
+    fails(&plain, &["--tls", "--insecure"], "does not speak TLS");
 }
