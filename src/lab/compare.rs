@@ -70,6 +70,16 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
     } else {
         args.strategies.clone()
     };
+    // The lab's server is a tcphb listen: it answers only tcphb's own PING lines.
+    if let Some(s) = strategies.iter().find(|s| {
+        s.heartbeat
+            .is_some_and(|h| h.protocol != crate::strategy::Protocol::Line)
+    }) {
+        return Err(crate::exit::CliError::Usage(format!(
+            "strategy '{s}': the lab's server speaks only tcphb's line protocol, so compare cannot ping it in another; measure a real service with `tcphb connect HOST:PORT --heartbeat I,M --ping PROTO`"
+        ))
+        .into());
+    }
     let plan = LabPlan {
         strategies,
         faults: args.faults.clone(),
