@@ -395,6 +395,8 @@ pub struct ProbeArgs {
     pub peer: Option<String>,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    #[command(flatten)]
+    pub ping: PingArgs,
     /// Predict offline what the strategy flags do on this OS, with its defaults and rules (Windows
     /// keepalive in ms with 10 fixed probes; macOS whole seconds, TCP_RXT_CONNDROPTIME for the user
     /// timeout): no HOST:PORT, no socket opened.

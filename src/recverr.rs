@@ -333,7 +333,7 @@ pub async fn watch_busy(
         };
         let observe = Observe {
             soft: Some(&soft),
-            pings: None,
+            ..Observe::NONE
         };
         let watching = watch_observed(stream, w, opened, until, &observe);
         tokio::pin!(watching);

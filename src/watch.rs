@@ -73,6 +73,8 @@ pub struct Observe<'a> {
     pub soft: Option<OnSoftError<'a>>,
     /// Where each heartbeat ping's send instant goes (`compare`'s timeline).
     pub pings: Option<&'a PingLog>,
+    /// Notified when the peer first speaks the heartbeat's protocol ([`answers`]).
+    pub spoke: Option<&'a tokio::sync::Notify>,
 }
 
 impl Observe<'static> {
@@ -80,6 +82,7 @@ impl Observe<'static> {
     pub const NONE: Observe<'static> = Observe {
         soft: None,
         pings: None,
+        spoke: None,
     };
 }
 
@@ -182,6 +185,44 @@ pub async fn watch_observed(
         return d;
     }
     watch_loop(stream, w, &mut c, stop).await
+}
+
+/// Whether `peer` answers a heartbeat in `ping`'s protocol (and TLS) within `timeout`, asked on a
+/// connection of its own: `probe --detect-within --ping PROTO`. A refusal in the protocol (a
+/// GOAWAY, a refused CONNACK) is not an answer a heartbeat can live on.
+pub async fn answers(
+    peer: std::net::SocketAddr,
+    ping: std::sync::Arc<Setup>,
+    timeout: Duration,
+    connect_timeout: Duration,
+) -> bool {
+    let Ok(Ok(stream)) =
+        tokio::time::timeout(connect_timeout, crate::sockets::connect_plain(peer)).await
+    else {
+        return false;
+    };
+    // Two pings within the timeout, and silence for all of it is the end.
+    let interval = (timeout / 2).max(crate::strategy::Heartbeat::MIN_INTERVAL);
+    let w = Watch {
+        effective: Effective {
+            heartbeat_interval_ms: Some(interval.ms()),
+            heartbeat_misses: Some(2),
+            ..Effective::default()
+        },
+        load: Load::Idle,
+        kernel: KernelTimers::default(),
+        ping,
+    };
+    let spoke = tokio::sync::Notify::new();
+    let observe = Observe {
+        spoke: Some(&spoke),
+        ..Observe::NONE
+    };
+    let stop = async {
+        let _ = tokio::time::timeout(timeout, spoke.notified()).await;
+    };
+    let d = watch_observed(stream, &w, Instant::now(), stop, &observe).await;
+    d.spoke_heartbeat && d.outcome == Outcome::Alive
 }
 
 /// A connection's state before anything was exchanged.
@@ -426,6 +467,12 @@ fn take(stream: &TcpStream, c: &mut Conn<'_>, bytes: &[u8]) -> Option<Detection>
     let res = c.pinger.feed(bytes, &mut answers);
     let heard = *res.as_ref().unwrap_or(&Heard::default());
     c.unknown_lines += heard.unknown;
+    if !c.spoke_protocol
+        && heard.replies > 0
+        && let Some(n) = c.observe.spoke
+    {
+        n.notify_one();
+    }
     c.spoke_protocol |= heard.replies > 0;
     if !c.spoke_protocol && c.unknown_lines >= MAX_UNKNOWN_WITHOUT_VALID {
         let why = match c.setup.protocol {

@@ -655,3 +655,181 @@ fn tls_refuses_an_unknown_ca_and_a_wrong_name_in_one_line_and_insecure_accepts()
     };
     fails(&plain, &["--tls", "--insecure"], "does not speak TLS");
 }
+
+// ---- a real cut, in the lab ----
+
+/// A real Redis and a real mosquitto in the lab's server namespace, pinged in their protocols from
+/// the client namespace; the router then blackholes the path and each heartbeat notices within
+/// interval × misses of silence.
+#[test]
+fn a_cut_path_to_real_servers_is_noticed_by_their_own_pings() {
+    let test = "a_cut_path_to_real_servers";
+    if !common::lab_allowed(test) {
+        return;
+    }
+    let (Some(redis_bin), Some(mosquitto_bin)) = (
+        program(test, "redis-server", "apt-get install redis-server"),
+        program(test, "mosquitto", "apt-get install mosquitto"),
+    ) else {
+        return;
+    };
+    let lab = tcphb::lab::Lab::build().expect("build the lab");
+    let server = lab.server_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener 1883 {server}\nallow_anonymous true\n"),
+    )
+    .unwrap();
+    // Two Redis: one open to the client's network, one in its default protected mode (no password,
+    // not on loopback), which answers -DENIED and closes.
+    let redis = |port: u16, protected: &str| {
+        let mut cmd = Command::new(&redis_bin);
+        cmd.args(["--port", &port.to_string(), "--bind", &server.to_string()])
+            .args([
+                "--protected-mode",
+                protected,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path());
+        cmd
+    };
+    let mut mqtt = Command::new(mosquitto_bin);
+    mqtt.arg("-c").arg(&conf);
+    let mut servers = Vec::new();
+    for (mut cmd, port) in [
+        (redis(6379, "no"), 6379u16),
+        (redis(6380, "yes"), 6380),
+        (mqtt, 1883),
+    ] {
+        lab.command_in(tcphb::lab::Node::Server, &mut cmd).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn a server in the lab");
+        servers.push(Proc::new(child));
+        wait_until(
+            &format!("port {port} accepting in the lab"),
+            Duration::from_secs(20),
+            || {
+                lab.enter(tcphb::lab::Node::Client, || {
+                    TcpStream::connect((server, port))
+                })
+                .unwrap()
+                .is_ok()
+            },
+        );
+    }
+    let runs: Vec<(u16, &str, Proc)> = [(6379u16, "redis"), (1883, "mqtt")]
+        .into_iter()
+        .map(|(port, proto)| {
+            let peer = format!("{server}:{port}");
+            let p = common::tcphb_in(
+                &lab,
+                tcphb::lab::Node::Client,
+                &["connect", &peer, "-H", HB, "--ping", proto, "-f", "json"],
+            );
+            (port, proto, p)
+        })
+        .collect();
+    wait_until(
+        "replies on both connections",
+        Duration::from_secs(10),
+        || {
+            let socks = common::ss_in(&lab, tcphb::lab::Node::Client);
+            runs.iter().all(|(port, _, _)| {
+                socks.iter().any(|s| {
+                    s.state == "ESTAB" && s.peer_port() == *port && s.num("bytes_received") > 0
+                })
+            })
+        },
+    );
+    let denied = common::tcphb_in(
+        &lab,
+        tcphb::lab::Node::Client,
+        &[
+            "connect",
+            &format!("{server}:6380"),
+            "-H",
+            HB,
+            "--ping",
+            "redis",
+            "-f",
+            "json",
+        ],
+    )
+    .wait_output(Duration::from_secs(20));
+    let v = json(&denied);
+    common::assert_schema("connect.schema.json", &v);
+    assert_eq!(code(&denied), 5, "{v}");
+    assert_eq!(
+        (&v["closed_by"], &v["how"]),
+        (&"peer".into(), &"fin".into()),
+        "{v}"
+    );
+    assert!(
+        v["note"].as_str().unwrap().contains("-DENIED")
+            && v["note"].as_str().unwrap().contains("protected mode"),
+        "{v}"
+    );
+
+    lab.cut(tcphb::lab::PathFault::Blackhole).expect("cut");
+    for (_, proto, p) in runs {
+        let out = p.wait_output(Duration::from_secs(20));
+        let v = json(&out);
+        common::assert_schema("connect.schema.json", &v);
+        assert_eq!(code(&out), 3, "{proto}: {v}");
+        assert_eq!(
+            (&v["detected_by"], &v["ping"]),
+            (&"heartbeat".into(), &proto.into()),
+            "{v}"
+        );
+        let silence = v["silence_ms"].as_u64().unwrap();
+        assert!(
+            (HB_MS..=HB_MS + LATE_MS).contains(&silence),
+            "{proto}: the cut noticed after {silence} ms of silence: {v}"
+        );
+    }
+    drop(servers);
+}
+
+#[test]
+fn probe_asks_the_peer_in_its_protocol() {
+    let Some(s) = redis("probe_asks_the_peer_in_its_protocol", &[]) else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        let mut all = vec![
+            "probe",
+            s.addr().leak() as &str,
+            "--detect-within",
+            "5s",
+            "-f",
+            "json",
+        ];
+        all.extend_from_slice(args);
+        let out = Command::new(common::bin()).args(&all).output().unwrap();
+        assert_eq!(
+            code(&out),
+            0,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)
+    };
+    // In its protocol, Redis answers: the recommendation pings it with PING → +PONG.
+    let v = run(&["--ping", "redis"]);
+    let r = &v["recommendation"];
+    assert_eq!(r["peer_answers_ping"], true, "{v}");
+    assert!(r["flags"].as_str().unwrap().contains("/redis"), "{v}");
+    // tcphb's own PING lines get no answer Redis's way: no heartbeat.
+    let v = run(&[]);
+    assert_eq!(v["recommendation"]["peer_answers_ping"], false, "{v}");
+}

@@ -28,7 +28,7 @@ use crate::watch::{Watch, watch};
 /// connection itself). A peer that never answered a heartbeat, or broke the protocol, is an error.
 pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
     let mut strategy = args.strategy.strategy();
-    let ping = super::ping_setup(&args.peer, &args.ping, &mut strategy, args.load)?;
+    let ping = super::ping_setup(&args.peer, &args.ping, &mut strategy, args.load, true)?;
     sys::check(&strategy)?;
     let addrs = super::resolve_peer(&args.peer)?;
     if args.connections > 1 {

@@ -234,11 +234,13 @@ pub fn ping_setup(
     args: &crate::cli::PingArgs,
     strategy: &mut crate::strategy::Strategy,
     load: crate::scenario::Load,
+    needs_heartbeat: bool,
 ) -> Result<std::sync::Arc<crate::ping::Setup>, CliError> {
     use crate::ping::tls::{self, Trust};
     use crate::strategy::Protocol;
     let protocol = match (&mut strategy.heartbeat, args.protocol) {
         (None, Protocol::Line) => Protocol::Line,
+        (None, p) if !needs_heartbeat => p,
         (None, p) => {
             return Err(CliError::Usage(format!(
                 "--ping {p} needs --heartbeat INTERVAL,MISSES: it says how often to ping (e.g. --heartbeat 1s,3 --ping {p})"

@@ -27,10 +27,32 @@ use crate::watch::Watch;
 /// Run `tcphb probe`; returns the exit code (0; 3 if the busy connection died during --recverr; 2 if
 /// --detect-within cannot be met on this path; 6 if --verify measured a miss).
 pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
-    let strategy = args.strategy.strategy();
+    let mut strategy = args.strategy.strategy();
     let Some(peer) = &args.peer else {
         return offline(args, &strategy);
     };
+    // --ping without --heartbeat is for --detect-within: the peer is asked in that protocol.
+    let ping = super::ping_setup(
+        peer,
+        &args.ping,
+        &mut strategy,
+        Load::Idle,
+        args.detect_within.is_none(),
+    )?;
+    if ping.protocol != crate::strategy::Protocol::Line || ping.tls.is_some() {
+        let refused = [
+            (args.idle_timeout.is_some(), "--idle-timeout"),
+            (args.recverr, "--recverr"),
+            (args.verify, "--verify"),
+        ];
+        if let Some((_, flag)) = refused.iter().find(|(on, _)| *on) {
+            return Err(crate::exit::CliError::Usage(format!(
+                "{flag} speaks tcphb's own line protocol in the clear (its lab server is a tcphb listen): not with --ping {} or --tls",
+                ping.protocol
+            ))
+            .into());
+        }
+    }
     sys::check(&strategy)?;
     if args.recverr {
         sys::check_recverr()?;
@@ -154,18 +176,25 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
         None => None,
         Some(within) => {
             // Does the peer speak the heartbeat protocol? Asked on a connection of its own.
-            let answers = super::runtime()?.block_on(idle::answers_ping(
-                peer,
-                path.rtt,
-                args.connect_timeout,
-            ));
+            let answers = if ping.protocol == crate::strategy::Protocol::Line && ping.tls.is_none()
+            {
+                super::runtime()?.block_on(idle::answers_ping(peer, path.rtt, args.connect_timeout))
+            } else {
+                super::runtime()?.block_on(crate::watch::answers(
+                    peer,
+                    std::sync::Arc::clone(&ping),
+                    idle::reply_timeout(path.rtt),
+                    args.connect_timeout,
+                ))
+            };
             super::progress(&format!(
-                "tcphb: the peer {} PING 1",
+                "tcphb: the peer {} a {} ping",
                 if answers {
                     "answered"
                 } else {
                     "did not answer"
-                }
+                },
+                ping.protocol
             ));
             let ask = Ask {
                 within,
@@ -173,6 +202,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                 kernel,
                 keep_under: keep_under(idle_timeout.as_ref()),
                 peer_answers_ping: answers,
+                ping_protocol: ping.protocol,
                 user_timeout_supported: !matches!(
                     sys::capabilities().rules.user_timeout,
                     crate::settings::UserTimeout::None { .. }
