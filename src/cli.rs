@@ -19,13 +19,15 @@ const HOUR: u64 = 3600 * SECOND;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0    no dead connection seen (the peer stayed alive, or the comparison ran)
-  1    error (e.g. connection refused, I/O failure, a peer that never answered a heartbeat)
+  1    error (e.g. connection refused, I/O failure, a peer that never answered a heartbeat, a
+       failed TLS handshake)
   2    usage error (bad flag, malformed spec, out-of-range value, unresolvable host, port in use)
   3    a dead connection was detected: silence or reset, only that (connect: this one; listen: at
        least one)
   4    this environment cannot do what was asked (missing privilege, unsupported option)
   5    the peer closed the connection itself, not a death (connect: a FIN with nothing cut, e.g.
-       the server's own idle timeout; listen counts such closes but does not exit 5)
+       the server's own idle timeout, or a refusal in its protocol: an HTTP/2 GOAWAY, a refused
+       MQTT CONNACK; listen counts such closes but does not exit 5)
   6    a promise broken: probe --detect-within D --verify measured the recommended settings in the
        lab and they missed D in a fault they claim to cover
   130  interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr/--verify or
@@ -85,9 +87,19 @@ with how long the connection had been idle, never judged against the prediction 
 --heartbeat, a peer that never answers a single ping (no PONG, no echo) does not speak the protocol:
 an error (exit 1), not a death.
 
+A real service is pinged in its own protocol with --ping: redis (PING → +PONG; -NOAUTH and -DENIED
+still prove life), memcached (version), http (HEAD --path on one keep-alive connection; --path '*'
+sends OPTIONS *), h2 (HTTP/2 PING frames, gRPC servers too: a GOAWAY \"too_many_pings\" is the
+server refusing pings this often, exit 5), websocket (the upgrade on --path, then ping frames), mqtt
+(CONNECT, then PINGREQ; a refused CONNACK is named, exit 5); --tls wraps any of them. A peer that
+answers nothing in the protocol is an error (exit 1), never a death.
+
 Examples:
   tcphb connect 127.0.0.1:7878 --keepalive 5s,5s,3
   tcphb connect 127.0.0.1:7878 --heartbeat 500ms,3 --duration 1m
+  tcphb connect 127.0.0.1:6379 --heartbeat 1s,3 --ping redis
+  tcphb connect api.example.com:443 --heartbeat 10s,3 --ping h2 --tls
+  tcphb connect 127.0.0.1:8443 --heartbeat 5s,3 --ping http --path /healthz --tls --ca ca.pem
   tcphb connect 127.0.0.1:7878 --connections 1000 --heartbeat 1s,3 --format json
   tcphb connect db:5432 --keepalive 5s,5s,3 --user-timeout 20s --load busy --format json
 
@@ -136,7 +148,8 @@ Examples:
 every timer phase, timer slack, an unreachable router's RTO-revert overshoot, plus 100 ms of margin,
 counted from the last packet heard — is at most D in every fault they cover (blackhole,
 unreachable, reboot, crash; freeze only with a heartbeat), idle and busy. It first asks the peer
-`PING 1` on a connection of its own: a peer that answers (PONG or echo) gets a heartbeat in the
+`PING 1` (in --ping's protocol when given: the recommended heartbeat then speaks it) on a connection
+of its own: a peer that answers (PONG or echo) gets a heartbeat in the
 recommendation; one that does not is told that a frozen peer goes unnoticed. It prints what the
 settings cost on an idle connection (packets and bytes per minute each way) and, with
 --idle-timeout, how they sit against the path's idle timeout. --verify then runs the recommended

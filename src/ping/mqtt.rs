@@ -81,7 +81,7 @@ fn refusal(code: u8) -> String {
         _ => "a reserved return code",
     };
     format!(
-        "the broker refused the connection: CONNACK return code {code}, {why}; it is alive, and tcphb connects anonymously"
+        "the broker refused the connection: CONNACK return code {code}, {why} (tcphb connects without a user name)"
     )
 }
 
