@@ -371,9 +371,10 @@ fn nginx_closing_an_idle_keepalive_connection_is_the_server_closing() {
         (&"closed".into(), &"peer".into(), &"fin".into()),
         "{v}"
     );
+    // nginx's timer starts at its accept, tcphb's idle clock when connect returned: a few ms apart.
     let idle = v["idle_ms"].as_u64().unwrap();
     assert!(
-        (1000..2500).contains(&idle),
+        (900..2500).contains(&idle),
         "idle {idle} ms before nginx's 1 s close: {v}"
     );
 }
