@@ -78,10 +78,12 @@ fn cell<T: ToString>(v: &Option<T>) -> String {
 }
 
 /// Columns of `connect`: one row.
-const CONNECT_HEADER: [&str; 23] = [
+const CONNECT_HEADER: [&str; 25] = [
     "peer",
     "local",
     "strategy",
+    "ping",
+    "tls",
     "load",
     "keepalive_idle_ms",
     "keepalive_interval_ms",
@@ -121,6 +123,8 @@ fn connect_row(r: &ConnectReport) -> Vec<String> {
         r.peer.clone(),
         r.local.clone(),
         r.strategy.clone(),
+        r.ping.name().into(),
+        r.tls.to_string(),
         r.load.to_string(),
     ];
     row.extend(effective_cells(e));
