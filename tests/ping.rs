@@ -487,7 +487,7 @@ fn ping_usage_errors() {
 // ---- TLS ----
 
 /// Certificates made by `openssl` for the test: a CA, a server certificate it signed for
-/// 127.0.0.1, and one it signed for another name.
+/// 127.0.0.1, one it signed for another name, and one that has expired.
 struct Certs {
     dir: tempfile::TempDir,
 }
@@ -530,9 +530,11 @@ impl Certs {
             ],
         ]
         .concat());
-        for (name, san) in [
-            ("good", "IP:127.0.0.1"),
-            ("wrong", "DNS:tcphb-wrong.invalid"),
+        // `-days -1`: notAfter a day before now, so "expired" has expired.
+        for (name, san, days) in [
+            ("good", "IP:127.0.0.1", "2"),
+            ("wrong", "DNS:tcphb-wrong.invalid", "2"),
+            ("expired", "IP:127.0.0.1", "-1"),
         ] {
             let ext = format!("{name}.ext");
             std::fs::write(
@@ -571,7 +573,7 @@ impl Certs {
                 "-out",
                 &pem,
                 "-days",
-                "2",
+                days,
                 "-extfile",
                 &ext,
             ]);
@@ -615,7 +617,7 @@ fn tls_h2_and_http_with_the_test_ca_alive_then_frozen() {
 }
 
 #[test]
-fn tls_refuses_an_unknown_ca_and_a_wrong_name_in_one_line_and_insecure_accepts() {
+fn tls_refuses_an_unknown_ca_a_wrong_name_and_an_expired_certificate_in_one_line() {
     let test = "tls_refusals";
     let Some(certs) = Certs::make(test) else {
         return;
@@ -647,6 +649,14 @@ fn tls_refuses_an_unknown_ca_and_a_wrong_name_in_one_line_and_insecure_accepts()
         &wrong,
         &["--tls", "--ca", &ca],
         "not valid for the name '127.0.0.1'",
+    );
+    let Some(expired) = certs.nginx(test, "expired") else {
+        return;
+    };
+    fails(
+        &expired,
+        &["--tls", "--ca", &ca],
+        "the server's certificate has expired",
     );
     let v = assert_healthy(&wrong, "h2", &["--tls", "--insecure"]);
     assert_eq!(v["tls"], true, "{v}");
@@ -833,4 +843,51 @@ fn probe_asks_the_peer_in_its_protocol() {
     // tcphb's own PING lines get no answer Redis's way: no heartbeat.
     let v = run(&[]);
     assert_eq!(v["recommendation"]["peer_answers_ping"], false, "{v}");
+}
+
+/// compare's lab server is a tcphb listen: a heartbeat in another protocol is refused up front.
+#[test]
+fn compare_refuses_a_heartbeat_in_another_protocol() {
+    let out = Command::new(common::bin())
+        .args(["compare", "-s", "hb=1s,3/redis", "--fault", "freeze"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.contains(
+            "strategy 'hb=1s,3/redis': the lab's server speaks only tcphb's line protocol"
+        ),
+        "{err}"
+    );
+}
+
+/// nginx ends a keep-alive connection after keepalive_requests responses, saying
+/// `Connection: close`: the server closing, named, never a death.
+#[test]
+fn nginx_ending_keepalive_after_its_request_limit_is_named() {
+    let Some(s) = nginx_with(
+        "nginx_ending_keepalive_after_its_request_limit",
+        "",
+        "75s",
+        "keepalive_requests 2;",
+    ) else {
+        return;
+    };
+    let out = pinger(&s, "http", &["--duration", "10s"]).wait_output(Duration::from_secs(20));
+    let v = json(&out);
+    common::assert_schema("connect.schema.json", &v);
+    assert_eq!(code(&out), 5, "{v}");
+    assert_eq!(
+        (&v["closed_by"], &v["how"]),
+        (&"peer".into(), &"fin".into()),
+        "{v}"
+    );
+    assert!(
+        v["note"]
+            .as_str()
+            .unwrap()
+            .contains("the server ends this keep-alive connection itself: after 2 responses it said 'Connection: close'"),
+        "{v}"
+    );
 }
