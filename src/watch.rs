@@ -312,6 +312,17 @@ async fn watch_loop(
             _ = &mut stop => {
                 // Take what the peer sent before closing, so the close is a FIN, not a RST.
                 let _ = read_some(&stream, c);
+                // Say goodbye in the protocol (a WebSocket close, an MQTT DISCONNECT, a GOAWAY,
+                // TLS close_notify), as far as the socket takes it now: the server then logs a
+                // client leaving, not a broken connection.
+                let mut bye = Vec::new();
+                c.pinger.goodbye(&mut bye);
+                c.send(&bye);
+                if let Some(tls) = &mut c.tls {
+                    tls.send_close_notify();
+                    c.send(&[]);
+                }
+                let _ = stream.try_write(&c.pending);
                 return finish(c, sys::tcp_info(&stream), Outcome::Alive, None, None);
             }
             r = stream.ready(interest) => {

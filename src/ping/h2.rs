@@ -151,6 +151,11 @@ impl Codec for H2 {
         H2::frame(PING, 0, &seq.to_be_bytes(), out);
     }
 
+    fn goodbye(&mut self, out: &mut Vec<u8>) {
+        // GOAWAY NO_ERROR, last stream 0: no stream was ever opened.
+        H2::frame(GOAWAY, 0, &[0; 8], out);
+    }
+
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<Heard, PingError> {
         let mut heard = Heard::default();
         let mut input = bytes;
@@ -249,6 +254,12 @@ mod tests {
         H2::frame(SETTINGS, ACK, &[], &mut want);
         H2::frame(PING, ACK, b"abcdefgh", &mut want);
         assert_eq!(out, want);
+        out.clear();
+        c.goodbye(&mut out);
+        assert_eq!(
+            out,
+            [0, 0, 8, GOAWAY, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
         let mut goaway = Vec::new();
         let mut payload = vec![0, 0, 0, 0, 0, 0, 0, 0xb];
         payload.extend_from_slice(b"too_many_pings");

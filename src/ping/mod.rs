@@ -75,6 +75,8 @@ pub trait Codec {
     fn hello(&mut self, out: &mut Vec<u8>);
     /// Queue ping number `seq` (nothing while the protocol is still opening).
     fn ping(&mut self, seq: u64, out: &mut Vec<u8>);
+    /// Bytes that end the conversation politely when tcphb stops watching (nothing for most).
+    fn goodbye(&mut self, _out: &mut Vec<u8>) {}
     /// Take the peer's bytes; queue what the protocol must answer in `out`.
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<Heard, PingError>;
     /// What the replies so far say beyond "alive" (an authentication demand, an error status, the
@@ -142,6 +144,9 @@ impl Codec for Pinger {
     }
     fn ping(&mut self, seq: u64, out: &mut Vec<u8>) {
         self.codec().ping(seq, out);
+    }
+    fn goodbye(&mut self, out: &mut Vec<u8>) {
+        self.codec().goodbye(out);
     }
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<Heard, PingError> {
         self.codec().feed(bytes, out)

@@ -96,6 +96,13 @@ impl Codec for Mqtt {
         }
     }
 
+    fn goodbye(&mut self, out: &mut Vec<u8>) {
+        if self.connected {
+            // DISCONNECT: the broker then drops the session without publishing a will.
+            out.extend_from_slice(&[0xe0, 0x00]);
+        }
+    }
+
     fn feed(&mut self, bytes: &[u8], _out: &mut Vec<u8>) -> Result<Heard, PingError> {
         let mut heard = Heard::default();
         let mut input = bytes;
@@ -208,6 +215,12 @@ mod tests {
         assert_eq!(h.unknown, 1);
         assert_eq!(m.feed(&[0u8; 130], &mut out).unwrap().unknown, 0);
         assert_eq!(m.feed(&[0xd0, 0x00], &mut out).unwrap().replies, 1);
+        out.clear();
+        m.goodbye(&mut out);
+        assert_eq!(out, [0xe0, 0x00], "DISCONNECT");
+        out.clear();
+        mqtt().goodbye(&mut out);
+        assert!(out.is_empty(), "no DISCONNECT before CONNACK");
     }
 
     #[test]

@@ -197,6 +197,18 @@ impl Codec for Websocket {
         self.drain(out);
     }
 
+    fn goodbye(&mut self, out: &mut Vec<u8>) {
+        if let State::Open(ws) = &mut self.state {
+            // A close frame, 1000 (normal closure).
+            let _ = ws.close(Some(CloseFrame {
+                code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "".into(),
+            }));
+            let _ = ws.flush();
+        }
+        self.drain(out);
+    }
+
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<Heard, PingError> {
         if let Some(why) = &self.bad_request {
             return Err(PingError::Protocol(why.clone()));

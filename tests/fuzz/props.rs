@@ -341,6 +341,7 @@ fn feed_reply_chunks<'a>(
         );
         let _ = codec.note();
     }
+    codec.goodbye(&mut Vec::new());
     (Ok(total), out)
 }
 
