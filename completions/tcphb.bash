@@ -216,7 +216,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__connect)
-            opts="-k -u -H -l -d -n -f -h --keepalive --user-timeout --heartbeat --load --duration --connect-timeout --connections --format --help"
+            opts="-k -u -H -l -d -n -f -h --keepalive --user-timeout --heartbeat --ping --path --tls --ca --insecure --load --duration --connect-timeout --connections --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -244,6 +244,29 @@ _tcphb() {
                     ;;
                 -H)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ping)
+                    COMPREPLY=($(compgen -W "line redis memcached http h2 websocket mqtt" -- "${cur}"))
+                    return 0
+                    ;;
+                --path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --load)
@@ -442,7 +465,7 @@ _tcphb() {
             return 0
             ;;
         tcphb__subcmd__probe)
-            opts="-k -u -H -w -i -d -f -h --keepalive --user-timeout --heartbeat --os --detect-within --verify --idle-timeout --idle-method --recverr --duration --connect-timeout --format --help"
+            opts="-k -u -H -w -i -d -f -h --keepalive --user-timeout --heartbeat --ping --path --tls --ca --insecure --os --detect-within --verify --idle-timeout --idle-method --recverr --duration --connect-timeout --format --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -470,6 +493,29 @@ _tcphb() {
                     ;;
                 -H)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ping)
+                    COMPREPLY=($(compgen -W "line redis memcached http h2 websocket mqtt" -- "${cur}"))
+                    return 0
+                    ;;
+                --path)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 --os)

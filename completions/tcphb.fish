@@ -38,7 +38,7 @@ complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "audit" -d 'Read the det
 complete -c tcphb -n "__fish_tcphb_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
-complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL (in another protocol with --ping), declare the peer dead after MISSES intervals of silence' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -l max-conns -d 'Hold at most this many connections; further ones are accepted and closed at once, and counted' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -l rcvbuf -d 'Fix each connection\'s receive buffer at SIZE bytes (SO_RCVBUF; the kernel doubles it for its own overhead) instead of letting it grow: when this process is frozen (SIGSTOP), a busy client\'s window then closes within a fraction of a second. The lab\'s peer uses 256 KiB' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s f -l format -d 'Output format' -r -f -a "table\t'Human table (default)'
@@ -49,7 +49,16 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -l rst-on-exit -d 'C
 complete -c tcphb -n "__fish_tcphb_using_subcommand listen" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
-complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL (in another protocol with --ping), declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -l ping -d 'Speak the heartbeat in this service\'s own protocol (needs --heartbeat): redis (PING → +PONG), memcached (version), http (HEAD --path, or OPTIONS * with --path \'*\'), h2 (HTTP/2 PING frames; gRPC servers too), websocket (upgrade on --path, then ping frames), mqtt (CONNECT, then PINGREQ); line is tcphb\'s own `PING n`' -r -f -a "line\t''
+redis\t''
+memcached\t''
+http\t''
+h2\t''
+websocket\t''
+mqtt\t''"
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -l path -d 'The path an http heartbeat requests (`*`: OPTIONS *) and a websocket one upgrades on' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -l ca -d 'With --tls: trust the CA certificates in this PEM file instead of the system\'s roots (e.g. a self-signed server certificate)' -r -F
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s l -l load -d 'idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies' -r -f -a "idle\t'Nothing to send: only keepalive probes or heartbeats put packets on the wire'
 busy\t'Keeps writing, so data is unacknowledged after the cut (keepalive stays silent then)'"
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s d -l duration -d 'Stop watching after this long and exit 0 if the peer is still alive (default: watch until it dies)' -r
@@ -59,6 +68,8 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s f -l format -d '
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'
 markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -l tls -d 'Wrap the heartbeat\'s protocol in TLS (system roots; SNI and the name checked from HOST; ALPN h2 for --ping h2, http/1.1 for http and websocket)'
+complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -l insecure -d 'With --tls: do not verify the server\'s certificate at all (a test server; never in production)'
 complete -c tcphb -n "__fish_tcphb_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s s -l strategy -d 'A strategy spec to compare (repeat the flag for several). Default: none, os, ka=1s,1s,3, uto=3s, ka=1s,1s,3+uto=2s, hb=500ms,3' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l fault -d 'Faults to make, comma-separated' -r -f -a "blackhole\t'Silent drop both ways: cable pulled, power lost, dead router'
@@ -85,7 +96,16 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -l wide -d 'One wid
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s k -l keepalive -d 'TCP keepalive: IDLE,INTERVAL,COUNT (e.g. 5s,5s,3), `os` for SO_KEEPALIVE with the system\'s defaults, or `off`. Durations: 500ms, 5s, 2m; a bare number means seconds' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s u -l user-timeout -d 'TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped' -r
-complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s H -l heartbeat -d 'Application heartbeat: send `PING n` every INTERVAL (in another protocol with --ping), declare the peer dead after MISSES intervals of silence' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l ping -d 'Speak the heartbeat in this service\'s own protocol (needs --heartbeat): redis (PING → +PONG), memcached (version), http (HEAD --path, or OPTIONS * with --path \'*\'), h2 (HTTP/2 PING frames; gRPC servers too), websocket (upgrade on --path, then ping frames), mqtt (CONNECT, then PINGREQ); line is tcphb\'s own `PING n`' -r -f -a "line\t''
+redis\t''
+memcached\t''
+http\t''
+h2\t''
+websocket\t''
+mqtt\t''"
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l path -d 'The path an http heartbeat requests (`*`: OPTIONS *) and a websocket one upgrades on' -r
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l ca -d 'With --tls: trust the CA certificates in this PEM file instead of the system\'s roots (e.g. a self-signed server certificate)' -r -F
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l os -d 'Predict offline what the strategy flags do on this OS, with its defaults and rules (Windows keepalive in ms with 10 fixed probes; macOS whole seconds, TCP_RXT_CONNDROPTIME for the user timeout): no HOST:PORT, no socket opened' -r -f -a "linux\t''
 macos\t''
 windows\t''"
@@ -100,6 +120,8 @@ complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s f -l format -d 'Ou
 json\t'One JSON object (JSON lines for `listen` events)'
 csv\t'Comma-separated values with a header row'
 markdown\t'A Markdown table, for runbooks and tickets'"
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l tls -d 'Wrap the heartbeat\'s protocol in TLS (system roots; SNI and the name checked from HOST; ALPN h2 for --ping h2, http/1.1 for http and websocket)'
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l insecure -d 'With --tls: do not verify the server\'s certificate at all (a test server; never in production)'
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l verify -d 'With --detect-within: run the recommended settings in the lab (the faults of compare, idle and busy, 3 runs each) and check the measured worst case against the deadline; exit 6 if missed'
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l recverr -d 'Linux: set IP_RECVERR, keep the connection busy for --duration, and report ICMP errors from routers as they arrive (soft errors: the connection is not dead yet). Needs a tcphb listen or an echo service (it sends DATA lines)'
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'

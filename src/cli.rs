@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::report::Format;
 use crate::scenario::Load;
 use crate::strategy::{
-    Heartbeat, Keepalive, Strategy, parse_bounded, parse_duration, parse_user_timeout,
+    Heartbeat, Keepalive, Protocol, Strategy, parse_bounded, parse_duration, parse_user_timeout,
 };
 
 /// Bounds of a run's durations, in ms: a deadline or warm-up of zero measures nothing, and one of
@@ -19,14 +19,16 @@ const HOUR: u64 = 3600 * SECOND;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0    no dead connection seen (the peer stayed alive, or the comparison ran)
-  1    error (e.g. connection refused, I/O failure, a peer that never answered a heartbeat)
+  1    error (e.g. connection refused, I/O failure, a peer that never answered a heartbeat, a
+       failed TLS handshake)
   2    usage error (bad flag, malformed spec, out-of-range value, unresolvable host, port in use)
   3    a dead connection was detected: silence or reset, only that (connect: this one; listen and
        audit --watch: at least one)
   4    this environment cannot do what was asked (missing privilege, unsupported option)
   5    the peer closed the connection itself, not a death (connect: a FIN, or a RST answering
-       nothing tcphb sent, with nothing cut, e.g. the server's own idle timeout; listen counts such
-       closes but does not exit 5)
+       nothing tcphb sent, with nothing cut, e.g. the server's own idle timeout, or a refusal in its
+       protocol: an HTTP/2 GOAWAY, a refused MQTT CONNACK; listen counts such closes but does not
+       exit 5)
   6    a promise broken: probe --detect-within D --verify measured the recommended settings in the
        lab and they missed D in a fault they claim to cover
   130  interrupted (Ctrl-C/SIGTERM) during compare, probe --idle-timeout/--recverr/--verify or
@@ -86,9 +88,19 @@ with how long the connection had been idle, never judged against the prediction 
 --heartbeat, a peer that never answers a single ping (no PONG, no echo) does not speak the protocol:
 an error (exit 1), not a death.
 
+A real service is pinged in its own protocol with --ping: redis (PING → +PONG; -NOAUTH and -DENIED
+still prove life), memcached (version), http (HEAD --path on one keep-alive connection; --path '*'
+sends OPTIONS *), h2 (HTTP/2 PING frames, gRPC servers too: a GOAWAY \"too_many_pings\" is the
+server refusing pings this often, exit 5), websocket (the upgrade on --path, then ping frames), mqtt
+(CONNECT, then PINGREQ; a refused CONNACK is named, exit 5); --tls wraps any of them. A peer that
+answers nothing in the protocol is an error (exit 1), never a death.
+
 Examples:
   tcphb connect 127.0.0.1:7878 --keepalive 5s,5s,3
   tcphb connect 127.0.0.1:7878 --heartbeat 500ms,3 --duration 1m
+  tcphb connect 127.0.0.1:6379 --heartbeat 1s,3 --ping redis
+  tcphb connect api.example.com:443 --heartbeat 10s,3 --ping h2 --tls
+  tcphb connect 127.0.0.1:8443 --heartbeat 5s,3 --ping http --path /healthz --tls --ca ca.pem
   tcphb connect 127.0.0.1:7878 --connections 1000 --heartbeat 1s,3 --format json
   tcphb connect db:5432 --keepalive 5s,5s,3 --user-timeout 20s --load busy --format json
 
@@ -137,7 +149,8 @@ Examples:
 every timer phase, timer slack, an unreachable router's RTO-revert overshoot, plus 100 ms of margin,
 counted from the last packet heard — is at most D in every fault they cover (blackhole,
 unreachable, reboot, crash; freeze only with a heartbeat), idle and busy. It first asks the peer
-`PING 1` on a connection of its own: a peer that answers (PONG or echo) gets a heartbeat in the
+`PING 1` (in --ping's protocol when given: the recommended heartbeat then speaks it) on a connection
+of its own: a peer that answers (PONG or echo) gets a heartbeat in the
 recommendation; one that does not is told that a frozen peer goes unnoticed. It prints what the
 settings cost on an idle connection (packets and bytes per minute each way) and, with
 --idle-timeout, how they sit against the path's idle timeout. --verify then runs the recommended
@@ -308,7 +321,8 @@ pub struct StrategyArgs {
     /// TCP_USER_TIMEOUT (Linux): how long data may stay unacknowledged before the connection is dropped.
     #[arg(long, short = 'u', value_name = "DURATION", value_parser = parse_user_timeout)]
     pub user_timeout: Option<Duration>,
-    /// Application heartbeat: send `PING n` every INTERVAL, declare the peer dead after MISSES intervals of silence.
+    /// Application heartbeat: send `PING n` every INTERVAL (in another protocol with --ping), declare
+    /// the peer dead after MISSES intervals of silence.
     #[arg(long, short = 'H', value_name = "INTERVAL,MISSES")]
     pub heartbeat: Option<Heartbeat>,
 }
@@ -322,6 +336,46 @@ impl StrategyArgs {
             user_timeout: self.user_timeout,
             heartbeat: self.heartbeat,
         }
+    }
+}
+
+/// How the heartbeat is spoken to a real service: its protocol, the HTTP path, TLS.
+#[derive(Debug, Clone, Args)]
+pub struct PingArgs {
+    /// Speak the heartbeat in this service's own protocol (needs --heartbeat): redis (PING → +PONG),
+    /// memcached (version), http (HEAD --path, or OPTIONS * with --path '*'), h2 (HTTP/2 PING
+    /// frames; gRPC servers too), websocket (upgrade on --path, then ping frames), mqtt (CONNECT,
+    /// then PINGREQ); line is tcphb's own `PING n`.
+    #[arg(long = "ping", value_name = "PROTOCOL", default_value = "line",
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::builder::PossibleValuesParser::new(Protocol::names()),
+              |s: String| s.parse::<Protocol>().expect("a listed protocol")))]
+    pub protocol: Protocol,
+    /// The path an http heartbeat requests (`*`: OPTIONS *) and a websocket one upgrades on.
+    #[arg(long, value_name = "PATH", default_value = "/", value_parser = parse_path)]
+    pub path: String,
+    /// Wrap the heartbeat's protocol in TLS (system roots; SNI and the name checked from HOST; ALPN
+    /// h2 for --ping h2, http/1.1 for http and websocket).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: trust the CA certificates in this PEM file instead of the system's roots (e.g. a
+    /// self-signed server certificate).
+    #[arg(long, value_name = "FILE", requires = "tls", value_hint = clap::ValueHint::FilePath)]
+    pub ca: Option<std::path::PathBuf>,
+    /// With --tls: do not verify the server's certificate at all (a test server; never in production).
+    #[arg(long, requires = "tls", conflicts_with = "ca")]
+    pub insecure: bool,
+}
+
+/// An HTTP path: `*`, or starting with `/`, without spaces or control characters (it goes on the
+/// request line as written).
+fn parse_path(s: &str) -> Result<String, String> {
+    if s == "*" || (s.starts_with('/') && s.bytes().all(|b| b.is_ascii_graphic())) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "invalid path '{s}': write an absolute path such as / or /ws (no spaces), or * for OPTIONS *"
+        ))
     }
 }
 
@@ -356,6 +410,8 @@ pub struct ConnectArgs {
     pub peer: String,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    #[command(flatten)]
+    pub ping: PingArgs,
     /// idle: send nothing but probes/heartbeats; busy: keep writing, so data is in flight when the link dies.
     #[arg(long, short = 'l', value_enum, default_value_t = Load::Idle)]
     pub load: Load,
@@ -406,6 +462,8 @@ pub struct ProbeArgs {
     pub peer: Option<String>,
     #[command(flatten)]
     pub strategy: StrategyArgs,
+    #[command(flatten)]
+    pub ping: PingArgs,
     /// Predict offline what the strategy flags do on this OS, with its defaults and rules (Windows
     /// keepalive in ms with 10 fixed probes; macOS whole seconds, TCP_RXT_CONNDROPTIME for the user
     /// timeout): no HOST:PORT, no socket opened.

@@ -125,6 +125,12 @@ pub enum CloseHow {
     /// Another process's connection left the kernel's table with no timer running out, and its
     /// process no longer holds it: an abortive close, or a reset the process closed at once.
     Vanished,
+    /// The peer, alive, refused or ended the conversation in the heartbeat's protocol: an HTTP/2
+    /// GOAWAY (gRPC's "too_many_pings"), a refused MQTT CONNACK, a WebSocket close (see `note`).
+    Refused,
+    /// tcphb closed it because the TLS handshake failed (an expired or unknown certificate, a wrong
+    /// name, a server that does not speak TLS: see `note`).
+    Tls,
 }
 
 impl CloseHow {
@@ -136,6 +142,8 @@ impl CloseHow {
             CloseHow::Protocol => "protocol",
             CloseHow::NoHeartbeat => "no_heartbeat",
             CloseHow::Vanished => "vanished",
+            CloseHow::Refused => "refused",
+            CloseHow::Tls => "tls",
         }
     }
 }

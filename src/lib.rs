@@ -13,6 +13,7 @@ pub mod idle;
 pub mod lab;
 pub mod limits;
 pub mod matrix;
+pub mod ping;
 pub mod predict;
 pub mod recommend;
 pub mod recverr;

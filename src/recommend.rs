@@ -74,6 +74,8 @@ pub struct Ask {
     /// Whether the peer answered a `PING n` (with `PONG n` or an echo): then a heartbeat is part of
     /// the recommendation, the only thing that notices a hung peer whose kernel still ACKs.
     pub peer_answers_ping: bool,
+    /// The protocol the peer was asked in (`--ping`): the recommended heartbeat speaks it.
+    pub ping_protocol: crate::strategy::Protocol,
 }
 
 /// A fault the recommendation does not promise to notice within the deadline, and why.
@@ -647,7 +649,11 @@ fn heartbeat_strategy(ask: &Ask) -> Result<(Strategy, Vec<String>), String> {
             label: None,
             keepalive: Keepalive::Off,
             user_timeout: None,
-            heartbeat: Some(Heartbeat { interval, misses }),
+            heartbeat: Some(Heartbeat {
+                interval,
+                misses,
+                protocol: ask.ping_protocol,
+            }),
         },
         notes,
     ))
@@ -673,6 +679,7 @@ mod tests {
             keep_under,
             user_timeout_supported: uto,
             peer_answers_ping: false,
+            ping_protocol: crate::strategy::Protocol::Line,
         }
     }
 

@@ -3,7 +3,8 @@
 //! Grammar (also in README and `--help`):
 //! - durations: humantime (`500ms`, `5s`, `2m`); a bare number means seconds.
 //! - keepalive: `IDLE,INTERVAL,COUNT` (e.g. `5s,5s,3`), `os` (SO_KEEPALIVE with the system's defaults) or `off`.
-//! - heartbeat: `INTERVAL,MISSES` (e.g. `1s,3`).
+//! - heartbeat: `INTERVAL,MISSES[/PROTOCOL]` (e.g. `1s,3`, `1s,3/redis`): the protocol the pings are
+//!   spoken in, `line` (tcphb's `PING n`) when omitted.
 //! - a compare spec: `[label=]part[+part...]` where part is `none`, `os`, `ka=I,N,C`, `uto=D` or `hb=I,M`.
 //!
 //! `Display` writes the spec form, and parsing it back gives the same strategy.
@@ -140,11 +141,92 @@ impl fmt::Display for Keepalive {
     }
 }
 
-/// Application heartbeat: a PING every `interval`, the peer is dead after `misses` intervals of silence.
+/// The protocol a heartbeat speaks: tcphb's own `PING n` lines, or a real service's liveness request
+/// (the codecs are in `ping/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// `PING n` → `PONG n` (or the line echoed): a `tcphb listen` or any echo service.
+    #[default]
+    Line,
+    /// RESP `PING` → `+PONG` (Redis, Valkey, KeyDB…).
+    Redis,
+    /// `version` → `VERSION …`.
+    Memcached,
+    /// An HTTP/1.1 keep-alive request (`HEAD PATH`, or `OPTIONS *`) → a status line.
+    Http,
+    /// HTTP/2 PING frames → PING ACK (also gRPC servers).
+    H2,
+    /// An RFC 6455 upgrade, then ping frames → pong.
+    Websocket,
+    /// MQTT 3.1.1 CONNECT, then PINGREQ → PINGRESP.
+    Mqtt,
+}
+
+impl Protocol {
+    /// Every protocol, in the order `--help` lists them.
+    pub const ALL: [Protocol; 7] = [
+        Protocol::Line,
+        Protocol::Redis,
+        Protocol::Memcached,
+        Protocol::Http,
+        Protocol::H2,
+        Protocol::Websocket,
+        Protocol::Mqtt,
+    ];
+
+    /// The name written on the command line, in specs and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Line => "line",
+            Protocol::Redis => "redis",
+            Protocol::Memcached => "memcached",
+            Protocol::Http => "http",
+            Protocol::H2 => "h2",
+            Protocol::Websocket => "websocket",
+            Protocol::Mqtt => "mqtt",
+        }
+    }
+
+    /// Every name, for `--help` and completions.
+    pub fn names() -> [&'static str; 7] {
+        Protocol::ALL.map(Protocol::name)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                SpecError(format!(
+                    "unknown ping protocol '{s}': use one of {}",
+                    Protocol::names().join(", ")
+                ))
+            })
+    }
+}
+
+/// Application heartbeat: a ping every `interval` in `protocol`, the peer is dead after `misses`
+/// intervals of silence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Heartbeat {
     pub interval: Duration,
     pub misses: u32,
+    pub protocol: Protocol,
 }
 
 impl Heartbeat {
@@ -160,9 +242,13 @@ impl Heartbeat {
 impl FromStr for Heartbeat {
     type Err = SpecError;
     fn from_str(s: &str) -> Result<Self, SpecError> {
+        let (s, protocol) = match s.split_once('/') {
+            Some((hb, p)) => (hb, p.trim().parse()?),
+            None => (s, Protocol::Line),
+        };
         let Some((interval, misses)) = s.split_once(',') else {
             return err(format!(
-                "invalid heartbeat '{s}': write INTERVAL,MISSES (e.g. 1s,3)"
+                "invalid heartbeat '{s}': write INTERVAL,MISSES[/PROTOCOL] (e.g. 1s,3 or 1s,3/redis)"
             ));
         };
         let interval = parse_duration(interval)?;
@@ -178,13 +264,21 @@ impl FromStr for Heartbeat {
                 "invalid heartbeat '{s}': misses must be between 1 and 1000"
             ));
         }
-        Ok(Heartbeat { interval, misses })
+        Ok(Heartbeat {
+            interval,
+            misses,
+            protocol,
+        })
     }
 }
 
 impl fmt::Display for Heartbeat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{},{}", format_duration(self.interval), self.misses)
+        write!(f, "{},{}", format_duration(self.interval), self.misses)?;
+        match self.protocol {
+            Protocol::Line => Ok(()),
+            p => write!(f, "/{p}"),
+        }
     }
 }
 
@@ -376,7 +470,7 @@ impl FromStr for Strategy {
                 }
                 _ => {
                     return err(format!(
-                        "unknown strategy part '{part}' in '{s}': use none, os, ka=IDLE,INTERVAL,COUNT, uto=DURATION or hb=INTERVAL,MISSES joined by '+'"
+                        "unknown strategy part '{part}' in '{s}': use none, os, ka=IDLE,INTERVAL,COUNT, uto=DURATION or hb=INTERVAL,MISSES[/PROTOCOL] joined by '+'"
                     ));
                 }
             }
@@ -449,6 +543,18 @@ mod tests {
         assert!("1s".parse::<Heartbeat>().is_err());
         assert!("1s,0".parse::<Heartbeat>().is_err());
         assert!("1ms,3".parse::<Heartbeat>().is_err());
+        let h: Heartbeat = "2s,4/websocket".parse().unwrap();
+        assert_eq!(h.protocol, Protocol::Websocket);
+        assert_eq!(h.to_string(), "2s,4/websocket");
+        assert_eq!(
+            "1s,3/line".parse::<Heartbeat>().unwrap().to_string(),
+            "1s,3"
+        );
+        let e = "1s,3/ftp".parse::<Heartbeat>().unwrap_err().0;
+        assert!(
+            e.contains("line, redis, memcached, http, h2, websocket, mqtt"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -470,6 +576,8 @@ mod tests {
             "fast=ka=1s,1s,3",
             "os+hb=1s,3",
             "ka=2m,30s,9+uto=1m30s+hb=250ms,4",
+            "hb=1s,3/redis",
+            "grpc=ka=5s,5s,3+hb=10m,2/h2",
         ] {
             let s: Strategy = spec.parse().unwrap();
             assert_eq!(s.to_string(), spec, "display of {spec}");
@@ -488,6 +596,9 @@ mod tests {
             "ka=1,1,1+none",
             "uto=0",
             "bad label=os",
+            "hb=1s,3/",
+            "hb=1s,3/ftp",
+            "hb=1s/redis",
         ] {
             assert!(bad.parse::<Strategy>().is_err(), "{bad} should fail");
         }

@@ -15,7 +15,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 
 use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
-use crate::heartbeat::{self, Decoder, Message};
+use crate::heartbeat;
+use crate::ping::{Codec, Heard, PingError, Pinger, Setup};
 use crate::predict::timer_death;
 use crate::scenario::{BUSY_TICK, Load};
 use crate::settings::{Effective, KernelTimers};
@@ -47,6 +48,16 @@ pub struct Watch {
     pub load: Load,
     /// Kernel timers, to tell which timer gave up.
     pub kernel: KernelTimers,
+    /// The protocol the heartbeat speaks, and TLS around it (`line` in the clear by default).
+    pub ping: std::sync::Arc<Setup>,
+}
+
+/// The `line` protocol in the clear, shared by every watch that speaks it: `listen`'s 10,000
+/// connections hold one pointer to it, not a copy each.
+pub fn line() -> std::sync::Arc<Setup> {
+    static LINE: std::sync::LazyLock<std::sync::Arc<Setup>> =
+        std::sync::LazyLock::new(|| std::sync::Arc::new(Setup::default()));
+    std::sync::Arc::clone(&LINE)
 }
 
 /// Told of each soft error: the path reported a problem (an ICMP raised through IP_RECVERR) while
@@ -65,6 +76,8 @@ pub struct Observe<'a> {
     /// The peer is not tcphb (`compare --server` runs the operator's server): whatever it sends is
     /// read and dropped, any line of it proves it alive, and none breaks the protocol.
     pub foreign_peer: bool,
+    /// Notified when the peer first speaks the heartbeat's protocol ([`answers`]).
+    pub spoke: Option<&'a tokio::sync::Notify>,
 }
 
 impl Observe<'static> {
@@ -73,6 +86,7 @@ impl Observe<'static> {
         soft: None,
         pings: None,
         foreign_peer: false,
+        spoke: None,
     };
 }
 
@@ -110,16 +124,25 @@ struct Conn<'a> {
     last_heard: Instant,
     /// The last byte read or written: a peer's idle timeout counts from here.
     last_io: Instant,
-    decoder: Decoder,
+    /// The heartbeat protocol's codec.
+    pinger: Pinger,
+    /// TLS between the socket and the codec (`--tls`): boxed, as most connections have none.
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// The TLS handshake is done (and ALPN checked).
+    tls_ready: bool,
+    /// Wire bytes queued for the socket (TLS records when TLS is on).
     pending: Vec<u8>,
     next_seq: u64,
     /// A ping was sent and nothing has been heard since: data is in flight.
     ping_outstanding: bool,
     unknown_lines: u64,
-    /// At least one PING, PONG or DATA line was received.
+    /// At least one message of the heartbeat's protocol was received (a PING, PONG or DATA line, a
+    /// +PONG, a status line…).
     spoke_protocol: bool,
     /// Soft errors and ping instants go here (see [`Observe`]).
     observe: &'a Observe<'a>,
+    /// The heartbeat's protocol and TLS.
+    setup: &'a Setup,
 }
 
 enum Event {
@@ -150,20 +173,116 @@ pub async fn watch_observed(
     observe: &Observe<'_>,
 ) -> Detection {
     let now = Instant::now();
-    let mut c = Conn {
+    let tls = match w.ping.tls.as_ref().map(|t| t.session()) {
+        None => None,
+        Some(Ok(s)) => Some(Box::new(s)),
+        Some(Err(e)) => {
+            let c = conn(opened, now, w, observe, None);
+            return protocol_close(&stream, &c, format!("cannot start TLS: {e}"));
+        }
+    };
+    let mut c = conn(opened, now, w, observe, tls);
+    let mut hello = Vec::new();
+    c.pinger.hello(&mut hello);
+    c.send(&hello);
+    if let Some(d) = flush(&stream, &mut c, w) {
+        return d;
+    }
+    watch_loop(stream, w, &mut c, stop).await
+}
+
+/// Whether `peer` answers a heartbeat in `ping`'s protocol (and TLS) within `timeout`, asked on a
+/// connection of its own: `probe --detect-within --ping PROTO`. A refusal in the protocol (a
+/// GOAWAY, a refused CONNACK) is not an answer a heartbeat can live on.
+pub async fn answers(
+    peer: std::net::SocketAddr,
+    ping: std::sync::Arc<Setup>,
+    timeout: Duration,
+    connect_timeout: Duration,
+) -> bool {
+    let Ok(Ok(stream)) =
+        tokio::time::timeout(connect_timeout, crate::sockets::connect_plain(peer)).await
+    else {
+        return false;
+    };
+    // Two pings within the timeout, and silence for all of it is the end.
+    let interval = (timeout / 2).max(crate::strategy::Heartbeat::MIN_INTERVAL);
+    let w = Watch {
+        effective: Effective {
+            heartbeat_interval_ms: Some(interval.ms()),
+            heartbeat_misses: Some(2),
+            ..Effective::default()
+        },
+        load: Load::Idle,
+        kernel: KernelTimers::default(),
+        ping,
+    };
+    let spoke = tokio::sync::Notify::new();
+    let observe = Observe {
+        spoke: Some(&spoke),
+        ..Observe::NONE
+    };
+    let stop = async {
+        let _ = tokio::time::timeout(timeout, spoke.notified()).await;
+    };
+    let d = watch_observed(stream, &w, Instant::now(), stop, &observe).await;
+    d.spoke_heartbeat && d.outcome == Outcome::Alive
+}
+
+/// A connection's state before anything was exchanged.
+fn conn<'a>(
+    opened: Instant,
+    now: Instant,
+    w: &'a Watch,
+    observe: &'a Observe<'a>,
+    tls: Option<Box<rustls::ClientConnection>>,
+) -> Conn<'a> {
+    Conn {
         opened,
         last_heard: now,
         last_io: opened,
-        decoder: Decoder::new(),
+        pinger: Pinger::new(w.ping.protocol, &w.ping.options),
+        tls_ready: tls.is_none(),
+        tls,
         pending: Vec::new(),
         next_seq: 1,
         ping_outstanding: false,
         unknown_lines: 0,
         spoke_protocol: false,
         observe,
-    };
+        setup: &w.ping,
+    }
+}
+
+impl Conn<'_> {
+    /// Queue `plain` for the peer: through TLS when it is on.
+    fn send(&mut self, plain: &[u8]) {
+        match &mut self.tls {
+            None => self.pending.extend_from_slice(plain),
+            Some(tls) => {
+                if !plain.is_empty() {
+                    // rustls buffers plaintext written before the handshake ends, and sends it after.
+                    let _ = io::Write::write_all(&mut tls.writer(), plain);
+                }
+                while tls.wants_write() {
+                    if tls.write_tls(&mut self.pending).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn watch_loop(
+    stream: TcpStream,
+    w: &Watch,
+    c: &mut Conn<'_>,
+    stop: impl Future<Output = ()>,
+) -> Detection {
+    let c = &mut *c;
     // A soft error wakes only a waiter for errors: without one, nothing else changes (no EPOLLIN).
-    let interest = match observe.soft {
+    let interest = match c.observe.soft {
         Some(_) => Interest::READABLE | Interest::ERROR,
         None => Interest::READABLE,
     };
@@ -196,29 +315,40 @@ pub async fn watch_observed(
             biased;
             _ = &mut stop => {
                 // Take what the peer sent before closing, so the close is a FIN, not a RST.
-                let _ = read_some(&stream, &mut c);
-                return finish(&c, sys::tcp_info(&stream), Outcome::Alive, None, None);
+                let _ = read_some(&stream, c);
+                // Say goodbye in the protocol (a WebSocket close, an MQTT DISCONNECT, a GOAWAY,
+                // TLS close_notify), as far as the socket takes it now: the server then logs a
+                // client leaving, not a broken connection.
+                let mut bye = Vec::new();
+                c.pinger.goodbye(&mut bye);
+                c.send(&bye);
+                if let Some(tls) = &mut c.tls {
+                    tls.send_close_notify();
+                    c.send(&[]);
+                }
+                let _ = stream.try_write(&c.pending);
+                return finish(c, sys::tcp_info(&stream), Outcome::Alive, None, None);
             }
             r = stream.ready(interest) => {
                 let ready = match r {
                     Ok(r) => r,
-                    Err(e) => return from_error(&stream, &c, e, w),
+                    Err(e) => return from_error(&stream, c, e, w),
                 };
                 if ready.is_error() {
-                    if let Some(d) = pending_error(&stream, &c, w) { return d; }
+                    if let Some(d) = pending_error(&stream, c, w) { return d; }
                     // Taken: clear the readiness so the loop waits for the next one.
                     let _ = stream.try_io(Interest::ERROR, || Err::<(), _>(io::ErrorKind::WouldBlock.into()));
                 }
-                match read_some(&stream, &mut c) {
+                match read_some(&stream, c) {
                     Ok(Event::Lines) => {}
                     Ok(Event::Closed(d)) => return d,
-                    Err(e) => if let Some(d) = failed(&stream, &c, e, w) { return d },
+                    Err(e) => if let Some(d) = failed(&stream, c, e, w) { return d },
                 }
-                if let Some(d) = flush(&stream, &mut c, w) { return d; }
+                if let Some(d) = flush(&stream, c, w) { return d; }
             }
             r = stream.writable(), if want_write => {
-                if let Err(e) = r { return from_error(&stream, &c, e, w); }
-                if let Some(d) = flush(&stream, &mut c, w) { return d; }
+                if let Err(e) = r { return from_error(&stream, c, e, w); }
+                if let Some(d) = flush(&stream, c, w) { return d; }
             }
             // One timer for all three deadlines: a Sleep is ~100 bytes, and 10,000 held
             // connections should cost as little user-space memory as possible.
@@ -226,11 +356,13 @@ pub async fn watch_observed(
                 let now = TokioInstant::now();
                 if hb.is_some() && now >= hb_deadline {
                     let info = sys::tcp_info(&stream);
-                    return finish(&c, info, Outcome::Dead, Some(Mechanism::Heartbeat), None);
+                    return finish(c, info, Outcome::Dead, Some(Mechanism::Heartbeat), None);
                 }
                 if let Some((interval, _)) = hb && now >= next_ping {
                     next_ping += interval;
-                    c.pending.extend_from_slice(&heartbeat::ping(c.next_seq));
+                    let mut ping = Vec::new();
+                    c.pinger.ping(c.next_seq, &mut ping);
+                    c.send(&ping);
                     c.next_seq += 1;
                     c.ping_outstanding = true;
                     if let Some(log) = c.observe.pings {
@@ -240,68 +372,39 @@ pub async fn watch_observed(
                 if w.load == Load::Busy && now >= next_busy {
                     next_busy += BUSY_TICK;
                     if c.pending.is_empty() {
-                        c.pending.extend_from_slice(heartbeat::data_block());
+                        c.send(heartbeat::data_block());
                     }
                 }
-                if let Some(d) = flush(&stream, &mut c, w) { return d; }
+                if let Some(d) = flush(&stream, c, w) { return d; }
             }
         }
     }
 }
 
-/// Read what is there, decode lines, queue answers. `Err` carries the socket error.
+/// Read what is there, decode it, queue answers. `Err` carries the socket error.
 fn read_some(stream: &TcpStream, c: &mut Conn<'_>) -> io::Result<Event> {
     READ_BUFFER.with(|buf| {
         let mut buf = buf.borrow_mut();
         loop {
             match stream.try_read(&mut buf) {
-                Ok(0) => {
-                    // The peer's kernel sent FIN. Credited to `eof` here; `connect` and `listen`, where
-                    // nothing was cut, report it as the peer closing (Detection::on_a_live_path).
-                    let mut d = closed(stream, c, ClosedBy::Peer, CloseHow::Fin, None);
-                    d.detected_by = Some(Mechanism::Eof);
-                    return Ok(Event::Closed(d));
+                Ok(0) if !c.tls_ready => {
+                    return Ok(Event::Closed(tls_failed(
+                        stream,
+                        c,
+                        "the server closed the connection during the TLS handshake".into(),
+                    )));
                 }
+                // The peer's kernel sent FIN.
+                Ok(0) => return Ok(Event::Closed(peer_fin(stream, c))),
                 Ok(n) => {
                     c.last_io = Instant::now();
-                    let mut answers = Vec::new();
-                    let mut heard = false;
-                    let mut unknown = 0;
-                    let mut valid = false;
-                    let res = c.decoder.feed(&buf[..n], |m| {
-                        heard = true;
-                        match m {
-                            Message::Ping(seq) => answers.push(seq),
-                            Message::Unknown => unknown += 1,
-                            Message::Pong(_) | Message::Data => {}
-                        }
-                        valid |= m != Message::Unknown;
-                    });
-                    c.unknown_lines += unknown;
-                    c.spoke_protocol |= valid || c.observe.foreign_peer;
-                    if !c.spoke_protocol && c.unknown_lines >= MAX_UNKNOWN_WITHOUT_VALID {
-                        return Ok(Event::Closed(protocol_close(
-                            stream,
-                            c,
-                            format!("{} lines and none of them PING, PONG or DATA: not a heartbeat peer", c.unknown_lines),
-                        )));
-                    }
-                    if heard {
-                        c.last_heard = Instant::now();
-                        c.ping_outstanding = false;
-                    }
-                    for seq in answers {
-                        c.pending.extend_from_slice(&heartbeat::pong(seq));
-                    }
-                    if let Err(e) = res {
-                        return Ok(Event::Closed(protocol_close(stream, c, e.to_string())));
-                    }
-                    if c.pending.len() > MAX_PENDING {
-                        return Ok(Event::Closed(protocol_close(
-                            stream,
-                            c,
-                            "peer sends pings but does not read the answers".into(),
-                        )));
+                    let ended = if c.tls.is_some() {
+                        through_tls(stream, c, &buf[..n])
+                    } else {
+                        take(stream, c, &buf[..n])
+                    };
+                    if let Some(d) = ended {
+                        return Ok(Event::Closed(d));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Event::Lines),
@@ -310,6 +413,140 @@ fn read_some(stream: &TcpStream, c: &mut Conn<'_>) -> io::Result<Event> {
             }
         }
     })
+}
+
+/// The peer closed: credited to `eof` here; `connect` and `listen`, where nothing was cut, report
+/// it as the peer closing (Detection::on_a_live_path).
+fn peer_fin(stream: &TcpStream, c: &Conn<'_>) -> Detection {
+    let mut d = closed(stream, c, ClosedBy::Peer, CloseHow::Fin, None);
+    d.detected_by = Some(Mechanism::Eof);
+    d
+}
+
+/// The peer's TLS records: decrypted and handed to the codec; what TLS must answer is queued. The
+/// first time the handshake is found complete, HTTP/2 is checked to have been agreed by ALPN.
+fn through_tls(stream: &TcpStream, c: &mut Conn<'_>, mut wire: &[u8]) -> Option<Detection> {
+    while !wire.is_empty() {
+        let tls = c.tls.as_mut()?;
+        if let Err(e) = tls.read_tls(&mut wire) {
+            return Some(tls_failed(stream, c, format!("TLS: {e}")));
+        }
+        let state = match tls.process_new_packets() {
+            Ok(s) => s,
+            Err(e) => {
+                let why = match &c.setup.tls {
+                    Some(t) => crate::ping::tls::describe(&e, &t.name),
+                    None => e.to_string(),
+                };
+                // The alert rustls queued tells the server why, as far as it can still be sent.
+                c.send(&[]);
+                let _ = stream.try_write(&c.pending);
+                return Some(tls_failed(stream, c, why));
+            }
+        };
+        let (plain_len, peer_closed) = (state.plaintext_bytes_to_read(), state.peer_has_closed());
+        if !c.tls_ready && !tls.is_handshaking() {
+            c.tls_ready = true;
+            if c.setup.protocol == crate::strategy::Protocol::H2
+                && tls.alpn_protocol() != Some(b"h2")
+            {
+                return Some(protocol_close(
+                    stream,
+                    c,
+                    "the server did not agree to HTTP/2 by ALPN (h2) over TLS: try --ping http"
+                        .into(),
+                ));
+            }
+        }
+        if plain_len > 0 {
+            let mut plain = vec![0; plain_len];
+            if io::Read::read_exact(&mut tls.reader(), &mut plain).is_err() {
+                return Some(tls_failed(stream, c, "TLS: plaintext lost".into()));
+            }
+            if let Some(d) = take(stream, c, &plain) {
+                return Some(d);
+            }
+        }
+        // Handshake messages, key updates, or what the codec answered.
+        c.send(&[]);
+        if peer_closed {
+            return Some(peer_fin(stream, c));
+        }
+    }
+    None
+}
+
+/// The peer's bytes in the heartbeat's protocol: decoded, answered. `Some` ends the watch.
+fn take(stream: &TcpStream, c: &mut Conn<'_>, bytes: &[u8]) -> Option<Detection> {
+    let mut answers = Vec::new();
+    let res = c.pinger.feed(bytes, &mut answers);
+    let heard = *res.as_ref().unwrap_or(&Heard::default());
+    c.unknown_lines += heard.unknown;
+    if !c.spoke_protocol
+        && heard.replies > 0
+        && let Some(n) = c.observe.spoke
+    {
+        n.notify_one();
+    }
+    // A foreign peer (`compare --server`) proves itself alive by anything it says.
+    c.spoke_protocol |= heard.replies > 0 || (c.observe.foreign_peer && heard.any());
+    if !c.spoke_protocol && c.unknown_lines >= MAX_UNKNOWN_WITHOUT_VALID {
+        let why = match c.setup.protocol {
+            crate::strategy::Protocol::Line => format!(
+                "{} lines and none of them PING, PONG or DATA: not a heartbeat peer",
+                c.unknown_lines
+            ),
+            p => format!(
+                "{} messages and none of them an answer to a {p} ping: not a {p} peer",
+                c.unknown_lines
+            ),
+        };
+        return Some(protocol_close(stream, c, why));
+    }
+    // A refusal in the protocol is the peer's process speaking: alive until that instant.
+    if heard.any() || matches!(res, Err(PingError::Refused(_))) {
+        c.last_heard = Instant::now();
+        c.ping_outstanding = false;
+    }
+    c.send(&answers);
+    match res {
+        Err(PingError::Refused(why)) => {
+            return Some(closed(
+                stream,
+                c,
+                ClosedBy::Peer,
+                CloseHow::Refused,
+                Some(why),
+            ));
+        }
+        Err(PingError::Protocol(why)) => return Some(protocol_close(stream, c, why)),
+        Ok(_) => {}
+    }
+    if c.pending.len() > MAX_PENDING {
+        return Some(protocol_close(
+            stream,
+            c,
+            "peer sends pings but does not read the answers".into(),
+        ));
+    }
+    None
+}
+
+/// A TLS handshake or record that failed: tcphb closes, with the reason in one sentence.
+fn tls_failed(stream: &TcpStream, c: &Conn<'_>, why: String) -> Detection {
+    closed(stream, c, ClosedBy::Tcphb, CloseHow::Tls, Some(why))
+}
+
+/// What the codec has to say, and the count of messages that were not the protocol's.
+fn notes(c: &Conn<'_>) -> Option<String> {
+    let unknown = (c.unknown_lines > 0).then(|| match c.setup.protocol {
+        crate::strategy::Protocol::Line => format!("{} unknown lines ignored", c.unknown_lines),
+        _ => format!("{} unexpected messages ignored", c.unknown_lines),
+    });
+    match (c.pinger.note(), unknown) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    }
 }
 
 /// tcphb closes a connection whose peer breaks the protocol: reported as closed with the reason.
@@ -333,9 +570,10 @@ fn closed(
         silence_ms: 0,
         elapsed_ms,
         tcp_info: sys::tcp_info(stream),
-        note: note.or_else(|| {
-            (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines))
-        }),
+        note: match (note, notes(c)) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        },
         closed_by: Some(by),
         how: Some(how),
         idle_ms,
@@ -457,7 +695,7 @@ fn finish(
         (Some(Mechanism::Heartbeat), _) | (_, None) => c.last_heard.elapsed().ms(),
         (_, Some(i)) => i.silence_ms(),
     };
-    let note = (c.unknown_lines > 0).then(|| format!("{} unknown lines ignored", c.unknown_lines));
+    let note = notes(c);
     let (elapsed_ms, idle_ms) = lifetime_and_idle(c);
     Detection {
         outcome,

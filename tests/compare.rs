@@ -621,6 +621,8 @@ fn compare_server_measures_redis_noticing_its_dead_clients() {
         "none",
         "-s",
         "ka=1s,1s,2",
+        "-s",
+        "hb=500ms,3/redis",
         "--fault",
         "blackhole,freeze",
         "--load",
@@ -661,6 +663,12 @@ fn compare_server_measures_redis_noticing_its_dead_clients() {
         // A frozen server is the fault itself: it notices nothing.
         assert!(cell(&by, s, "freeze", "idle")["server"].is_null());
     }
+    // Pinged in its own protocol (RESP PING), the frozen Redis is noticed by the heartbeat.
+    assert_cell(
+        cell(&by, "hb=500ms,3/redis", "freeze", "idle"),
+        "heartbeat",
+        &[],
+    );
 }
 
 /// A server command that does not start is one clear line, before anything is measured.

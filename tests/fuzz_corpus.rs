@@ -1,4 +1,4 @@
-//! Fuzz regression: every input in `tests/fuzz/corpus/{spec,codec}/` (seeds, and every case the fuzzer ever
+//! Fuzz regression: every input in `tests/fuzz/corpus/{spec,codec,replies}/` (seeds, and every case the fuzzer ever
 //! found) is replayed through the same property checks the fuzz targets run. Stable; runs under `cargo test`.
 //! The fuzzing itself: `bash tests/fuzz/run.sh [SECONDS]` (see tests/fuzz/README.md).
 
@@ -44,6 +44,11 @@ fn spec_corpus_holds() {
 #[test]
 fn codec_corpus_holds() {
     replay("codec", props::check_codec);
+}
+
+#[test]
+fn replies_corpus_holds() {
+    replay("replies", props::check_replies);
 }
 
 /// The properties themselves catch what they claim to: a hand-made over-long line split across chunks.

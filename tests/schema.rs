@@ -672,7 +672,7 @@ fn the_validator_rejects_documents_that_break_the_contract() {
     let listen_schema = schema_validator("listen-event.schema.json");
     let mut event = alive.clone();
     let m = event.as_object_mut().unwrap();
-    for k in ["local", "strategy", "load", "effective"] {
+    for k in ["local", "strategy", "ping", "tls", "load", "effective"] {
         m.remove(k);
     }
     m.insert("at".into(), json!("2026-11-22T16:00:15.083Z"));

@@ -2,6 +2,7 @@
 //! `--duration` passes, and report the detection beside its prediction.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -10,13 +11,14 @@ use crate::cli::ConnectArgs;
 use crate::detection::{CloseHow, Detection, IcmpSeen, Outcome};
 use crate::exit::{self, CliError};
 use crate::matrix::mechanism_stats;
+use crate::ping::Setup;
 use crate::predict::{Expected, predict};
 use crate::recverr::{IcmpReport, IcmpWatch};
 use crate::report::model::{ConnectManyReport, ConnectReport};
 use crate::report::{Finished, Report, SCHEMA, expected_text};
 use crate::scenario::Fault;
 use crate::settings::Effective;
-use crate::strategy::Strategy;
+use crate::strategy::{Protocol, Strategy};
 use crate::sys;
 use crate::units::Millis;
 use crate::units::human_ms;
@@ -25,11 +27,12 @@ use crate::watch::{Watch, watch};
 /// Run `tcphb connect`; returns the exit code (0 alive, 3 a dead peer detected, 5 the peer closed the
 /// connection itself). A peer that never answered a heartbeat, or broke the protocol, is an error.
 pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
-    let strategy = args.strategy.strategy();
+    let mut strategy = args.strategy.strategy();
+    let ping = super::ping_setup(&args.peer, &args.ping, &mut strategy, args.load, true)?;
     sys::check(&strategy)?;
     let addrs = super::resolve_peer(&args.peer)?;
     if args.connections > 1 {
-        return run_many(args, &strategy, &addrs);
+        return run_many(args, &strategy, &addrs, ping);
     }
     let (sock, peer, effective) = crate::sockets::connect(&addrs, &strategy, args.connect_timeout)?;
     let local = super::local_text(&sock)?;
@@ -45,6 +48,7 @@ pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
         effective,
         load: args.load,
         kernel,
+        ping: ping.clone(),
     };
     super::progress(&format!(
         "tcphb: connected to {peer} ({}, {} load); a silent death would be noticed after {}. Ctrl-C to stop.",
@@ -71,13 +75,15 @@ pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
     // Nothing was cut here: a FIN is the peer's own close, not a death.
     let detection = detection.on_a_live_path();
     if detection.closed_by_tcphb() {
-        return Err(not_a_heartbeat_peer(peer, &detection));
+        return Err(not_a_heartbeat_peer(peer, &detection, &ping));
     }
     let report = ConnectReport {
         schema: SCHEMA,
         peer: peer.to_string(),
         local,
         strategy: strategy.to_string(),
+        ping: ping.protocol,
+        tls: ping.tls.is_some(),
         load: args.load,
         effective,
         expected: Expected::new(&prediction, &detection),
@@ -141,8 +147,33 @@ fn exit_code(detections: &[&Detection]) -> u8 {
     }
 }
 
-/// The one-line error for a peer tcphb closed: it never answered a heartbeat, or broke the protocol.
-fn not_a_heartbeat_peer(peer: SocketAddr, d: &Detection) -> anyhow::Error {
+/// The one-line error for a peer tcphb closed: its TLS handshake failed, it never answered a
+/// heartbeat, or it broke the protocol.
+fn not_a_heartbeat_peer(peer: SocketAddr, d: &Detection, ping: &Setup) -> anyhow::Error {
+    let p = ping.protocol;
+    if d.how == Some(CloseHow::Tls) {
+        return anyhow::anyhow!(
+            "TLS handshake with {peer} failed: {}",
+            d.note.as_deref().unwrap_or("see the server's log")
+        );
+    }
+    if p != Protocol::Line {
+        let advice = format!(
+            "check that it speaks {p} (and --tls, --path), or choose its protocol with --ping"
+        );
+        return if d.how == Some(CloseHow::NoHeartbeat) {
+            anyhow::anyhow!(
+                "the peer at {peer} never answered a {p} ping in {}: {advice}",
+                human_ms(Some(d.silence_ms))
+            )
+        } else {
+            anyhow::anyhow!(
+                "closed the connection to {peer} after {}: {}; {advice}",
+                human_ms(Some(d.elapsed_ms)),
+                d.note.as_deref().unwrap_or("the peer broke the protocol")
+            )
+        };
+    }
     let advice = "use --keepalive/--user-timeout, or point at `tcphb listen` or an echo server";
     if d.how == Some(CloseHow::NoHeartbeat) {
         anyhow::anyhow!(
@@ -176,6 +207,7 @@ fn run_many(
     args: &ConnectArgs,
     strategy: &Strategy,
     addrs: &[SocketAddr],
+    ping: Arc<Setup>,
 ) -> anyhow::Result<Finished> {
     let wanted = u64::from(args.connections);
     let fit = crate::limits::ensure_room_for(wanted);
@@ -220,6 +252,7 @@ fn run_many(
         effective,
         load: args.load,
         kernel,
+        ping: Arc::clone(&ping),
     };
     let opened = socks.len() as u64;
     let detections = rt.block_on(async {
@@ -259,7 +292,7 @@ fn run_many(
     if !detections.iter().any(Detection::is_death)
         && let Some(d) = detections.iter().find(|d| d.closed_by_tcphb())
     {
-        return Err(not_a_heartbeat_peer(peer, d));
+        return Err(not_a_heartbeat_peer(peer, d, &ping));
     }
     let count = |o: Outcome| detections.iter().filter(|d| d.outcome == o).count() as u64;
     let by = |f: fn(&Detection) -> bool| detections.iter().filter(|d| f(d)).count() as u64;
@@ -273,6 +306,8 @@ fn run_many(
         partial,
         peer: peer.to_string(),
         strategy: strategy.to_string(),
+        ping: ping.protocol,
+        tls: ping.tls.is_some(),
         load: args.load,
         effective,
         connections: opened,

@@ -149,7 +149,7 @@ pub async fn serve(
                     let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
                 }
                 open += 1;
-                let w = Watch { effective, load: Load::Idle, kernel: o.kernel };
+                let w = Watch { effective, load: Load::Idle, kernel: o.kernel, ping: crate::watch::line() };
                 let tx = ev_tx.clone();
                 // No stop signal per connection: on shutdown the summary is printed and the runtime,
                 // dropped, ends every task; a held connection costs no extra receiver.

@@ -226,6 +226,75 @@ pub fn resolve_peer(what: &str) -> Result<Vec<SocketAddr>, CliError> {
     Ok(addrs)
 }
 
+/// How `connect` and `probe` speak the heartbeat (`--ping`, `--path`, `--tls`): the protocol is set
+/// on the strategy's heartbeat (so its spec says it: `hb=1s,3/redis`), TLS is configured for the
+/// host `peer` names. Usage errors say what to write instead.
+pub fn ping_setup(
+    peer: &str,
+    args: &crate::cli::PingArgs,
+    strategy: &mut crate::strategy::Strategy,
+    load: crate::scenario::Load,
+    needs_heartbeat: bool,
+) -> Result<std::sync::Arc<crate::ping::Setup>, CliError> {
+    use crate::ping::tls::{self, Trust};
+    use crate::strategy::Protocol;
+    let protocol = match (&mut strategy.heartbeat, args.protocol) {
+        (None, Protocol::Line) => Protocol::Line,
+        (None, p) if !needs_heartbeat => p,
+        (None, p) => {
+            return Err(CliError::Usage(format!(
+                "--ping {p} needs --heartbeat INTERVAL,MISSES: it says how often to ping (e.g. --heartbeat 1s,3 --ping {p})"
+            )));
+        }
+        (Some(h), p) => {
+            if p != Protocol::Line && h.protocol != Protocol::Line && h.protocol != p {
+                return Err(CliError::Usage(format!(
+                    "--heartbeat says {} and --ping says {p}: give the protocol once",
+                    h.protocol
+                )));
+            }
+            if p != Protocol::Line {
+                h.protocol = p;
+            }
+            h.protocol
+        }
+    };
+    if protocol != Protocol::Line && load == crate::scenario::Load::Busy {
+        return Err(CliError::Usage(format!(
+            "--load busy writes tcphb's DATA lines, which a {protocol} server would take for requests: use --load idle with --ping {protocol}"
+        )));
+    }
+    let authority = peer.to_string();
+    let setup_tls = if args.tls {
+        // The host as written, without the port: the name sent by SNI and checked on the certificate.
+        let host = match peer.rsplit_once(':') {
+            Some((h, _)) => h,
+            None => peer,
+        };
+        let trust = match (&args.ca, args.insecure) {
+            (_, true) => Trust::Insecure,
+            (Some(f), false) => Trust::CaFile(f),
+            (None, false) => Trust::System,
+        };
+        Some(tls::setup(host, trust, protocol).map_err(CliError::Usage)?)
+    } else {
+        None
+    };
+    let (interval, misses) = strategy
+        .heartbeat
+        .map_or((std::time::Duration::ZERO, 0), |h| (h.interval, h.misses));
+    Ok(std::sync::Arc::new(crate::ping::Setup {
+        protocol,
+        options: crate::ping::Options {
+            path: args.path.clone(),
+            authority,
+            interval,
+            misses,
+        },
+        tls: setup_tls,
+    }))
+}
+
 /// A connected socket's local address as text (empty where it is not an IP socket).
 pub fn local_text(sock: &socket2::Socket) -> std::io::Result<String> {
     Ok(sock

@@ -27,10 +27,32 @@ use crate::watch::Watch;
 /// Run `tcphb probe`; returns the exit code (0; 3 if the busy connection died during --recverr; 2 if
 /// --detect-within cannot be met on this path; 6 if --verify measured a miss).
 pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
-    let strategy = args.strategy.strategy();
+    let mut strategy = args.strategy.strategy();
     let Some(peer) = &args.peer else {
         return offline(args, &strategy);
     };
+    // --ping without --heartbeat is for --detect-within: the peer is asked in that protocol.
+    let ping = super::ping_setup(
+        peer,
+        &args.ping,
+        &mut strategy,
+        Load::Idle,
+        args.detect_within.is_none(),
+    )?;
+    if ping.protocol != crate::strategy::Protocol::Line || ping.tls.is_some() {
+        let refused = [
+            (args.idle_timeout.is_some(), "--idle-timeout"),
+            (args.recverr, "--recverr"),
+            (args.verify, "--verify"),
+        ];
+        if let Some((_, flag)) = refused.iter().find(|(on, _)| *on) {
+            return Err(crate::exit::CliError::Usage(format!(
+                "{flag} speaks tcphb's own line protocol in the clear (its lab server is a tcphb listen): not with --ping {} or --tls",
+                ping.protocol
+            ))
+            .into());
+        }
+    }
     sys::check(&strategy)?;
     if args.recverr {
         sys::check_recverr()?;
@@ -49,6 +71,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
         effective,
         load: Load::Busy,
         kernel,
+        ping: crate::watch::line(),
     };
     let info = sys::tcp_info(&sock);
     // Without TCP_INFO the handshake is the only round trip measured, and the RTO is unknown: the
@@ -153,27 +176,36 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     let recommendation = match args.detect_within {
         None => None,
         Some(within) => {
-            // Does the peer speak the heartbeat protocol? Already asked by --idle-timeout's `auto`;
-            // else asked on a connection of its own.
+            // Does the peer speak the heartbeat protocol? Already asked by --idle-timeout's `auto`
+            // (which speaks line in the clear); else asked on a connection of its own, in the
+            // heartbeat's protocol.
+            let plain_line = ping.protocol == crate::strategy::Protocol::Line && ping.tls.is_none();
             let asked = idle_timeout
                 .as_ref()
-                .filter(|_| args.idle_method == IdleMethodArg::Auto)
+                .filter(|_| plain_line && args.idle_method == IdleMethodArg::Auto)
                 .map(|i| i.method == idle::Method::Ping);
             let answers = match asked {
                 Some(a) => a,
-                None => super::runtime()?.block_on(idle::answers_ping(
+                None if plain_line => super::runtime()?.block_on(idle::answers_ping(
                     peer,
                     path.rtt,
                     args.connect_timeout,
                 )),
+                None => super::runtime()?.block_on(crate::watch::answers(
+                    peer,
+                    std::sync::Arc::clone(&ping),
+                    idle::reply_timeout(path.rtt),
+                    args.connect_timeout,
+                )),
             };
             super::progress(&format!(
-                "tcphb: the peer {} PING 1",
+                "tcphb: the peer {} a {} ping",
                 if answers {
                     "answered"
                 } else {
                     "did not answer"
-                }
+                },
+                ping.protocol
             ));
             let ask = Ask {
                 within,
@@ -181,6 +213,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                 kernel,
                 keep_under: keep_under(idle_timeout.as_ref()),
                 peer_answers_ping: answers,
+                ping_protocol: ping.protocol,
                 user_timeout_supported: !matches!(
                     sys::capabilities().rules.user_timeout,
                     crate::settings::UserTimeout::None { .. }

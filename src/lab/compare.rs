@@ -77,6 +77,18 @@ pub fn run(args: &CompareArgs) -> anyhow::Result<Finished> {
     } else {
         args.strategies.clone()
     };
+    // Without --server the lab's server is a tcphb listen: it answers only tcphb's own PING lines.
+    if args.server.is_none()
+        && let Some(s) = strategies.iter().find(|s| {
+            s.heartbeat
+                .is_some_and(|h| h.protocol != crate::strategy::Protocol::Line)
+        })
+    {
+        return Err(crate::exit::CliError::Usage(format!(
+            "strategy '{s}': the lab's server is a tcphb listen, which speaks only tcphb's line protocol; ping your own server in its protocol with --server 'CMD {{addr}} {{port}}', or measure a real service with `tcphb connect HOST:PORT --heartbeat I,M --ping PROTO`"
+        ))
+        .into());
+    }
     let plan = LabPlan {
         strategies,
         faults: args.faults.clone(),
@@ -295,6 +307,16 @@ async fn measure(
             effective,
             load: chunk[i].load,
             kernel,
+            // compare --server: a heartbeat in the server's own protocol (`hb=1s,3/redis`).
+            ping: match args.strategies[j].heartbeat.map(|h| h.protocol) {
+                Some(protocol) if protocol != crate::strategy::Protocol::Line => {
+                    std::sync::Arc::new(crate::ping::Setup {
+                        protocol,
+                        ..crate::ping::Setup::default()
+                    })
+                }
+                _ => crate::watch::line(),
+            },
         };
         let mut stop = stop_rx.clone();
         let cut_rx = cut_rx.clone();

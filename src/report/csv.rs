@@ -109,10 +109,12 @@ fn cell<T: ToString>(v: &Option<T>) -> String {
 }
 
 /// Columns of `connect`: one row.
-const CONNECT_HEADER: [&str; 23] = [
+const CONNECT_HEADER: [&str; 25] = [
     "peer",
     "local",
     "strategy",
+    "ping",
+    "tls",
     "load",
     "keepalive_idle_ms",
     "keepalive_interval_ms",
@@ -152,6 +154,8 @@ fn connect_row(r: &ConnectReport) -> Vec<String> {
         r.peer.clone(),
         r.local.clone(),
         r.strategy.clone(),
+        r.ping.name().into(),
+        r.tls.to_string(),
         r.load.to_string(),
     ];
     row.extend(effective_cells(e));
@@ -407,6 +411,8 @@ mod tests {
     #[test]
     fn many_connections_are_the_header_and_rows_only() {
         let r = ConnectManyReport {
+            ping: crate::strategy::Protocol::Line,
+            tls: false,
             schema: super::super::SCHEMA,
             partial: false,
             peer: "127.0.0.1:7878".into(),
@@ -445,6 +451,8 @@ mod tests {
         );
         // Nothing died: still one table, with no rows.
         let none = ConnectManyReport {
+            ping: crate::strategy::Protocol::Line,
+            tls: false,
             by_mechanism: Vec::new(),
             ..r
         };

@@ -23,6 +23,10 @@ pub struct ConnectReport {
     pub peer: String,
     pub local: String,
     pub strategy: String,
+    /// The protocol the heartbeat spoke (`line` without --ping).
+    pub ping: crate::strategy::Protocol,
+    /// The heartbeat's protocol was wrapped in TLS.
+    pub tls: bool,
     pub load: Load,
     pub effective: Effective,
     #[serde(flatten)]
@@ -39,6 +43,10 @@ pub struct ConnectManyReport {
     pub partial: bool,
     pub peer: String,
     pub strategy: String,
+    /// The protocol the heartbeat spoke (`line` without --ping).
+    pub ping: crate::strategy::Protocol,
+    /// The heartbeat's protocol was wrapped in TLS.
+    pub tls: bool,
     pub load: Load,
     pub effective: Effective,
     pub connections: u64,

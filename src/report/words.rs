@@ -86,6 +86,12 @@ pub(super) fn ending_sentence(d: &Detection, who: &str) -> Option<String> {
         _ => "a FIN with nothing cut: not a death, so not judged against the prediction",
     };
     match (d.outcome, d.closed_by, d.detected_by) {
+        (Outcome::Closed, Some(ClosedBy::Peer), _) if d.how == Some(CloseHow::Refused) => {
+            Some(format!(
+                "The {who} refused the heartbeat in its own protocol and ended the conversation: it is alive (not a death, so not judged against the prediction): {}.",
+                d.note.as_deref().unwrap_or("see the note")
+            ))
+        }
         (Outcome::Closed, Some(ClosedBy::Peer), _) if d.idle_ms >= 1000 => Some(format!(
             "The {who} closed this idle connection after {}: its own idle timeout ({not_judged}).",
             human_ms(Some(d.idle_ms))

@@ -283,3 +283,104 @@ pub fn check_codec(data: &[u8]) {
         );
     }
 }
+
+/// The protocols `check_replies` picks from with its first byte.
+const PROTOCOLS: [tcphb::strategy::Protocol; 7] = tcphb::strategy::Protocol::ALL;
+
+/// The most a codec may hold between feeds, per protocol (its documented bound, plus the frame
+/// header or line being read).
+fn held_bound(p: tcphb::strategy::Protocol) -> usize {
+    use tcphb::ping;
+    use tcphb::strategy::Protocol as P;
+    match p {
+        P::Line => MAX_LINE,
+        P::Redis => ping::redis::MAX_REPLY,
+        P::Memcached => ping::memcached::MAX_REPLY,
+        P::Http => ping::http::MAX_HEAD,
+        P::H2 => 9 + 8 + 128,
+        P::Websocket => ping::http::MAX_HEAD,
+        P::Mqtt => 5,
+    }
+}
+
+/// Feed `chunks` to a fresh codec of `p` after its hello; the outcome (the first error, or the
+/// totals heard) and the bytes it asked to send after the hello.
+fn feed_reply_chunks<'a>(
+    p: tcphb::strategy::Protocol,
+    chunks: impl Iterator<Item = &'a [u8]>,
+) -> (Result<tcphb::ping::Heard, tcphb::ping::PingError>, Vec<u8>) {
+    use tcphb::ping::{Codec, Heard, Options, Pinger};
+    let options = Options {
+        path: "/".into(),
+        authority: "127.0.0.1:1".into(),
+        interval: Duration::from_secs(1),
+        misses: 3,
+    };
+    let mut codec = Pinger::new(p, &options);
+    let mut hello = Vec::new();
+    codec.hello(&mut hello);
+    let mut out = Vec::new();
+    let mut total = Heard::default();
+    for (i, chunk) in chunks.enumerate() {
+        // A ping between chunks, as the watcher sends them: never a panic, whatever state.
+        if i % 3 == 1 {
+            codec.ping(i as u64, &mut Vec::new());
+        }
+        match codec.feed(chunk, &mut out) {
+            Ok(h) => {
+                total.replies += h.replies;
+                total.unknown += h.unknown;
+            }
+            Err(e) => return (Err(e), out),
+        }
+        let held = codec.held();
+        assert!(
+            held <= held_bound(p),
+            "{p}: the codec holds {held} bytes (bound {})",
+            held_bound(p)
+        );
+        let _ = codec.note();
+    }
+    codec.goodbye(&mut Vec::new());
+    (Ok(total), out)
+}
+
+/// The `replies` target: byte 0 picks a protocol, the rest is cut like the `codec` target's input
+/// and fed to that protocol's reply parser (`tcphb::ping`). Nothing may panic; the codec never
+/// holds more than its bound; whole, chunked and byte-by-byte feeding end the same way (the same
+/// error, or the same counts and the same answers — WebSocket's answers are masked at random, so
+/// only its outcome is compared).
+pub fn check_replies(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let p = PROTOCOLS[usize::from(which) % PROTOCOLS.len()];
+    let (cuts, stream) = split_codec_input(rest);
+    let mut bounds = cuts.clone();
+    bounds.push(stream.len());
+    let mut start = 0;
+    let pieces = bounds.iter().map(|&end| {
+        let piece = &stream[start..end];
+        start = end;
+        piece
+    });
+    let whole = feed_reply_chunks(p, std::iter::once(stream));
+    let chunked = feed_reply_chunks(p, pieces);
+    let bytewise = feed_reply_chunks(p, stream.chunks(1));
+    for (how, got) in [("chunked", chunked), ("bytewise", bytewise)] {
+        // tungstenite refuses, on purpose, an upgrade response dribbled in hundreds of tiny
+        // packets (its handshake's attack check): a byte-at-a-time feed may end so instead.
+        if p == tcphb::strategy::Protocol::Websocket
+            && matches!(&got.0, Err(tcphb::ping::PingError::Protocol(m)) if m.ends_with("Attack attempt detected"))
+        {
+            continue;
+        }
+        assert_eq!(
+            got.0, whole.0,
+            "{p}, {how} (cuts {cuts:?}): outcome differs from whole"
+        );
+        if p != tcphb::strategy::Protocol::Websocket && got.0.is_ok() {
+            assert_eq!(got.1, whole.1, "{p}, {how}: answers differ from whole");
+        }
+    }
+}

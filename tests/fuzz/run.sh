@@ -23,7 +23,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 found=0
-for target in spec codec; do
+for target in spec codec replies; do
     work=$fuzz/work/$target
     artifacts=$fuzz/artifacts/$target
     mkdir -p "$work" "$artifacts"
