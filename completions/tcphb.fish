@@ -111,7 +111,7 @@ macos\t''
 windows\t''"
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s w -l detect-within -d 'Recommend settings (printed as flags) that notice a dead peer within this long, idle or busy, on this path — and keep idle traffic under the idle timeout found by --idle-timeout' -r
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s i -l idle-timeout -d 'Find how long the path keeps an idle connection (NAT/firewall idle timeout), trying idle times up to MAX; the run takes about MAX (at most MAX plus two reply timeouts and 0.5 s). Against any TCP server: a peer that answers PING lines is tested with them, any other with the kernel\'s keepalive probe (Linux, idle times from 1 s). A server closing idle connections itself is reported apart, with its time' -r
-complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l idle-method -d 'The test packet of --idle-timeout: `ping` (a PING line: tcphb listen, echo services), `keepalive` (a TCP keepalive probe, no data: any TCP server; Linux), or `auto`: ping if the peer answers PING 1, else keepalive' -r -f -a "auto\t''
+complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -l idle-method -d 'The test packet of --idle-timeout: `ping` (a PING line: tcphb listen, echo services; with --ping PROTO the service\'s own ping), `keepalive` (a TCP keepalive probe, no data: any TCP server; Linux), or `auto`: ping if the peer answers one, else keepalive' -r -f -a "auto\t''
 ping\t''
 keepalive\t''"
 complete -c tcphb -n "__fish_tcphb_using_subcommand probe" -s d -l duration -d 'How long --recverr keeps the connection busy' -r

@@ -159,8 +159,9 @@ unreachable, reboot, freeze and crash, idle and busy, 3 runs each, and compares 
 measured before each detection with D: exit 0 when it holds, 6 when it does not.
 
 --idle-timeout MAX tests idle times up to MAX, each on a connection of its own, with one test
-packet after that much idleness: a PING line if the peer answers `PING 1`, else (Linux) the kernel's
-keepalive probe, which carries no data (idle times from 1 s). An answer (PONG, or the ACK of the
+packet after that much idleness: a PING line if the peer answers `PING 1` (a ping in the service's
+protocol with --ping PROTO, in the clear), else (Linux) the kernel's keepalive probe, which carries
+no data (idle times from 1 s). An answer (PONG, or the ACK of the
 probe) means the path still knew the flow; silence, a RST or an ICMP error means it forgot (which
 one is reported). A FIN or RST while a connection idles is the server's own idle close, reported
 apart with its time. Rounds narrow the bracket, the next round's connections opened ahead: about
@@ -484,9 +485,9 @@ pub struct ProbeArgs {
     /// reported apart, with its time.
     #[arg(long, short = 'i', value_name = "MAX", value_parser = crate::idle::parse_max)]
     pub idle_timeout: Option<Duration>,
-    /// The test packet of --idle-timeout: `ping` (a PING line: tcphb listen, echo services),
-    /// `keepalive` (a TCP keepalive probe, no data: any TCP server; Linux), or `auto`: ping if the
-    /// peer answers PING 1, else keepalive.
+    /// The test packet of --idle-timeout: `ping` (a PING line: tcphb listen, echo services; with
+    /// --ping PROTO the service's own ping), `keepalive` (a TCP keepalive probe, no data: any TCP
+    /// server; Linux), or `auto`: ping if the peer answers one, else keepalive.
     #[arg(
         long,
         value_enum,

@@ -422,10 +422,12 @@ pub fn longest(method: Method, max: Duration, rtt: Duration) -> Duration {
 pub struct NoEvidence(pub String);
 
 /// What to search.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Search {
     pub peer: SocketAddr,
     pub method: Method,
+    /// The ping method's protocol: `line`, or the service's own (`--ping PROTO`).
+    pub ping: std::sync::Arc<crate::ping::Setup>,
     /// The longest idle time to try.
     pub max: Duration,
     /// The path's round-trip time, measured.
@@ -466,9 +468,13 @@ impl Running {
                 self.opening.insert(id, go_tx);
             }
         }
-        let h = self
-            .tasks
-            .spawn(conn::run(self.plan, id, open_at, go_rx, self.tx.clone()));
+        let h = self.tasks.spawn(conn::run(
+            self.plan.clone(),
+            id,
+            open_at,
+            go_rx,
+            self.tx.clone(),
+        ));
         self.aborts.insert(id, h);
         id
     }
@@ -511,6 +517,7 @@ pub async fn discover(
         plan: conn::Plan {
             peer: s.peer,
             method: s.method,
+            ping: std::sync::Arc::clone(&s.ping),
             answer_within: answer,
             connect_timeout: s.connect_timeout,
         },
@@ -850,8 +857,8 @@ pub async fn answers_ping(peer: SocketAddr, rtt: Duration, connect_timeout: Dura
     else {
         return false;
     };
-    let mut decoder = Decoder::new();
-    let ok = conn::ping(&mut stream, &mut decoder, 1, reply_timeout(rtt))
+    let mut talk = conn::Talk::Line(Decoder::new());
+    let ok = conn::ping(&mut stream, &mut talk, 1, reply_timeout(rtt))
         .await
         .is_ok();
     let _ = stream.shutdown().await;
@@ -1005,6 +1012,7 @@ mod tests {
         Search {
             peer,
             method,
+            ping: crate::watch::line(),
             max: s(max),
             rtt: Duration::from_micros(50),
             connect_timeout: s(2.0),

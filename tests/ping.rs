@@ -845,6 +845,57 @@ fn probe_asks_the_peer_in_its_protocol() {
     assert_eq!(v["recommendation"]["peer_answers_ping"], false, "{v}");
 }
 
+/// `probe --idle-timeout --ping redis`: the idle connections are tested with RESP pings, which
+/// Redis answers, and Redis's own idle limit (`timeout 2`: it closes clients idle 2 s) is found
+/// and reported as the server closing, not as the path forgetting.
+#[test]
+fn idle_timeout_search_pings_in_the_services_protocol() {
+    let Some(s) = redis(
+        "idle_timeout_search_pings_in_the_services_protocol",
+        &["--timeout", "2"],
+    ) else {
+        return;
+    };
+    let out = Command::new(common::bin())
+        .args([
+            "probe",
+            &s.addr(),
+            "--idle-timeout",
+            "5s",
+            "--ping",
+            "redis",
+        ])
+        .args(["-f", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
+    let it = &v["idle_timeout"];
+    assert_eq!(it["method"], "ping", "Redis answers its own PING: {it}");
+    let close = &it["server_close"];
+    assert_eq!(close["how"], "fin", "{it}");
+    // Redis counts idleness in whole seconds, checked ten times a second: it closes them 2–3.1 s
+    // idle (2.83 s seen here).
+    let after = close["after_ms"].as_u64().unwrap();
+    assert!((1_900..=3_600).contains(&after), "{it}");
+    // Over TLS the search cannot ping: one line, exit 2.
+    let out = Command::new(common::bin())
+        .args([
+            "probe",
+            &s.addr(),
+            "--idle-timeout",
+            "5s",
+            "--ping",
+            "redis",
+            "--tls",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!((code(&out), err.lines().count()), (2, 1), "{err}");
+}
+
 /// compare's lab server is a tcphb listen unless --server runs the operator's own: a heartbeat in
 /// another protocol is refused up front, saying how to ping a real server.
 #[test]

@@ -31,23 +31,37 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     let Some(peer) = &args.peer else {
         return offline(args, &strategy);
     };
-    // --ping without --heartbeat is for --detect-within: the peer is asked in that protocol.
+    // --ping without --heartbeat is for --detect-within and --idle-timeout: the peer is asked in
+    // that protocol.
     let ping = super::ping_setup(
         peer,
         &args.ping,
         &mut strategy,
         Load::Idle,
-        args.detect_within.is_none(),
+        args.detect_within.is_none() && args.idle_timeout.is_none(),
     )?;
     if ping.protocol != crate::strategy::Protocol::Line || ping.tls.is_some() {
+        // --idle-timeout pings in the service's protocol, in the clear.
         let refused = [
-            (args.idle_timeout.is_some(), "--idle-timeout"),
-            (args.recverr, "--recverr"),
-            (args.verify, "--verify"),
+            (
+                args.idle_timeout.is_some() && ping.tls.is_some(),
+                "--idle-timeout",
+                "in the clear: not with --tls (without --ping and --tls it needs no answer from the server: the kernel's keepalive probe is its test packet)",
+            ),
+            (
+                args.recverr,
+                "--recverr",
+                "tcphb's own line protocol in the clear",
+            ),
+            (
+                args.verify,
+                "--verify",
+                "tcphb's own line protocol in the clear (its lab server is a tcphb listen)",
+            ),
         ];
-        if let Some((_, flag)) = refused.iter().find(|(on, _)| *on) {
+        if let Some((_, flag, how)) = refused.iter().find(|(on, _, _)| *on) {
             return Err(crate::exit::CliError::Usage(format!(
-                "{flag} speaks tcphb's own line protocol in the clear (its lab server is a tcphb listen): not with --ping {} or --tls",
+                "{flag} speaks {how}: not with --ping {} or --tls",
                 ping.protocol
             ))
             .into());
@@ -112,7 +126,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
             let discovery = async {
                 match args.idle_timeout {
                     Some(max) => {
-                        let method = idle_method(args, peer, path.rtt).await?;
+                        let method = idle_method(args, peer, path.rtt, &ping).await?;
                         super::progress(&format!(
                             "tcphb: looking for the path's idle timeout up to {} with {} (at most {} in all)",
                             human_ms(Some(max.ms())),
@@ -122,6 +136,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
                         let search = idle::Search {
                             peer,
                             method,
+                            ping: std::sync::Arc::clone(&ping),
                             max,
                             rtt: path.rtt,
                             connect_timeout: args.connect_timeout,
@@ -288,20 +303,39 @@ async fn idle_method(
     args: &ProbeArgs,
     peer: std::net::SocketAddr,
     rtt: Duration,
+    ping: &std::sync::Arc<crate::ping::Setup>,
 ) -> anyhow::Result<idle::Method> {
     let method = match args.idle_method {
         IdleMethodArg::Ping => idle::Method::Ping,
         IdleMethodArg::Keepalive => idle::Method::Keepalive,
         IdleMethodArg::Auto => {
-            if idle::answers_ping(peer, rtt, args.connect_timeout).await {
-                super::progress(
-                    "tcphb: the peer answered PING 1: testing idle connections with PING",
-                );
+            let answers = match ping.protocol {
+                crate::strategy::Protocol::Line => {
+                    idle::answers_ping(peer, rtt, args.connect_timeout).await
+                }
+                _ => {
+                    crate::watch::answers(
+                        peer,
+                        std::sync::Arc::clone(ping),
+                        idle::reply_timeout(rtt),
+                        args.connect_timeout,
+                    )
+                    .await
+                }
+            };
+            let asked = match ping.protocol {
+                crate::strategy::Protocol::Line => "PING 1".to_string(),
+                p => format!("a {p} ping"),
+            };
+            if answers {
+                super::progress(&format!(
+                    "tcphb: the peer answered {asked}: testing idle connections with it"
+                ));
                 idle::Method::Ping
             } else {
-                super::progress(
-                    "tcphb: the peer answered no PING 1: testing idle connections with keepalive probes",
-                );
+                super::progress(&format!(
+                    "tcphb: the peer answered no {asked}: testing idle connections with keepalive probes"
+                ));
                 idle::Method::Keepalive
             }
         }

@@ -1,6 +1,7 @@
 //! One connection of the idle-timeout search: open it, hold it idle (watching for the server's own
 //! close), and when told an idle time, send the test packet at that idle and say what answered — a
-//! `PING n` line (the ping method) or the kernel's keepalive probe (the keepalive method, no data).
+//! ping — tcphb's `PING n` line, or with `--ping PROTO` the service's own (the ping method) — or the
+//! kernel's keepalive probe (the keepalive method, no data).
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use tokio::time::{Instant as TokioInstant, sleep, sleep_until, timeout};
 
 use super::{Answer, Evidence, Method, Verdict};
 use crate::heartbeat::{self, Decoder, Message};
+use crate::ping::{Codec, PingError, Pinger, Setup};
+use crate::strategy::Protocol;
 use crate::units::Millis;
 
 /// What a connection tells the search.
@@ -31,10 +34,12 @@ pub(super) enum Msg {
 }
 
 /// How one connection is opened and tested.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Plan {
     pub peer: SocketAddr,
     pub method: Method,
+    /// The ping method's protocol (`line` unless `--ping PROTO`; never TLS).
+    pub ping: std::sync::Arc<Setup>,
     /// Ping: how long the PING waits for its answer. Keepalive: how long after the probe the
     /// kernel gives up (TCP_KEEPINTVL with one probe), whole seconds.
     pub answer_within: Duration,
@@ -106,13 +111,17 @@ async fn held(
         }
     };
     let _ = stream.set_nodelay(true);
-    let mut decoder = Decoder::new();
+    let mut talk = Talk::new(&plan.ping);
+    if let Err(err) = talk.hello(&mut stream).await {
+        e.errno = Some(errno(&err));
+        return Some((None, e));
+    }
     let seq = 2 * id as u64;
     let born = match plan.method {
         Method::Ping => {
             // The first answer may take longer than later ones (a slow accept): the connect timeout.
             let within = plan.answer_within.max(plan.connect_timeout);
-            if let Err((_, err)) = ping(&mut stream, &mut decoder, seq, within).await {
+            if let Err((_, err)) = ping(&mut stream, &mut talk, seq, within).await {
                 e.errno = err.map(|x| errno(&x));
                 return Some((None, e));
             }
@@ -177,7 +186,7 @@ async fn held(
     match plan.method {
         Method::Ping => {
             let sent = Instant::now();
-            match ping(&mut stream, &mut decoder, seq + 1, plan.answer_within).await {
+            match ping(&mut stream, &mut talk, seq + 1, plan.answer_within).await {
                 Ok(()) => {
                     e.verdict = Verdict::Alive;
                     e.answer = Answer::Pong;
@@ -319,21 +328,58 @@ fn classify(kind: io::ErrorKind) -> Verdict {
     }
 }
 
-/// Send `PING seq` and wait for `PONG seq` or the echoed `PING seq`. On failure, the verdict and the
-/// socket error if any.
+/// The ping method's conversation on one connection: tcphb's line protocol (a `PING n` answered by
+/// `PONG n` or its echo), or a service's own protocol (`--ping PROTO`), whose codec says when the
+/// peer answered.
+pub(super) enum Talk {
+    Line(Decoder),
+    Service(Box<Pinger>),
+}
+
+impl Talk {
+    pub(super) fn new(setup: &Setup) -> Talk {
+        match setup.protocol {
+            Protocol::Line => Talk::Line(Decoder::new()),
+            p => Talk::Service(Box::new(Pinger::new(p, &setup.options))),
+        }
+    }
+
+    /// What the protocol sends as the connection opens (an HTTP/2 preface, a WebSocket upgrade, an
+    /// MQTT CONNECT; nothing for the others).
+    async fn hello(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        if let Talk::Service(p) = self {
+            let mut out = Vec::new();
+            p.hello(&mut out);
+            stream.write_all(&out).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Send ping `seq` and wait for its answer: `PONG seq` or the echoed `PING seq` in the line
+/// protocol, a reply of the protocol otherwise (a ping a protocol cannot send before its handshake
+/// is sent once the handshake is through). On failure, the verdict and the socket error if any.
 pub(super) async fn ping(
     stream: &mut TcpStream,
-    decoder: &mut Decoder,
+    talk: &mut Talk,
     seq: u64,
     within: Duration,
 ) -> Result<(), (Verdict, Option<io::Error>)> {
     let fail = |err: io::Error| (classify(err.kind()), Some(err));
-    stream
-        .write_all(&heartbeat::ping(seq))
-        .await
-        .map_err(fail)?;
+    let mut out = Vec::new();
+    let mut sent = match talk {
+        Talk::Line(_) => {
+            out.extend_from_slice(&heartbeat::ping(seq));
+            true
+        }
+        Talk::Service(p) => {
+            p.ping(seq, &mut out);
+            !out.is_empty()
+        }
+    };
+    stream.write_all(&out).await.map_err(fail)?;
     let deadline = TokioInstant::now() + within;
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; 4096];
     loop {
         tokio::select! {
             _ = sleep_until(deadline) => return Err((Verdict::Silent, None)),
@@ -341,20 +387,39 @@ pub(super) async fn ping(
                 r.map_err(fail)?;
                 match stream.try_read(&mut buf) {
                     Ok(0) => return Err((Verdict::Closed, None)),
-                    Ok(n) => {
-                        let mut answered = false;
-                        let fed = decoder.feed(&buf[..n], |m| {
-                            if matches!(m, Message::Pong(s) | Message::Ping(s) if s == seq) {
-                                answered = true;
+                    Ok(n) => match talk {
+                        Talk::Line(decoder) => {
+                            let mut answered = false;
+                            let fed = decoder.feed(&buf[..n], |m| {
+                                if matches!(m, Message::Pong(s) | Message::Ping(s) if s == seq) {
+                                    answered = true;
+                                }
+                            });
+                            if answered {
+                                return Ok(());
                             }
-                        });
-                        if answered {
-                            return Ok(());
+                            if fed.is_err() {
+                                return Err((Verdict::Error, None));
+                            }
                         }
-                        if fed.is_err() {
-                            return Err((Verdict::Error, None));
+                        Talk::Service(p) => {
+                            let mut answers = Vec::new();
+                            let heard = p.feed(&buf[..n], &mut answers);
+                            if !sent {
+                                p.ping(seq, &mut answers);
+                                sent = !answers.is_empty();
+                            }
+                            stream.write_all(&answers).await.map_err(fail)?;
+                            match heard {
+                                Ok(h) if sent && h.replies > 0 => return Ok(()),
+                                Ok(_) => {}
+                                // The peer refused in its protocol: alive, but this
+                                // connection is over — as if it had closed.
+                                Err(PingError::Refused(_)) => return Err((Verdict::Closed, None)),
+                                Err(PingError::Protocol(_)) => return Err((Verdict::Error, None)),
+                            }
                         }
-                    }
+                    },
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                     Err(err) => return Err(fail(err)),
                 }
