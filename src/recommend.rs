@@ -54,8 +54,6 @@ pub const VERIFIED_FAULTS: [Fault; 5] = [
 const DELAYED_ACK: Duration = Duration::from_millis(40);
 /// IPv4 (20) + TCP (20) + the timestamp option (12): the bytes of a bare segment on the wire.
 pub const BARE_SEGMENT_BYTES: u64 = 52;
-/// `PING 1234\n` / `PONG 1234\n`: a heartbeat line with a four-digit sequence number.
-pub const HEARTBEAT_LINE_BYTES: u64 = 10;
 
 /// What is asked, and what is known about the path.
 #[derive(Debug, Clone, Copy)]
@@ -452,10 +450,14 @@ pub fn cost(s: &Strategy, kernel: &KernelTimers) -> Cost {
     let hb = eff.heartbeat().map(|(i, _)| i);
     if let Some(i) = hb {
         let n = per_min(i);
+        let (ping, answer) = crate::ping::exchange_bytes(
+            s.heartbeat
+                .map_or(crate::strategy::Protocol::Line, |h| h.protocol),
+        );
         c.packets_per_min_out += 2.0 * n;
         c.packets_per_min_in += n;
-        c.bytes_per_min_out += n * (2 * BARE_SEGMENT_BYTES + HEARTBEAT_LINE_BYTES) as f64;
-        c.bytes_per_min_in += n * (BARE_SEGMENT_BYTES + HEARTBEAT_LINE_BYTES) as f64;
+        c.bytes_per_min_out += n * (2 * BARE_SEGMENT_BYTES + ping) as f64;
+        c.bytes_per_min_in += n * (BARE_SEGMENT_BYTES + answer) as f64;
         c.period = Some(i);
     }
     if let Some((idle, interval, _)) = eff.keepalive()
@@ -751,6 +753,19 @@ mod tests {
         let c = cost(&s, &KernelTimers::default());
         assert_eq!(c.period, Some(Duration::from_secs(1)));
         assert!((c.packets_per_min_out - 120.0).abs() < 1e-9, "{c:?}");
+    }
+
+    #[test]
+    fn a_heartbeat_costs_its_own_protocol_s_bytes() {
+        let k = KernelTimers::default();
+        let line = cost(&"hb=1s,3".parse().unwrap(), &k);
+        let mqtt = cost(&"hb=1s,3/mqtt".parse().unwrap(), &k);
+        // 60 pings a minute: PINGREQ is 2 bytes where `PING 1234\n` is 10.
+        assert!(
+            (line.bytes_per_min_out - mqtt.bytes_per_min_out - 60.0 * 8.0).abs() < 1e-9,
+            "{line:?} {mqtt:?}"
+        );
+        assert_eq!(line.packets_per_min_out, mqtt.packets_per_min_out);
     }
 
     #[test]

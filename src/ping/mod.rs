@@ -21,6 +21,27 @@ use std::time::Duration;
 
 use crate::strategy::Protocol;
 
+/// The payload bytes of one ping and of its usual answer in `protocol`, as the recommendation's cost
+/// counts them (TCP/IP headers apart). Exact for the fixed-size ones; HTTP's depend on the path and
+/// the server's headers: a short `OPTIONS *` and a bare status with a few headers are assumed.
+pub fn exchange_bytes(protocol: Protocol) -> (u64, u64) {
+    match protocol {
+        // `PING 1234\n` / `PONG 1234\n`.
+        Protocol::Line => (10, 10),
+        // `*1\r\n$4\r\nPING\r\n` / `+PONG\r\n`.
+        Protocol::Redis => (14, 7),
+        // `version\r\n` / `VERSION 1.6.21\r\n`.
+        Protocol::Memcached => (9, 16),
+        Protocol::Http => (45, 160),
+        // A PING frame and its ACK: 9-byte header, 8-byte payload.
+        Protocol::H2 => (17, 17),
+        // A masked ping with an 8-byte payload / its unmasked pong.
+        Protocol::Websocket => (14, 10),
+        // PINGREQ / PINGRESP.
+        Protocol::Mqtt => (2, 2),
+    }
+}
+
 /// What one [`Codec::feed`] heard.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Heard {
