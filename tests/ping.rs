@@ -67,6 +67,21 @@ fn python_with(test: &str, module: &str) -> Option<PathBuf> {
 }
 
 /// A free port: bind 0, read it, release it for the server (a race only with other binds of 0).
+/// `connect`'s JSON for a connection the live peer closed itself (exit 5): closed by the peer, `how`,
+/// and a note that says `note`.
+fn closed_by_the_peer(out: &std::process::Output, how: &str, note: &str) -> serde_json::Value {
+    let v = json(out);
+    common::assert_schema("connect.schema.json", &v);
+    assert_eq!(code(out), 5, "{v}");
+    assert_eq!(
+        (&v["closed_by"], &v["how"]),
+        (&"peer".into(), &how.into()),
+        "{v}"
+    );
+    assert!(v["note"].as_str().unwrap().contains(note), "{v}");
+    v
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -403,21 +418,7 @@ fn mosquitto_refusing_anonymous_clients_is_named() {
         return;
     };
     let out = pinger(&s, "mqtt", &["--duration", "5s"]).wait_output(Duration::from_secs(20));
-    let v = json(&out);
-    common::assert_schema("connect.schema.json", &v);
-    assert_eq!(code(&out), 5, "{v}");
-    assert_eq!(
-        (&v["closed_by"], &v["how"]),
-        (&"peer".into(), &"refused".into()),
-        "{v}"
-    );
-    assert!(
-        v["note"]
-            .as_str()
-            .unwrap()
-            .contains("CONNACK return code 5, not authorized"),
-        "{v}"
-    );
+    closed_by_the_peer(&out, "refused", "CONNACK return code 5, not authorized");
 }
 
 #[test]
@@ -927,19 +928,9 @@ fn nginx_ending_keepalive_after_its_request_limit_is_named() {
         return;
     };
     let out = pinger(&s, "http", &["--duration", "10s"]).wait_output(Duration::from_secs(20));
-    let v = json(&out);
-    common::assert_schema("connect.schema.json", &v);
-    assert_eq!(code(&out), 5, "{v}");
-    assert_eq!(
-        (&v["closed_by"], &v["how"]),
-        (&"peer".into(), &"fin".into()),
-        "{v}"
-    );
-    assert!(
-        v["note"]
-            .as_str()
-            .unwrap()
-            .contains("the server ends this keep-alive connection itself: after 2 responses it said 'Connection: close'"),
-        "{v}"
+    closed_by_the_peer(
+        &out,
+        "fin",
+        "the server ends this keep-alive connection itself: after 2 responses it said 'Connection: close'",
     );
 }
