@@ -340,7 +340,10 @@ fn redis_in(lab: &Lab, keepalive_secs: u32) -> Proc {
 /// the silence its settings predict.
 #[test]
 fn redis_keepalive_is_read_back_and_watch_sees_it_notice_a_cut_client() {
-    if !lab_allowed("redis_keepalive_is_read_back_and_watch_sees_it_notice_a_cut_client") {
+    let test = "redis_keepalive_is_read_back_and_watch_sees_it_notice_a_cut_client";
+    if !lab_allowed(test)
+        || !common::installed(test, "redis-server", "apt-get install redis-server")
+    {
         return;
     }
     let lab = Lab::build().expect("build the lab");

@@ -610,7 +610,10 @@ fn the_timeline_shows_what_each_connection_sent_after_the_cut() {
 /// blackhole when its settings say, whatever the clients do; a frozen server notices nothing (n/a).
 #[test]
 fn compare_server_measures_redis_noticing_its_dead_clients() {
-    if !lab_allowed("compare_server_measures_redis_noticing_its_dead_clients") {
+    let test = "compare_server_measures_redis_noticing_its_dead_clients";
+    if !lab_allowed(test)
+        || !common::installed(test, "redis-server", "apt-get install redis-server")
+    {
         return;
     }
     let server = "redis-server --bind {addr} --port {port} --save '' --appendonly no --protected-mode no --tcp-keepalive 3";

@@ -30,20 +30,9 @@ const LATE_MS: u64 = 600;
 /// The program `name` (from PATH, /usr/sbin, /usr/local/sbin), or `None` with a reason printed;
 /// missing under `CI` is a failure.
 fn program(test: &str, name: &str, install: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        let why = format!("{test}: {name} is not installed ({install})");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{why}; CI is set, so this is a failure, not a skip"
-        );
-        eprintln!("skipping {why}");
-    }
-    found
+    common::installed(test, name, install)
+        .then(|| common::find_program(name))
+        .flatten()
 }
 
 /// A Python with `module` importable, or `None` with a reason (a failure under `CI`).

@@ -362,6 +362,30 @@ pub fn lab_allowed(test: &str) -> bool {
     false
 }
 
+/// Program `name` from PATH, /usr/sbin or /usr/local/sbin.
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Whether program `name` is on PATH (or in /usr/sbin): a test that needs it skips with a printed
+/// reason where it is missing, and fails under `CI`, which installs it.
+pub fn installed(test: &str, name: &str, install: &str) -> bool {
+    let found = find_program(name).is_some();
+    if !found {
+        let why = format!("{test}: {name} is not installed ({install})");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{why}; CI is set, so this is a failure, not a skip"
+        );
+        eprintln!("skipping {why}");
+    }
+    found
+}
+
 /// Start `tcphb <args>` inside a lab node's network namespace, output captured.
 #[cfg(target_os = "linux")]
 pub fn tcphb_in(lab: &tcphb::lab::Lab, node: tcphb::lab::Node, args: &[&str]) -> Proc {
