@@ -484,41 +484,6 @@ pub fn predict(
     predict_at(eff, fault, load, kernel, rtt, phase::AtCut::default())
 }
 
-/// `nat-expiry` in the lab, where the middlebox's idle timeout is known: a connection whose traffic
-/// never pauses that long (busy, heartbeats more often, or keepalive probing sooner) keeps its
-/// flow, so there is no death to notice; otherwise the flow is forgotten and it is predicted as a
-/// silent death ([`predict_at`]).
-pub fn predict_nat_expiry(
-    eff: &Effective,
-    load: Load,
-    kernel: &KernelTimers,
-    nat_idle: Duration,
-    at: phase::AtCut,
-) -> Prediction {
-    let refreshed_by = if load == Load::Busy {
-        Some("the busy connection's traffic")
-    } else if eff
-        .heartbeat()
-        .is_some_and(|(interval, _)| interval < nat_idle)
-    {
-        Some("its heartbeats")
-    } else if eff.keepalive().is_some_and(|(idle, _, _)| idle < nat_idle) {
-        Some("its keepalive probes")
-    } else {
-        None
-    };
-    match refreshed_by {
-        Some(what) => Prediction::never(
-            Basis::LastHeard,
-            format!(
-                "{what} never leave the flow idle for the middlebox's {}: it is never forgotten, nothing dies",
-                crate::units::human_ms(Some(nat_idle.ms()))
-            ),
-        ),
-        None => predict_at(eff, Fault::NatExpiry, load, kernel, Duration::ZERO, at),
-    }
-}
-
 /// [`predict`] for a connection whose state at the cut is known (the lab reads its keepalive
 /// timer and RTO just before cutting, and times the heal); what `at` leaves unknown is predicted
 /// over every phase.
@@ -599,11 +564,37 @@ pub fn predict_at(
             )
         }
         Fault::Reboot => predict_reboot(eff, load, kernel, at),
-        Fault::NatExpiry => {
-            // Periodic traffic keeps the middlebox's entry fresh; the outcome depends on the expiry time,
-            // which only the lab knows, so the generic prediction is for an entry that did expire.
-            predict_at(eff, Fault::Blackhole, load, kernel, rtt, at)
-        }
+        Fault::NatExpiry => match at.nat_idle.and_then(|idle| kept_fresh_by(eff, load, idle)) {
+            // Where the lab knows the middlebox's timeout, traffic more often than that keeps the
+            // flow: nothing dies.
+            Some(what) => Prediction::never(
+                Basis::LastHeard,
+                format!(
+                    "{what} never leave the flow idle for the middlebox's {}: it is never forgotten, nothing dies",
+                    crate::units::human_ms(at.nat_idle.map(|d| d.ms()))
+                ),
+            ),
+            // Otherwise the prediction is for an entry that did expire: a silent death.
+            None => predict_at(eff, Fault::Blackhole, load, kernel, rtt, at),
+        },
+    }
+}
+
+/// What keeps a flow fresh in a middlebox that forgets flows idle for `nat_idle`: a busy
+/// connection's traffic, heartbeats or keepalive probes more often than that; `None` when nothing
+/// does.
+fn kept_fresh_by(eff: &Effective, load: Load, nat_idle: Duration) -> Option<&'static str> {
+    if load == Load::Busy {
+        Some("the busy connection's traffic")
+    } else if eff
+        .heartbeat()
+        .is_some_and(|(interval, _)| interval < nat_idle)
+    {
+        Some("its heartbeats")
+    } else if eff.keepalive().is_some_and(|(idle, _, _)| idle < nat_idle) {
+        Some("its keepalive probes")
+    } else {
+        None
     }
 }
 

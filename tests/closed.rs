@@ -49,6 +49,17 @@ fn assert_idle_near(v: &Value, timeout_ms: u64, slack_ms: u64) {
     assert!(idle <= elapsed, "idle {idle} > lifetime {elapsed}: {v}");
 }
 
+/// `probe PEER --idle-timeout MAX --format json`, exit 0, schema-checked.
+fn probe_idle_timeout(peer: &str, max: &str) -> Value {
+    let out = Command::new(bin())
+        .args(["probe", peer, "--idle-timeout", max, "--format", "json"])
+        .output()
+        .expect("run tcphb probe");
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    common::assert_schema("probe.schema.json", &v);
+    v
+}
 #[test]
 fn a_server_closing_an_idle_connection_is_closed_by_peer_exit_5() {
     let port = closing_server(Duration::from_millis(2000));
@@ -423,13 +434,7 @@ fn probe_names_an_nginxs_own_idle_close_apart_from_the_path() {
     };
     let nginx = Nginx::start(&binary, "2s");
     let peer = format!("127.0.0.1:{}", nginx.port);
-    let out = Command::new(bin())
-        .args(["probe", &peer, "--idle-timeout", "4s", "--format", "json"])
-        .output()
-        .expect("run tcphb probe");
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
+    let v = probe_idle_timeout(&peer, "4s");
     let i = &v["idle_timeout"];
     eprintln!(
         "nginx closing idle connections at 2 s: {}",
@@ -512,13 +517,7 @@ fn a_server_resetting_an_idle_connection_is_its_own_close_not_a_death() {
         "{table}"
     );
 
-    let out = Command::new(bin())
-        .args(["probe", &peer, "--idle-timeout", "3s", "--format", "json"])
-        .output()
-        .expect("run tcphb probe");
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
+    let v = probe_idle_timeout(&peer, "3s");
     let i = &v["idle_timeout"];
     assert_eq!(
         (&i["high_ms"], &i["behaviour"]),

@@ -275,6 +275,16 @@ fn probe_idle_timeout_without_ping_needs_linux_keepalive_and_a_second() {
 // The lab: root.
 
 /// Lab with a NAT in R forgetting idle flows after `idle`, or `None` if the test may not run here.
+/// A listener on a free port of the lab's server address, in its server namespace, and its address.
+fn listener_in_server(lab: &Lab) -> (TcpListener, SocketAddr) {
+    let l = lab
+        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
+        .unwrap()
+        .expect("listener in B");
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
 fn nat_lab(test: &str, idle: Duration) -> Option<Lab> {
     if !lab_allowed(test) {
         return None;
@@ -400,11 +410,7 @@ fn idle_timeout_of_a_nat_is_found_against_a_plain_echo_server() {
     ) else {
         return;
     };
-    let l = lab
-        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
-        .unwrap()
-        .expect("echo listener in B");
-    let addr = l.local_addr().unwrap();
+    let (l, addr) = listener_in_server(&lab);
     echo_server(l);
     find_nat_expiry(&lab, addr, "ping");
 }
@@ -466,11 +472,7 @@ fn an_idle_timeout_near_max_is_narrowed_in_about_max() {
     ) else {
         return;
     };
-    let l = lab
-        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
-        .unwrap()
-        .expect("listener in B");
-    let addr = l.local_addr().unwrap();
+    let (l, addr) = listener_in_server(&lab);
     let out = tcphb_in(
         &lab,
         Node::Client,
@@ -520,11 +522,7 @@ fn a_servers_own_idle_close_is_told_apart_from_the_paths_expiry() {
     ) else {
         return;
     };
-    let l = lab
-        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
-        .unwrap()
-        .expect("listener in B");
-    let addr = l.local_addr().unwrap();
+    let (l, addr) = listener_in_server(&lab);
     thread::spawn(move || {
         for c in l.incoming() {
             let Ok(c) = c else { return };
@@ -718,11 +716,7 @@ fn recverr_reports_the_routers_unreachable_at_once() {
         return;
     }
     let lab = Lab::build().expect("build the lab");
-    let l = lab
-        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
-        .unwrap()
-        .expect("listener in B");
-    let addr = l.local_addr().unwrap();
+    let (l, addr) = listener_in_server(&lab);
     let p = tcphb_in(
         &lab,
         Node::Client,

@@ -304,25 +304,11 @@ mod tests {
     use super::*;
     use crate::tcpinfo::TcpInfo;
 
+    /// The audit tests' socket, in `state`.
     fn sock(state: u8, timer: Option<DiagTimer>, info: TcpInfo) -> DiagSocket {
         DiagSocket {
-            local: "10.0.0.1:6379".parse().unwrap(),
-            peer: "10.0.0.2:40000".parse().unwrap(),
             state,
-            inode: 9,
-            timer,
-            recv_queue: 0,
-            send_queue: 0,
-            info: Some(info),
-        }
-    }
-
-    fn keepalive(idle: u64, intvl: u64, count: u32) -> Effective {
-        Effective {
-            keepalive_idle_ms: Some(idle),
-            keepalive_interval_ms: Some(intvl),
-            keepalive_count: Some(count),
-            ..Effective::default()
+            ..crate::audit::tests::sock(timer, info)
         }
     }
 
@@ -344,7 +330,7 @@ mod tests {
         f.track(
             sock(ESTABLISHED, timer, info),
             Some((7, 3)),
-            Some(keepalive(3_000, 1_000, 3)),
+            Some(crate::audit::tests::eff(Some((3_000, 1_000, 3)), None)),
             t0,
         );
         // Listed again a tick later, then gone.

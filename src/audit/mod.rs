@@ -2,7 +2,7 @@
 //! detection settings as read back, its live state as the kernel shows it, when a dead peer would be
 //! noticed idle and busy on this connection's own RTT/RTO, and plain flags for what an operator must
 //! know ("keepalive off", "retransmitting for 3 m 10 s"). Pure: the platform layer finds and reads the
-//! sockets ([`crate::sys::tcp_sockets`], [`crate::sys::read_back_of`]).
+//! sockets ([`crate::sys::tcp_table`], [`crate::sys::read_back_of`]).
 
 pub mod follow;
 
@@ -162,12 +162,16 @@ fn flags(a: &Audited, kernel: &KernelTimers, rto: Duration) -> Vec<String> {
             ));
         }
     }
+    // A connection in trouble: since the peer was last heard, and what is left of its user timeout.
+    let silent = a.last_heard_ms.unwrap_or(0);
+    let user_timeout_left = a
+        .effective
+        .as_ref()
+        .and_then(Effective::user_timeout)
+        .map(|u| u.ms().saturating_sub(silent));
     if a.timer == Some("retransmit") && a.retransmits > 0 {
-        let silent = a.last_heard_ms.unwrap_or(0);
-        let gives_up = match a.effective.as_ref().and_then(Effective::user_timeout) {
-            Some(u) => u.ms().saturating_sub(silent),
-            None => Backoff::of(kernel).giveup(rto).ms().saturating_sub(silent),
-        };
+        let gives_up = user_timeout_left
+            .unwrap_or_else(|| Backoff::of(kernel).giveup(rto).ms().saturating_sub(silent));
         out.push(format!(
             "retransmitting for {} ({} retransmissions): the peer is probably gone; the kernel gives up in ≈{}",
             human_ms(Some(silent)),
@@ -176,12 +180,8 @@ fn flags(a: &Audited, kernel: &KernelTimers, rto: Duration) -> Vec<String> {
         ));
     }
     if a.timer == Some("zero_window") && a.probes_out > 0 {
-        let silent = a.last_heard_ms.unwrap_or(0);
-        let gives_up = match a.effective.as_ref().and_then(Effective::user_timeout) {
-            Some(u) => format!(
-                "the kernel gives up in ≈{}",
-                rough_ms(u.ms().saturating_sub(silent))
-            ),
+        let gives_up = match user_timeout_left {
+            Some(left) => format!("the kernel gives up in ≈{}", rough_ms(left)),
             None => "with no user timeout the kernel probes for as long as the peer answers".into(),
         };
         out.push(format!(
@@ -217,7 +217,7 @@ mod tests {
     use super::*;
     use crate::tcpinfo::TcpInfo;
 
-    fn sock(timer: Option<DiagTimer>, info: TcpInfo) -> DiagSocket {
+    pub(super) fn sock(timer: Option<DiagTimer>, info: TcpInfo) -> DiagSocket {
         DiagSocket {
             local: "10.0.0.1:5432".parse().unwrap(),
             peer: "10.0.0.2:40000".parse().unwrap(),
@@ -230,7 +230,7 @@ mod tests {
         }
     }
 
-    fn eff(ka: Option<(u64, u64, u32)>, uto: Option<u64>) -> Effective {
+    pub(super) fn eff(ka: Option<(u64, u64, u32)>, uto: Option<u64>) -> Effective {
         Effective {
             keepalive_idle_ms: ka.map(|k| k.0),
             keepalive_interval_ms: ka.map(|k| k.1),

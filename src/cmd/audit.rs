@@ -40,7 +40,7 @@ pub fn run(args: &AuditArgs, format: Format) -> anyhow::Result<Finished> {
     if args.watch {
         return watch(args, format);
     }
-    let sockets = matching(args)?;
+    let sockets = matching(args, &mut sys::tcp_table()?)?;
     let owners = owners(args, &sockets)?;
     let kernel = sys::kernel_timers();
     let mut reader = Reader::default();
@@ -69,9 +69,10 @@ pub fn run(args: &AuditArgs, format: Format) -> anyhow::Result<Finished> {
     })
 }
 
-/// This namespace's TCP connections that `--port` and `--peer` select.
-fn matching(args: &AuditArgs) -> anyhow::Result<Vec<DiagSocket>> {
-    let mut sockets = sys::tcp_sockets()?;
+/// This namespace's TCP connections that `--port` and `--peer` select, from `table` (one sock_diag
+/// socket serves every look of `--watch`).
+fn matching(args: &AuditArgs, table: &mut sys::TcpTable) -> anyhow::Result<Vec<DiagSocket>> {
+    let mut sockets = table.dump().map_err(sys::diag_error)?;
     sockets.retain(|s| {
         args.port.is_none_or(|p| s.local.port() == p) && args.peer.is_none_or(|p| s.peer.ip() == p)
     });
@@ -163,7 +164,8 @@ fn watch(args: &AuditArgs, format: Format) -> anyhow::Result<Finished> {
         },
     };
     // Checked once before anything is printed: a PID that does not exist is a usage error.
-    let first = matching(args)?;
+    let mut table = sys::tcp_table()?;
+    let first = matching(args, &mut table)?;
     w.adopt(&first, Instant::now())?;
     let mut out = super::EventWriter::start();
     if let Some(h) = exporter.audit_header() {
@@ -194,7 +196,7 @@ fn watch(args: &AuditArgs, format: Format) -> anyhow::Result<Finished> {
                 }
             }
             let look = Instant::now();
-            let dump = matching(args)?;
+            let dump = matching(args, &mut table)?;
             let ended = w
                 .follower
                 .observe(&dump, look, &kernel, |(pid, fd), inode| {

@@ -192,24 +192,18 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
         None => None,
         Some(within) => {
             // Does the peer speak the heartbeat protocol? Already asked by --idle-timeout's `auto`
-            // (which speaks line in the clear); else asked on a connection of its own, in the
-            // heartbeat's protocol.
-            let plain_line = ping.protocol == crate::strategy::Protocol::Line && ping.tls.is_none();
+            // (in the same protocol: --idle-timeout refuses --tls); else asked on a connection of
+            // its own.
             let asked = idle_timeout
                 .as_ref()
-                .filter(|_| plain_line && args.idle_method == IdleMethodArg::Auto)
+                .filter(|_| args.idle_method == IdleMethodArg::Auto)
                 .map(|i| i.method == idle::Method::Ping);
             let answers = match asked {
                 Some(a) => a,
-                None if plain_line => super::runtime()?.block_on(idle::answers_ping(
+                None => super::runtime()?.block_on(peer_answers(
                     peer,
+                    &ping,
                     path.rtt,
-                    args.connect_timeout,
-                )),
-                None => super::runtime()?.block_on(crate::watch::answers(
-                    peer,
-                    std::sync::Arc::clone(&ping),
-                    idle::reply_timeout(path.rtt),
                     args.connect_timeout,
                 )),
             };
@@ -296,6 +290,27 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     })
 }
 
+/// Whether the peer answers a ping of the heartbeat's protocol on a connection of its own: `PING 1`
+/// in the clear, or (another protocol, or TLS) the watcher's own exchange.
+async fn peer_answers(
+    peer: std::net::SocketAddr,
+    ping: &std::sync::Arc<crate::ping::Setup>,
+    rtt: Duration,
+    connect_timeout: Duration,
+) -> bool {
+    if ping.protocol == crate::strategy::Protocol::Line && ping.tls.is_none() {
+        idle::answers_ping(peer, rtt, connect_timeout).await
+    } else {
+        crate::watch::answers(
+            peer,
+            std::sync::Arc::clone(ping),
+            idle::reply_timeout(rtt),
+            connect_timeout,
+        )
+        .await
+    }
+}
+
 /// The test packet of `--idle-timeout`: as asked, or (auto) PING when the peer answers `PING 1`, else
 /// the keepalive probe. The keepalive probe needs Linux (exit 4 elsewhere) and idle times from 1 s
 /// (exit 2 for a shorter MAX).
@@ -309,20 +324,7 @@ async fn idle_method(
         IdleMethodArg::Ping => idle::Method::Ping,
         IdleMethodArg::Keepalive => idle::Method::Keepalive,
         IdleMethodArg::Auto => {
-            let answers = match ping.protocol {
-                crate::strategy::Protocol::Line => {
-                    idle::answers_ping(peer, rtt, args.connect_timeout).await
-                }
-                _ => {
-                    crate::watch::answers(
-                        peer,
-                        std::sync::Arc::clone(ping),
-                        idle::reply_timeout(rtt),
-                        args.connect_timeout,
-                    )
-                    .await
-                }
-            };
+            let answers = peer_answers(peer, ping, rtt, args.connect_timeout).await;
             let asked = match ping.protocol {
                 crate::strategy::Protocol::Line => "PING 1".to_string(),
                 p => format!("a {p} ping"),

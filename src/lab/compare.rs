@@ -22,7 +22,7 @@ use crate::lab::server::ServerWatch;
 use crate::lab::timeline::{self, Tracked};
 use crate::matrix::{CellResult, CutPhase, Run, ServerRun, aggregate, answer, verdicts};
 use crate::predict::phase::{AtCut, KeepalivePhase};
-use crate::predict::{REBOOT_HEAL, predict, predict_at, predict_nat_expiry};
+use crate::predict::{REBOOT_HEAL, predict_at};
 use crate::recverr::IcmpTap;
 use crate::report::model::{CompareReport, LabFacts};
 use crate::report::{Finished, Report, SCHEMA};
@@ -184,6 +184,12 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
         let eff = effective[j].unwrap_or_default();
         for &fault in &faults {
             for &load in &loads {
+                // What the lab knows of every cell, when nothing was read at the cut: its
+                // middlebox's timeout.
+                let known = AtCut {
+                    nat_idle: Some(args.nat_idle),
+                    ..AtCut::default()
+                };
                 let runs: Vec<(Run, _)> = measured
                     .iter()
                     .filter(|(c, m)| m.strategy == j && c.fault == fault && c.load == load)
@@ -212,13 +218,8 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                             timeline: m.timeline.clone(),
                             server: m.server.clone(),
                         };
-                        let at = m.at.map(|(a, _)| a).unwrap_or_default();
-                        let own = match fault {
-                            Fault::NatExpiry => {
-                                predict_nat_expiry(&eff, load, &kernel, args.nat_idle, at)
-                            }
-                            _ => predict_at(&eff, fault, load, &kernel, Duration::ZERO, at),
-                        };
+                        let at = m.at.map_or(known, |(a, _)| a);
+                        let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, at);
                         (run, own)
                     })
                     .collect();
@@ -226,12 +227,8 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                     // Interrupted before this cell was measured: not shown, rather than `never`.
                     continue;
                 }
-                let pred = match fault {
-                    Fault::NatExpiry => {
-                        predict_nat_expiry(&eff, load, &kernel, args.nat_idle, AtCut::default())
-                    }
-                    _ => predict(&eff, fault, load, &kernel, Duration::ZERO),
-                };
+                // Over every phase.
+                let pred = predict_at(&eff, fault, load, &kernel, Duration::ZERO, known);
                 results.push(aggregate(s, fault, load, &pred, args.deadline, runs));
             }
         }
@@ -418,10 +415,11 @@ async fn measure(
                 rto: Some(Duration::from_micros(u64::from(info.rto_us))),
                 heal: None,
                 zero_window,
+                nat_idle: Some(args.nat_idle),
             };
             phases.insert((i, *j), (at, heard_ago));
         }
-        if let Some(kernel_in_b) = args.server.as_ref().map(|_| kernel) {
+        if args.server.is_some() {
             // The operator's server: its connections followed from the cut, each known by the
             // client address (the strategy) at the other end.
             let port = c.peer_addr().port();
@@ -431,7 +429,7 @@ async fn measure(
             }
             if let Some((server, pid)) = c.observed_server() {
                 servers[i] = Some(
-                    ServerWatch::start(server, pid, port, &clients, kernel_in_b)
+                    ServerWatch::start(server, pid, port, &clients, kernel)
                         .context("compare --server: read the server's connections")?,
                 );
             }

@@ -65,6 +65,9 @@ pub struct AtCut {
     /// When the connection was probing a zero window at the cut (its peer had stopped reading, or
     /// fell behind): until that probe timer fires. Nothing is then in flight but window probes.
     pub zero_window: Option<Duration>,
+    /// For `nat-expiry`: how long the middlebox keeps an idle flow (`None`: not known, and the flow
+    /// is predicted to have been forgotten).
+    pub nat_idle: Option<Duration>,
 }
 
 /// What one firing of the keepalive timer did, in time since the last packet heard.

@@ -23,11 +23,6 @@ use socket2::Socket;
 use super::{DiagSocket, DiagTimer};
 use crate::tcpinfo::TcpInfo;
 
-/// Every TCP socket of the calling thread's network namespace, IPv4 and IPv6, listening ones left out.
-pub fn tcp_sockets() -> io::Result<Vec<DiagSocket>> {
-    TcpTable::open()?.dump()
-}
-
 /// A sock_diag socket of the network namespace it was opened in, for repeated dumps (`audit
 /// --watch`, `compare --server`'s observer): one netlink socket and one receive buffer serve every
 /// dump, whatever namespace the thread is in later.

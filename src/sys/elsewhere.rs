@@ -96,10 +96,23 @@ impl IcmpSocket {
 }
 
 /// `audit` reads other processes' sockets through Linux's sock_diag and pidfd_getfd: refuse.
-pub fn tcp_sockets() -> Result<Vec<super::DiagSocket>, super::PlatformError> {
-    Err(super::PlatformError::Unsupported(
+/// No sock_diag here: opening one is refused ([`diag_error`]).
+pub struct TcpTable;
+
+impl TcpTable {
+    pub fn open() -> std::io::Result<TcpTable> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+    pub fn dump(&mut self) -> std::io::Result<Vec<super::DiagSocket>> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+}
+
+/// `audit` reads other processes' connections through Linux's sock_diag and pidfd_getfd: refuse.
+pub fn diag_error(_e: std::io::Error) -> super::PlatformError {
+    super::PlatformError::Unsupported(
         "audit reads other processes' connections through Linux's sock_diag and pidfd_getfd: run it on Linux".into(),
-    ))
+    )
 }
 
 pub fn socket_inodes(_pid: u32) -> std::io::Result<std::collections::HashMap<u32, i32>> {

@@ -291,12 +291,13 @@ impl IcmpSocket {
     }
 }
 
-pub fn tcp_sockets() -> Result<Vec<super::DiagSocket>, PlatformError> {
-    super::diag::tcp_sockets().map_err(|e| {
-        PlatformError::Unsupported(format!(
-            "cannot list TCP sockets through sock_diag ({e}): is the inet_diag module loaded (modprobe inet_diag tcp_diag)?"
-        ))
-    })
+pub use super::diag::TcpTable;
+
+/// Why sock_diag cannot be used, and what to do.
+pub fn diag_error(e: io::Error) -> PlatformError {
+    PlatformError::Unsupported(format!(
+        "cannot list TCP sockets through sock_diag ({e}): is the inet_diag module loaded (modprobe inet_diag tcp_diag)?"
+    ))
 }
 
 pub use super::diag::{Process, all_socket_inodes, holds, socket_inodes};

@@ -33,10 +33,10 @@ mod windows;
 #[cfg(windows)]
 use windows as imp;
 
-/// Repeated sock_diag dumps of one network namespace (Linux; the lab's server observer).
-#[cfg(target_os = "linux")]
-pub use diag::TcpTable;
 pub use imp::IcmpSocket;
+/// Repeated sock_diag dumps of one network namespace (`audit --watch`, the lab's server
+/// observer; Linux: elsewhere opening one is refused).
+pub use imp::TcpTable;
 
 /// Anything that holds a socket of this platform (a descriptor on Unix, a SOCKET on Windows):
 /// `socket2::Socket`, std's and tokio's TCP streams.
@@ -378,9 +378,15 @@ pub fn tcp_state_name(state: u8) -> &'static str {
     }
 }
 
-/// Every TCP socket of this network namespace but the listening ones (`audit`; Linux: sock_diag).
-pub fn tcp_sockets() -> Result<Vec<DiagSocket>, PlatformError> {
-    imp::tcp_sockets()
+/// Why sock_diag could not be read, and what to do (elsewhere: that audit needs Linux).
+pub fn diag_error(e: io::Error) -> PlatformError {
+    imp::diag_error(e)
+}
+
+/// A sock_diag socket of this network namespace: its [`TcpTable::dump`] lists every TCP socket but
+/// the listening ones (`audit`; one socket serves every look of `--watch`).
+pub fn tcp_table() -> Result<TcpTable, PlatformError> {
+    TcpTable::open().map_err(diag_error)
 }
 
 /// The sockets process `pid` holds: inode → descriptor (Linux: `/proc/PID/fd`).
