@@ -295,6 +295,23 @@ impl Cell {
             .collect())
     }
 
+    /// Stop the peer (SIGSTOP) ahead of a busy `crash`, so that what arrives next stays unread.
+    pub fn stop_peer(&self) -> Result<(), LabError> {
+        self.signal_peer(Signal::SIGSTOP)
+    }
+
+    /// The peer's connections: how many hold unread data in their receive queue, of how many
+    /// established, read from the server namespace's `/proc/net/tcp`.
+    pub fn peer_unread(&self) -> Result<(usize, usize), LabError> {
+        let text = self
+            .lab
+            .enter(Node::Server, || {
+                std::fs::read_to_string("/proc/thread-self/net/tcp")
+            })?
+            .map_err(|e| setup("read /proc/net/tcp in the server namespace", e))?;
+        Ok(unread_counts(&text, PEER_PORT))
+    }
+
     fn signal_peer(&self, sig: Signal) -> Result<(), LabError> {
         kill(Pid::from_raw(self.peer.id() as i32), sig)
             .map_err(|e| setup(&format!("send {sig} to the peer"), e.into()))
@@ -398,6 +415,35 @@ fn parse_proc_net_tcp(line: &str) -> Option<(SocketAddr, KernelTimer)> {
     ))
 }
 
+/// Of the established connections on local port `port` in a `/proc/net/tcp` text: how many have
+/// bytes in their receive queue, and how many there are.
+fn unread_counts(text: &str, port: u16) -> (usize, usize) {
+    let (mut unread, mut established) = (0, 0);
+    for f in text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+    {
+        let local_port = f
+            .get(1)
+            .and_then(|a| a.split_once(':'))
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        // State 01 is ESTABLISHED; field 4 is `tx_queue:rx_queue`, both hex.
+        if local_port != Some(port) || f.get(3) != Some(&"01") {
+            continue;
+        }
+        established += 1;
+        let rx = f
+            .get(4)
+            .and_then(|q| q.split_once(':'))
+            .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok());
+        if rx.unwrap_or(0) > 0 {
+            unread += 1;
+        }
+    }
+    (unread, established)
+}
+
 impl Drop for Cell {
     fn drop(&mut self) {
         let pid = Pid::from_raw(self.peer.id() as i32);
@@ -410,6 +456,26 @@ impl Drop for Cell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_the_established_peer_sockets_holding_unread_bytes() {
+        let head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let line = |port: u16, st: &str, rx: u32| {
+            format!(
+                "   0: 0A0012C6:{port:04X} 0A0012C6:A1B2 {st} 00000000:{rx:08X} 00:00000000 00000000     0        0 1 1 0 20 4 30 10 -1\n"
+            )
+        };
+        let listening = line(7878, "0A", 0);
+        let full = line(7878, "01", 1448);
+        let empty = line(7878, "01", 0);
+        let other = line(22, "01", 0);
+        assert_eq!(
+            unread_counts(&format!("{head}{listening}{full}{other}"), 7878),
+            (1, 1)
+        );
+        assert_eq!(unread_counts(&format!("{head}{full}{empty}"), 7878), (1, 2));
+        assert_eq!(unread_counts(&format!("{head}{listening}"), 7878), (0, 0));
+    }
 
     #[test]
     fn reads_a_keepalive_timer_line() {

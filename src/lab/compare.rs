@@ -40,6 +40,30 @@ const SERVER_LOOK: Duration = Duration::from_millis(100);
 /// Most labs alive at once; more repeats run in further rounds.
 const MAX_LABS_PER_ROUND: usize = 40;
 
+/// How long a `crash` waits for the peer's receive queues to settle, and how often it looks.
+const UNREAD_WAIT: Duration = Duration::from_secs(2);
+const UNREAD_LOOK: Duration = Duration::from_millis(5);
+
+/// Bring the peer's receive queues to the state the crash is defined by, just before the kill:
+/// a busy peer dies with unread data, so its kernel answers RST; an idle one has read everything,
+/// so its kernel sends FIN. Left to chance, which one happened would depend on how fast the peer
+/// and the writers run (a debug build, a loaded machine), and so would `eof` or `reset`.
+async fn crash_with_queues_settled(cell: &Cell, load: Load) -> anyhow::Result<()> {
+    if load == Load::Busy {
+        // Stopped, it reads nothing more: the busy writers' next segments stay queued.
+        cell.stop_peer()?;
+    }
+    let settled = |(unread, established): (usize, usize)| match load {
+        Load::Busy => unread == established && established > 0,
+        Load::Idle => unread == 0,
+    };
+    let until = TokioInstant::now() + UNREAD_WAIT;
+    while !settled(cell.peer_unread()?) && TokioInstant::now() < until {
+        tokio::time::sleep(UNREAD_LOOK).await;
+    }
+    Ok(())
+}
+
 /// One lab's worth of work: which fault and load (repeats are further cells alike).
 #[derive(Clone, Copy)]
 struct CellSpec {
@@ -433,6 +457,9 @@ async fn measure(
                         .context("compare --server: read the server's connections")?,
                 );
             }
+        }
+        if chunk[i].fault == Fault::Crash {
+            crash_with_queues_settled(c, chunk[i].load).await?;
         }
         c.cut()?;
         let now = Instant::now();
