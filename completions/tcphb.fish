@@ -78,7 +78,7 @@ prohibit\t'A router answers ICMP administratively prohibited'
 linkdown\t'The local link loses carrier'
 reboot\t'The peer forgets the connection and answers RST once the path is back'
 freeze\t'The peer process hangs; its kernel still ACKs'
-crash\t'The peer process dies; its kernel sends FIN (or RST with unread data)'
+crash\t'The peer process dies; its kernel sends FIN (idle) or RST over unread data (busy)'
 nat-expiry\t'A stateful middlebox forgets an idle flow and drops its packets'"
 complete -c tcphb -n "__fish_tcphb_using_subcommand compare" -s l -l load -d 'Loads to run, comma-separated' -r -f -a "idle\t'Nothing to send: only keepalive probes or heartbeats put packets on the wire'
 busy\t'Keeps writing, so data is unacknowledged after the cut (keepalive stays silent then)'"

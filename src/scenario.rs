@@ -38,7 +38,7 @@ pub enum Fault {
     Reboot,
     /// The peer process hangs; its kernel still ACKs.
     Freeze,
-    /// The peer process dies; its kernel sends FIN (or RST with unread data).
+    /// The peer process dies; its kernel sends FIN (idle) or RST over unread data (busy).
     Crash,
     /// A stateful middlebox forgets an idle flow and drops its packets.
     NatExpiry,
