@@ -172,7 +172,7 @@ pub struct Detection {
     /// Time since the last byte exchanged in either direction (or since the connection opened) when
     /// watching ended, ms: for a connection the peer closed, how long it had been idle — a peer's
     /// own idle timeout shows here. Keepalive probes carry no bytes and do not count.
-    pub idle_ms: u64,
+    pub idled_ms: u64,
     /// The ICMP errors this connection received (a raw ICMP observer, as root): evidence of the cause
     /// whatever errno the kernel ends with; `null` when none came or none could be watched.
     pub icmp: Option<IcmpSeen>,
@@ -225,7 +225,7 @@ impl Detection {
             return false;
         };
         let quiet = (4 * u64::from(info.rtt_us) / 1000).max(200);
-        info.probes == 0 && self.idle_ms >= quiet
+        info.probes == 0 && self.idled_ms >= quiet
     }
 
     /// Whether this is a death (`connect`/`listen` exit code 3), once seen [on a live
@@ -305,7 +305,7 @@ mod live_path_tests {
             note: None,
             closed_by: (outcome == Outcome::Closed).then_some(ClosedBy::Peer),
             how: (outcome == Outcome::Closed).then_some(CloseHow::Fin),
-            idle_ms: 950,
+            idled_ms: 950,
             icmp: None,
             spoke_heartbeat: spoke,
         }
@@ -338,7 +338,7 @@ mod live_path_tests {
             ..TcpInfo::default()
         };
         let reset = |idle_ms, tcp_info| Detection {
-            idle_ms,
+            idled_ms: idle_ms,
             tcp_info,
             ..det(Outcome::Dead, Some(Mechanism::Reset), false)
         };

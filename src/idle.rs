@@ -209,7 +209,7 @@ pub struct Evidence {
     pub round: u32,
     /// Planned idle time, ms (0 for a connection opened ahead that the server closed before it was
     /// given one).
-    pub idle_ms: u64,
+    pub planned_idle_ms: u64,
     /// Measured idle time: from the last packet heard (ping: the answer to the first ping) to the
     /// test packet, or to the server's close, ms.
     pub idled_ms: u64,
@@ -266,7 +266,7 @@ pub struct IdleTimeout {
     /// Measured: the whole run, ms.
     pub elapsed_ms: u64,
     /// One entry per connection.
-    pub connections: Vec<Evidence>,
+    pub evidence: Vec<Evidence>,
     /// Anything odd: connections that were not idle, answers that contradict each other.
     pub notes: Vec<String>,
     /// Interrupted: the bracket as far as the rounds got.
@@ -843,7 +843,7 @@ fn conclude(
         reply_timeout_ms: answer.ms(),
         rounds,
         elapsed_ms: start.elapsed().ms(),
-        connections: evidence,
+        evidence,
         notes,
         partial,
     })
@@ -1052,7 +1052,11 @@ mod tests {
         assert_eq!(r.method, Method::Ping);
         // The bracket is measured idle: a few ms over the planned 800 ms.
         assert!((800..850).contains(&r.low_ms), "{r:?}");
-        let tested: Vec<_> = r.connections.iter().filter(|e| e.idle_ms > 0).collect();
+        let tested: Vec<_> = r
+            .evidence
+            .iter()
+            .filter(|e| e.planned_idle_ms > 0)
+            .collect();
         assert_eq!(tested.len(), PER_ROUND, "{r:?}");
         assert!(
             tested
@@ -1060,7 +1064,10 @@ mod tests {
                 .all(|e| e.verdict == Verdict::Alive && e.answer == Answer::Pong),
             "{r:?}"
         );
-        assert!(tested.iter().all(|e| e.idled_ms >= e.idle_ms), "{r:?}");
+        assert!(
+            tested.iter().all(|e| e.idled_ms >= e.planned_idle_ms),
+            "{r:?}"
+        );
     }
 
     /// A server that never says a word, on loopback: the kernel ACKs every keepalive probe, nothing
@@ -1085,7 +1092,11 @@ mod tests {
         assert_eq!((r.high_ms, r.behaviour, r.rounds), (None, None, 1), "{r:?}");
         assert_eq!(r.method, Method::Keepalive);
         assert!((2000..2050).contains(&r.low_ms), "{r:?}");
-        let tested: Vec<_> = r.connections.iter().filter(|e| e.idle_ms > 0).collect();
+        let tested: Vec<_> = r
+            .evidence
+            .iter()
+            .filter(|e| e.planned_idle_ms > 0)
+            .collect();
         assert!(tested.len() >= 5, "{r:?}");
         for e in &tested {
             assert_eq!(
@@ -1095,7 +1106,7 @@ mod tests {
             );
             // Probed on time: never early, late by at most the poll and the scheduler.
             assert!(
-                e.idled_ms >= e.idle_ms && e.idled_ms < e.idle_ms + 100,
+                e.idled_ms >= e.planned_idle_ms && e.idled_ms < e.planned_idle_ms + 100,
                 "{e:?}"
             );
         }
@@ -1137,8 +1148,8 @@ mod tests {
                 std::future::pending(),
             ))
             .unwrap();
-        assert!(!r.connections.is_empty(), "{r:?}");
-        for e in &r.connections {
+        assert!(!r.evidence.is_empty(), "{r:?}");
+        for e in &r.evidence {
             assert_eq!(
                 (e.verdict, e.answer),
                 (Verdict::Alive, Answer::Ack),
@@ -1152,8 +1163,8 @@ mod tests {
                 std::future::pending(),
             ))
             .unwrap();
-        for e in &r.connections {
-            if e.idle_ms > 1200 {
+        for e in &r.evidence {
+            if e.planned_idle_ms > 1200 {
                 assert_eq!(e.verdict, Verdict::PeerSpoke, "{r:?}");
                 assert!((1150..1400).contains(&e.idled_ms), "{r:?}");
             }
@@ -1196,7 +1207,7 @@ mod tests {
         assert!(c.after_ms >= 1490 && c.after_ms < 1700, "{r:?}");
         assert!(r.low_ms < 1500, "{r:?}");
         assert!(
-            r.connections
+            r.evidence
                 .iter()
                 .filter(|e| e.verdict == Verdict::Closed)
                 .all(|e| e.answer == Answer::FinByServer && e.idled_ms >= 1490),

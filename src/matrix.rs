@@ -74,6 +74,9 @@ pub struct CutPhase {
     /// It was probing a zero window at the cut (its peer had fallen behind reading): until that
     /// probe timer fired, ms; null otherwise.
     pub zero_window_probe_due_ms: Option<u64>,
+    /// With heartbeats: when the ping left unacked by the cut went out (or goes), from the last
+    /// packet heard, ms; null without heartbeats or before the first ping.
+    pub ping_at_ms: Option<u64>,
 }
 
 impl Run {

@@ -378,6 +378,63 @@ fn busy_death_at(eff: &Effective, fault: Fault, kernel: &KernelTimers, at: phase
     c
 }
 
+/// An idle connection with heartbeats under a path fault. Until its next ping goes out, nothing is
+/// in flight and keepalive runs (with the user timeout riding on its timer); the ping is data, so
+/// from its send on keepalive falls silent and the retransmission / user-timeout timers run, counted
+/// from that send. The ping goes within one `interval` of the last packet heard: at
+/// `at.next_ping` where the lab read it, else anywhere in that interval (the band covers both).
+fn pinged_idle_death(
+    eff: &Effective,
+    fault: Fault,
+    kernel: &KernelTimers,
+    at: phase::AtCut,
+    interval: Duration,
+) -> Cand {
+    let sent = busy_death_at(eff, fault, kernel, at);
+    let (lo, hi) = at.next_ping.map_or((Duration::ZERO, interval), |p| (p, p));
+    let f = crate::units::format_duration;
+    // Nominally the ping goes at `p`; at the latest at `last`.
+    let after_ping = |p: Duration, last: Duration| Cand {
+        t: p + sent.t,
+        min: lo + sent.min,
+        max: last + sent.max,
+        m: sent.m,
+        also: Vec::new(),
+        reason: match at.next_ping {
+            Some(p) => format!(
+                "{}, counted from the heartbeat ping that went out {} after the last packet heard (keepalive is silent while it is unacked)",
+                sent.reason,
+                f(p)
+            ),
+            None => format!(
+                "{}, counted from the next heartbeat ping, which goes out up to {} after the last packet heard (keepalive is silent while it is unacked)",
+                sent.reason,
+                f(interval)
+            ),
+        },
+    };
+    match keepalive_death(eff, kernel, at.keepalive) {
+        // Keepalive gives up before the ping goes, whatever its phase.
+        Some(k) if k.max <= lo => k,
+        // In some phases keepalive gives up first; in the others the ping goes just before it would
+        // have, and the timers start over from that send: the worst case.
+        Some(k) if k.t <= hi => {
+            let worst = after_ping(k.t.min(hi), k.t.min(hi));
+            Cand {
+                min: k.min.min(worst.min),
+                max: k.max.max(worst.max),
+                also: vec![worst.m],
+                reason: format!(
+                    "{}; unless a heartbeat ping goes out first: then {}",
+                    k.reason, worst.reason
+                ),
+                ..k
+            }
+        }
+        _ => after_ping((lo + hi) / 2, hi),
+    }
+}
+
 /// A busy connection that was probing a zero window at the cut (its peer fell behind reading):
 /// nothing but window probes is in flight, and the user timeout counts from the probe timer's first
 /// firing with the window still closed (`icsk_probes_tstamp`), which may have come before the cut.
@@ -501,10 +558,8 @@ pub fn predict_at(
             let mut c: Vec<_> = hb.into_iter().collect();
             match load {
                 Load::Busy => c.push(busy_death_at(eff, fault, kernel, at)),
-                // Heartbeat pings are data: once one is unanswered, keepalive is silent and the
-                // retransmission / user-timeout timers run instead.
-                Load::Idle if eff.heartbeat().is_some() => {
-                    c.push(busy_death_at(eff, fault, kernel, at))
+                Load::Idle if let Some((interval, _)) = eff.heartbeat() => {
+                    c.push(pinged_idle_death(eff, fault, kernel, at, interval))
                 }
                 Load::Idle => c.extend(keepalive_death(eff, kernel, at.keepalive)),
             }
@@ -1141,6 +1196,60 @@ mod tests {
         let u = p("uto=3s", Fault::Unreachable, Load::Busy);
         assert_eq!(u.expected, b.expected);
         assert_eq!(u.max.unwrap() - b.max.unwrap(), Duration::from_millis(1600));
+    }
+
+    #[test]
+    fn an_idle_heartbeat_ping_starts_the_user_timeout_when_it_goes_out() {
+        // Measured in the lab (debug): the ping went 3.3 s after the last packet heard, its first
+        // retransmission one RTO later, and the user timeout gave up at 16.8 s of silence.
+        let e = eff("ka=7s,2s,3+uto=13s+hb=6562ms,3");
+        let k = KernelTimers::default();
+        let at = |next_ping| phase::AtCut {
+            next_ping,
+            rto: Some(Duration::from_millis(204)),
+            ..Default::default()
+        };
+        let s = Duration::from_millis;
+        let r = predict_at(
+            &e,
+            Fault::Blackhole,
+            Load::Idle,
+            &k,
+            s(1),
+            at(Some(s(3300))),
+        );
+        assert_eq!(r.mechanism, Some(Mechanism::UserTimeout));
+        assert_eq!(r.expected, Some(s(3300 + 204 + 13_000)));
+        assert!(r.reason.contains("heartbeat ping"), "{}", r.reason);
+        // Over every phase of the ping: from one RTO + 13 s up to the heartbeat's 3 × 6562 ms,
+        // which comes first once the ping goes late in its interval.
+        let band = predict_at(&e, Fault::Blackhole, Load::Idle, &k, s(1), at(None));
+        assert_eq!(band.min, Some(s(204 + 13_000)));
+        assert_eq!(band.max, Some(s(19_686) + HEARTBEAT_SLACK));
+        assert!(band.may_be.contains(&Mechanism::Heartbeat), "{band:?}");
+    }
+
+    #[test]
+    fn keepalive_gives_up_first_only_when_the_ping_goes_later() {
+        let e = eff("ka=1s,1s,3+hb=10s,3");
+        let k = KernelTimers::default();
+        let s = Duration::from_millis;
+        let at = |p| phase::AtCut {
+            next_ping: Some(s(p)),
+            ..Default::default()
+        };
+        let late = predict_at(&e, Fault::Blackhole, Load::Idle, &k, s(1), at(5000));
+        assert_eq!(late.mechanism, Some(Mechanism::Keepalive));
+        assert_eq!(late.expected, Some(s(4000)));
+        // The ping went first: keepalive falls silent, retransmissions run for minutes, and the
+        // heartbeat notices at 30 s.
+        let early = predict_at(&e, Fault::Blackhole, Load::Idle, &k, s(1), at(2000));
+        assert_eq!(early.mechanism, Some(Mechanism::Heartbeat));
+        assert_eq!(early.expected, Some(s(30_000)));
+        // Not knowing the phase: anything from keepalive's 4 s to the heartbeat's 30 s.
+        let band = p("ka=1s,1s,3+hb=10s,3", Fault::Blackhole, Load::Idle);
+        assert_eq!(band.min, Some(s(4000)));
+        assert_eq!(band.max, Some(s(30_000) + HEARTBEAT_SLACK));
     }
 
     #[test]

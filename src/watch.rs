@@ -111,6 +111,12 @@ impl PingLog {
         sent.push_back(at);
     }
 
+    /// The newest instant logged and not yet drained.
+    pub fn last(&self) -> Option<Instant> {
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        sent.back().copied()
+    }
+
     /// The instants logged since the last drain, oldest first.
     pub fn drain(&self) -> Vec<Instant> {
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
@@ -576,7 +582,7 @@ fn closed(
         },
         closed_by: Some(by),
         how: Some(how),
-        idle_ms,
+        idled_ms: idle_ms,
         icmp: None,
         spoke_heartbeat: c.spoke_protocol,
     }
@@ -707,7 +713,7 @@ fn finish(
         note,
         closed_by: None,
         how: None,
-        idle_ms,
+        idled_ms: idle_ms,
         icmp: None,
         spoke_heartbeat: c.spoke_protocol,
     }

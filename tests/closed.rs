@@ -40,7 +40,7 @@ fn assert_closed_by_peer(v: &Value) {
 /// The measured idle time before the close, checked against the server's timeout: never earlier
 /// (less a few ms of clock granularity), and late by at most `slack` on a loaded 2-core machine.
 fn assert_idle_near(v: &Value, timeout_ms: u64, slack_ms: u64) {
-    let idle = v["idle_ms"].as_u64().expect("idle_ms");
+    let idle = v["idled_ms"].as_u64().expect("idled_ms");
     assert!(
         idle + 50 >= timeout_ms && idle <= timeout_ms + slack_ms,
         "idle {idle} ms for a {timeout_ms} ms server timeout: {v}"
@@ -239,7 +239,7 @@ fn listen_reports_client_closes_and_non_speakers_without_calling_them_dead() {
     assert_eq!(ev["peer"], closer);
     assert_closed_by_peer(&ev);
     // It answered the last ping a heartbeat interval ago at most.
-    assert!(ev["idle_ms"].as_u64().unwrap() <= 600, "{ev}");
+    assert!(ev["idled_ms"].as_u64().unwrap() <= 600, "{ev}");
 
     // A client that never answers: tcphb closes it as a non-speaker, not a dead peer.
     let mut mute = TcpStream::connect(("127.0.0.1", l.port)).unwrap();
@@ -450,7 +450,7 @@ fn probe_names_an_nginxs_own_idle_close_apart_from_the_path() {
     assert!((1950..3000).contains(&after), "{i}");
     assert!(i["low_ms"].as_u64().unwrap() < after, "{i}");
     assert!(
-        i["connections"]
+        i["evidence"]
             .as_array()
             .unwrap()
             .iter()
@@ -528,7 +528,7 @@ fn a_server_resetting_an_idle_connection_is_its_own_close_not_a_death() {
     let after = i["server_close"]["after_ms"].as_u64().unwrap();
     assert!((1990..2500).contains(&after), "{i}");
     assert!(
-        i["connections"]
+        i["evidence"]
             .as_array()
             .unwrap()
             .iter()

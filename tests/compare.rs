@@ -79,7 +79,7 @@ fn every_fault_is_noticed_by_the_mechanism_that_should_notice_it() {
         "--deadline",
         "10s",
     ]);
-    assert_eq!(v["schema"], 2);
+    assert_eq!(v["schema"], 3);
     assert!(v["lab"]["facts"]["kernel"].is_string());
     assert_eq!(v["verdicts"].as_array().unwrap().len(), 5);
 

@@ -375,7 +375,7 @@ fn nginx_closing_an_idle_keepalive_connection_is_the_server_closing() {
         .wait_output(Duration::from_secs(30));
     let v = closed_by_the_peer(&out, "fin", None);
     // nginx's timer starts at its accept, tcphb's idle clock when connect returned: a few ms apart.
-    let idle = v["idle_ms"].as_u64().unwrap();
+    let idle = v["idled_ms"].as_u64().unwrap();
     assert!(
         (900..2500).contains(&idle),
         "idle {idle} ms before nginx's 1 s close: {v}"

@@ -71,7 +71,7 @@ fn probe_reports_facts_effective_and_predictions_as_json() {
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     let v = json(&out);
     common::assert_schema("probe.schema.json", &v);
-    assert_eq!(v["schema"], 2);
+    assert_eq!(v["schema"], 3);
     assert_eq!(v["strategy"], "ka=5s,5s,3+uto=20s");
     let f = &v["facts"];
     assert_eq!(f["os"], "linux");
@@ -217,7 +217,7 @@ fn probe_idle_timeout_tests_a_silent_server_with_keepalive_probes() {
         "{i}"
     );
     assert!((2000..2100).contains(&i["low_ms"].as_u64().unwrap()), "{i}");
-    for e in i["connections"].as_array().unwrap() {
+    for e in i["evidence"].as_array().unwrap() {
         assert_eq!(
             (&e["verdict"], &e["response"]),
             (&json!("alive"), &json!("ack")),
@@ -326,12 +326,12 @@ fn find_nat_expiry(lab: &Lab, peer: SocketAddr, method: &str) -> Value {
     assert_eq!(i["method"], method, "{i}");
     let low = i["low_ms"].as_u64().unwrap();
     let high = i["high_ms"].as_u64().expect("an expiry within 10 s");
-    let tested = i["connections"].as_array().unwrap().len();
-    let sum: u64 = i["connections"]
+    let tested = i["evidence"].as_array().unwrap().len();
+    let sum: u64 = i["evidence"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e["idle_ms"].as_u64().unwrap())
+        .map(|e| e["planned_idle_ms"].as_u64().unwrap())
         .sum();
     eprintln!(
         "nat-expiry 3 s against {peer} ({method}): bracket ({low} ms, {high} ms] in {} rounds, {tested} connections, search {} ms, whole run {took:?} (idle times tried add up to {sum} ms)",
@@ -355,7 +355,7 @@ fn find_nat_expiry(lab: &Lab, peer: SocketAddr, method: &str) -> Value {
         "keepalive" => ("ack", "silence"),
         _ => ("pong", "silence"),
     };
-    for e in i["connections"].as_array().unwrap() {
+    for e in i["evidence"].as_array().unwrap() {
         let idled = e["idled_ms"].as_u64().unwrap();
         if idled <= low {
             assert_eq!(
@@ -559,7 +559,7 @@ fn a_servers_own_idle_close_is_told_apart_from_the_paths_expiry() {
     let after = c["after_ms"].as_u64().unwrap();
     assert!((1990..2300).contains(&after), "{i}");
     assert!(i["low_ms"].as_u64().unwrap() < 2000, "{i}");
-    for e in i["connections"].as_array().unwrap() {
+    for e in i["evidence"].as_array().unwrap() {
         if e["verdict"] == "closed" {
             assert_eq!(e["response"], "fin_by_server", "{e}");
         } else {

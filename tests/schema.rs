@@ -107,18 +107,9 @@ fn strict(file: &str, at: &str, s: &Value) {
     }
 }
 
-/// Keys that share a name across outputs but not a meaning, so not a type either. Each is a known
-/// wart, kept for compatibility; nothing may join this list without a reason.
-const NAME_CLASHES: [(&str, &str); 2] = [
-    (
-        "connections",
-        "connect --connections: how many were opened; probe idle_timeout: the evidence per connection",
-    ),
-    (
-        "refused",
-        "listen summary: connections refused over --max-conns; probe recommendation: why nothing can be recommended",
-    ),
-];
+/// Keys that share a name across outputs but not a meaning, so not a type either. Schema 3 renamed
+/// the last ones (`connections`, `refused`); nothing may join this list without a reason.
+const NAME_CLASHES: [(&str, &str); 0] = [];
 
 /// One name, one type: every property of the same name has the same JSON type (ignoring `null`)
 /// in every schema, e.g. `rto_ms` is an integer in probe's facts, tcp_info and compare's cut_phase.
@@ -157,6 +148,7 @@ fn a_key_has_one_type_in_every_output() {
         ("icmp_type", "integer"),
         ("expected_basis", "string"),
         ("idle_ms", "integer"),
+        ("idled_ms", "integer"),
         ("expected_min_ms", "integer"),
         ("first_ms", "integer"),
     ] {
@@ -312,7 +304,7 @@ fn connect_output_matches_its_schema_for_every_ending() {
     assert!(d["tcp_info"]["rtt_ms"].is_number(), "{d}");
     assert!(d["tcp_info"]["rto_ms"].is_u64(), "{d}");
 
-    // Closed by the peer (exit 5): closed_by, how, idle_ms; not judged.
+    // Closed by the peer (exit 5): closed_by, how, idled_ms; not judged.
     let d = check(&[&closing, "-k", "1s,1s,3"], &[5]);
     assert_eq!(
         (&d["closed_by"], &d["how"]),
@@ -485,8 +477,8 @@ fn the_validator_rejects_documents_that_break_the_contract() {
             ("a missing key", |d| {
                 d.as_object_mut().unwrap().remove("silence_ms");
             }),
-            ("a missing idle_ms", |d| {
-                d.as_object_mut().unwrap().remove("idle_ms");
+            ("a missing idled_ms", |d| {
+                d.as_object_mut().unwrap().remove("idled_ms");
             }),
             ("a missing icmp", |d| {
                 d.as_object_mut().unwrap().remove("icmp");
@@ -640,10 +632,10 @@ fn the_validator_rejects_documents_that_break_the_contract() {
                     json!({"after_ms": 2000, "latest_ms": 2000, "how": "timeout", "connections": 1})
             }),
             ("an unknown response", |d| {
-                d["idle_timeout"]["connections"][0]["response"] = json!("maybe")
+                d["idle_timeout"]["evidence"][0]["response"] = json!("maybe")
             }),
             ("a connection without its response", |d| {
-                d["idle_timeout"]["connections"][0]
+                d["idle_timeout"]["evidence"][0]
                     .as_object_mut()
                     .unwrap()
                     .remove("response");

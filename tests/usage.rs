@@ -145,7 +145,7 @@ fn connect_json_has_the_documented_keys_and_types() {
     assert_eq!(code(&out), 0);
     let v = common::json(&out);
     common::assert_schema("connect.schema.json", &v);
-    assert_eq!(v["schema"], 2);
+    assert_eq!(v["schema"], 3);
     assert_eq!(v["peer"], format!("127.0.0.1:{port}"));
     assert_eq!(v["strategy"], "ka=2s,1s,4+uto=3s+hb=100ms,5");
     let e = &v["effective"];

@@ -177,7 +177,7 @@ fn detection(f: &Followed, now: Instant, outcome: Outcome, silence: Duration) ->
         how: None,
         // Since data was last received (TCP_INFO's last-sent time is not read): the peer's own idle
         // close shows here.
-        idle_ms: f.last.info.map_or(0, |i| u64::from(i.last_data_recv_ms))
+        idled_ms: f.last.info.map_or(0, |i| u64::from(i.last_data_recv_ms))
             + now.duration_since(f.seen_at).ms(),
         icmp: None,
         spoke_heartbeat: false,

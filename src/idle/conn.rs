@@ -77,7 +77,7 @@ pub(super) async fn run(
 fn blank() -> Evidence {
     Evidence {
         round: 0,
-        idle_ms: 0,
+        planned_idle_ms: 0,
         idled_ms: 0,
         verdict: Verdict::Error,
         answer: Answer::None,
@@ -151,7 +151,7 @@ async fn held(
             x = &mut go, if idle.is_none() => match x {
                 Ok(x) => {
                     idle = Some(x);
-                    e.idle_ms = x.ms();
+                    e.planned_idle_ms = x.ms();
                 }
                 Err(_) => {
                     // Not needed any more (older than the timeout already found, or the search

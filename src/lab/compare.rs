@@ -232,6 +232,7 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                                 probes_out: a.keepalive.map(|k| k.probes_out),
                                 heal_ms: a.heal.map(|h| h.ms()),
                                 zero_window_probe_due_ms: a.zero_window.map(|d| d.ms()),
+                                ping_at_ms: a.next_ping.map(|p| p.ms()),
                             }),
                             ended_before_cut: m.before_cut,
                             expected_ms: None,
@@ -307,17 +308,18 @@ async fn measure(
     let (cut_tx, cut_rx) = stop_channel::channel::<Vec<Option<Instant>>>(vec![None; cells.len()]);
     let mut set = JoinSet::new();
     // (cell, strategy, local address, a second handle for TCP_INFO at the cut, shared with the
-    // timeline sampler)
+    // timeline sampler, and the heartbeat's ping log with its interval)
     let mut handles = Vec::with_capacity(conns.len());
     // Per cell, the connections its timeline sampler reads.
     let mut tracked: Vec<Vec<Tracked>> = (0..cells.len()).map(|_| Vec::new()).collect();
     let foreign_peer = args.server.is_some();
     for (i, j, stream, effective) in conns {
         let handle = std::sync::Arc::new(stream.try_clone()?);
-        handles.push((i, j, stream.local_addr()?, handle.clone()));
         let pings = effective
             .heartbeat()
             .map(|_| std::sync::Arc::new(PingLog::default()));
+        let ping_log = pings.clone().zip(effective.heartbeat().map(|(i, _)| i));
+        handles.push((i, j, stream.local_addr()?, handle.clone(), ping_log));
         tracked[i].push(Tracked {
             strategy: j,
             stream: handle,
@@ -417,10 +419,11 @@ async fn measure(
     for (i, c) in cells.iter_mut().enumerate() {
         // Read just before this cell's cut: the phase its predictions are made for.
         let timers = c.keepalive_timers()?;
-        for (_, j, local, std) in handles.iter().filter(|h| h.0 == i) {
+        for (_, j, local, std, ping_log) in handles.iter().filter(|h| h.0 == i) {
             let Some(info) = crate::sys::tcp_info(std) else {
                 continue;
             };
+            let now = Instant::now();
             let heard_ago = Duration::from_millis(info.silence_ms());
             let keepalive = timers
                 .iter()
@@ -440,6 +443,19 @@ async fn measure(
                 heal: None,
                 zero_window,
                 nat_idle: Some(args.nat_idle),
+                // The ping that will be unacked after the cut: the last one, if it is unacked now
+                // (its answer lost to the cut), else the next, one interval after it (pings keep
+                // their schedule). Counted from the last packet heard. Which one is read from the
+                // kernel, not from the clocks: `heard_ago` has only jiffy resolution, and a pong
+                // comes back within a millisecond of its ping here.
+                next_ping: ping_log.as_ref().and_then(|(log, interval)| {
+                    let since_last = now.saturating_duration_since(log.last()?);
+                    Some(if info.unacked > 0 {
+                        heard_ago.saturating_sub(since_last)
+                    } else {
+                        heard_ago + interval.saturating_sub(since_last)
+                    })
+                }),
             };
             phases.insert((i, *j), (at, heard_ago));
         }
@@ -448,7 +464,7 @@ async fn measure(
             // client address (the strategy) at the other end.
             let port = c.peer_addr().port();
             let mut clients = Vec::new();
-            for (_, j, _, _) in handles.iter().filter(|h| h.0 == i) {
+            for (_, j, ..) in handles.iter().filter(|h| h.0 == i) {
                 clients.push((*j, std::net::IpAddr::V4(c.client_source(*j)?)));
             }
             if let Some((server, pid)) = c.observed_server() {

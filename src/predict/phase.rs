@@ -68,6 +68,9 @@ pub struct AtCut {
     /// For `nat-expiry`: how long the middlebox keeps an idle flow (`None`: not known, and the flow
     /// is predicted to have been forgotten).
     pub nat_idle: Option<Duration>,
+    /// For an idle connection with heartbeats: when its next ping goes out, counted from the last
+    /// packet heard (`None`: not known, predicted over every phase of the ping).
+    pub next_ping: Option<Duration>,
 }
 
 /// What one firing of the keepalive timer did, in time since the last packet heard.

@@ -133,7 +133,7 @@ const CONNECT_HEADER: [&str; 25] = [
     "note",
     "closed_by",
     "how",
-    "idle_ms",
+    "idled_ms",
     "icmp",
 ];
 
@@ -173,7 +173,7 @@ fn connect_row(r: &ConnectReport) -> Vec<String> {
         cell(&d.note),
         cell(&d.closed_by.map(ClosedBy::name)),
         cell(&d.how.map(CloseHow::name)),
-        d.idle_ms.to_string(),
+        d.idled_ms.to_string(),
         cell(&d.icmp.as_ref().map(|i| i.cause())),
     ]);
     row
@@ -214,7 +214,7 @@ const EVENT_HEADER: [&str; 12] = [
     "note",
     "closed_by",
     "how",
-    "idle_ms",
+    "idled_ms",
 ];
 
 /// Columns of `audit --watch`: one row per connection that ended.
@@ -232,7 +232,7 @@ const AUDIT_EVENT_HEADER: [&str; 15] = [
     "expected_ms",
     "note",
     "closed_by",
-    "idle_ms",
+    "idled_ms",
     "resolution_ms",
 ];
 
@@ -252,7 +252,7 @@ fn audit_event_row(e: &AuditEvent) -> Vec<String> {
         cell(&e.expected.expected_ms),
         cell(&d.note),
         cell(&d.closed_by.map(ClosedBy::name)),
-        d.idle_ms.to_string(),
+        d.idled_ms.to_string(),
         e.resolution_ms.to_string(),
     ]
 }
@@ -271,7 +271,7 @@ fn event_row(e: &ListenEvent) -> Vec<String> {
         cell(&d.note),
         cell(&d.closed_by.map(ClosedBy::name)),
         cell(&d.how.map(CloseHow::name)),
-        d.idle_ms.to_string(),
+        d.idled_ms.to_string(),
     ]
 }
 

@@ -66,7 +66,7 @@ pub struct Finished {
 }
 
 /// Version of the JSON output; bumped when a key changes meaning or disappears.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 
 /// Output formats shared by all commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

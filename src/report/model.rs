@@ -218,7 +218,7 @@ pub struct RecommendationReport {
     /// Why these values, one sentence each.
     pub notes: Vec<String>,
     /// Why nothing can be recommended.
-    pub refused: Option<String>,
+    pub refusal: Option<String>,
     /// `--verify`: the recommended settings measured in the lab.
     pub verification: Option<Verification>,
 }
@@ -351,7 +351,7 @@ impl RecommendationReport {
             cost: None,
             warnings: Vec::new(),
             notes: Vec::new(),
-            refused: None,
+            refusal: None,
             verification: None,
         };
         match r {
@@ -384,7 +384,7 @@ impl RecommendationReport {
                 ..base
             },
             Err(why) => RecommendationReport {
-                refused: Some(why.0),
+                refusal: Some(why.0),
                 ..base
             },
         }

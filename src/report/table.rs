@@ -187,7 +187,7 @@ fn connect_rows(r: &ConnectReport) -> Vec<(&'static str, String)> {
             ("closed by", closer_text(d)),
             (
                 "idle before the close (measured)",
-                human_ms(Some(d.idle_ms)),
+                human_ms(Some(d.idled_ms)),
             ),
         ]);
     } else if d.outcome == Outcome::Dead {
@@ -329,7 +329,7 @@ pub(super) fn listen_event(e: &ListenEvent) -> String {
         let what = match d.closed_by {
             Some(ClosedBy::Peer) => format!(
                 "closed by the client after {} idle (FIN){note}",
-                human_ms(Some(d.idle_ms)),
+                human_ms(Some(d.idled_ms)),
             ),
             _ => format!(
                 "closed by tcphb: {}",
@@ -369,7 +369,7 @@ pub(super) fn audit_event(e: &AuditEvent) -> String {
     let what = match (d.outcome, d.closed_by) {
         (Outcome::Closed, Some(ClosedBy::Peer)) => format!(
             "closed by the peer after {} idle (FIN){note}",
-            human_ms(Some(d.idle_ms))
+            human_ms(Some(d.idled_ms))
         ),
         (Outcome::Closed, _) => format!("closed by its process{note}"),
         _ => format!(
@@ -912,7 +912,7 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
             "answer",
             "result",
         ]);
-        for e in &i.connections {
+        for e in &i.evidence {
             let errno = e.errno.as_deref();
             let result = match e.verdict {
                 Verdict::Alive => format!("alive ({:.1} ms)", e.reply_ms.unwrap_or(0.0)),
@@ -935,10 +935,10 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
             };
             t.add_row(vec![
                 e.round.to_string(),
-                if e.idle_ms == 0 {
+                if e.planned_idle_ms == 0 {
                     "-".to_string()
                 } else {
-                    secs2_ms(e.idle_ms)
+                    secs2_ms(e.planned_idle_ms)
                 },
                 secs2_ms(e.idled_ms),
                 e.answer.name().replace('_', " "),
@@ -981,7 +981,7 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
 
     if let Some(rec) = &r.recommendation {
         let within = human_ms(Some(rec.detect_within_ms));
-        match (&rec.flags, &rec.refused) {
+        match (&rec.flags, &rec.refusal) {
             (Some(flags), _) => {
                 let worst = rec.worst_idle_ms.max(rec.worst_busy_ms);
                 let mut items = vec![

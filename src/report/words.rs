@@ -92,13 +92,13 @@ pub(super) fn ending_sentence(d: &Detection, who: &str) -> Option<String> {
                 d.note.as_deref().unwrap_or("see the note")
             ))
         }
-        (Outcome::Closed, Some(ClosedBy::Peer), _) if d.idle_ms >= 1000 => Some(format!(
+        (Outcome::Closed, Some(ClosedBy::Peer), _) if d.idled_ms >= 1000 => Some(format!(
             "The {who} closed this idle connection after {}: its own idle timeout ({not_judged}).",
-            human_ms(Some(d.idle_ms))
+            human_ms(Some(d.idled_ms))
         )),
         (Outcome::Closed, Some(ClosedBy::Peer), _) => Some(format!(
             "The {who} closed this connection itself, {} after the last byte exchanged ({not_judged}).",
-            human_ms(Some(d.idle_ms))
+            human_ms(Some(d.idled_ms))
         )),
         (Outcome::Closed, _, _) => Some(format!(
             "tcphb closed this connection: {}.",
@@ -157,7 +157,7 @@ pub(super) fn idle_text(i: &IdleTimeout) -> String {
             "Idle timeout of the path (measured, interrupted after {} rounds): at least {}, at most {high}. {how}{server} Evidence from {} connections:\n",
             i.rounds,
             secs2_ms(i.low_ms),
-            i.connections.len()
+            i.evidence.len()
         );
     }
     match (i.high_ms, i.behaviour) {
@@ -166,20 +166,20 @@ pub(super) fn idle_text(i: &IdleTimeout) -> String {
             secs2_ms(i.low_ms),
             secs2_ms(high),
             b.describe(),
-            i.connections.len(),
+            i.evidence.len(),
             i.rounds,
             human_ms(Some(i.elapsed_ms))
         ),
         _ if i.server_close.is_some() => format!(
             "Idle timeout of the path (measured): none seen; every connection tested up to {} still answered. {how}{server} {} connections, {} in all:\n",
             secs2_ms(i.low_ms),
-            i.connections.len(),
+            i.evidence.len(),
             human_ms(Some(i.elapsed_ms))
         ),
         _ => format!(
             "Idle timeout of the path (measured): none up to {}: every connection idle that long still answered. {how} {} connections, {} in all:\n",
             secs2_ms(i.max_ms),
-            i.connections.len(),
+            i.evidence.len(),
             human_ms(Some(i.elapsed_ms))
         ),
     }
