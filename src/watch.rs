@@ -97,6 +97,8 @@ impl Observe<'static> {
 #[derive(Debug, Default)]
 pub struct PingLog {
     sent: std::sync::Mutex<std::collections::VecDeque<Instant>>,
+    /// When the next ping is due (`compare` reads it at the cut: the phase of the heartbeat).
+    next: std::sync::Mutex<Option<Instant>>,
 }
 
 impl PingLog {
@@ -109,6 +111,15 @@ impl PingLog {
             sent.pop_front();
         }
         sent.push_back(at);
+    }
+
+    fn plan(&self, at: Instant) {
+        *self.next.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// When the next ping is due.
+    pub fn next(&self) -> Option<Instant> {
+        *self.next.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The newest instant logged and not yet drained.
@@ -301,6 +312,9 @@ async fn watch_loop(
         Some((interval, _)) => TokioInstant::now() + interval.mul_f64(fastrand::f64().max(0.01)),
         None => far,
     };
+    if let Some(log) = c.observe.pings {
+        log.plan(next_ping.into_std());
+    }
     let mut next_busy = match w.load {
         Load::Busy => TokioInstant::now(),
         Load::Idle => far,
@@ -373,6 +387,7 @@ async fn watch_loop(
                     c.ping_outstanding = true;
                     if let Some(log) = c.observe.pings {
                         log.push(Instant::now());
+                        log.plan(next_ping.into_std());
                     }
                 }
                 if w.load == Load::Busy && now >= next_busy {

@@ -180,19 +180,25 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
             chunk.len()
         ));
         let mut cells = Vec::with_capacity(chunk.len());
-        let mut conns = Vec::new();
-        for (i, spec) in chunk.iter().enumerate() {
+        for spec in chunk {
             let cell = Cell::new(spec.fault, args.nat_idle, args.server.as_deref())?;
             if facts.is_none() {
                 facts = Some(cell.facts()?);
                 kernel = cell.kernel_timers()?;
             }
+            cells.push(cell);
+        }
+        // Connect only once every lab of the round is built, just before the watchers start: a
+        // connection made while later labs were still being built would be silent for that long
+        // before its watcher (and its first heartbeat) began, and its silence at detection would
+        // count that unwatched time too.
+        let mut conns = Vec::new();
+        for (i, cell) in cells.iter().enumerate() {
             for (j, s) in strategies.iter().enumerate() {
                 let (stream, eff) = cell.connect(s, j)?;
                 effective[j].get_or_insert(eff);
                 conns.push((i, j, stream, eff));
             }
-            cells.push(cell);
         }
         let out = rt.block_on(measure(
             args, chunk, &mut cells, conns, kernel, &bar, &interrupt,
@@ -308,7 +314,7 @@ async fn measure(
     let (cut_tx, cut_rx) = stop_channel::channel::<Vec<Option<Instant>>>(vec![None; cells.len()]);
     let mut set = JoinSet::new();
     // (cell, strategy, local address, a second handle for TCP_INFO at the cut, shared with the
-    // timeline sampler, and the heartbeat's ping log with its interval)
+    // timeline sampler, and the heartbeat's ping log)
     let mut handles = Vec::with_capacity(conns.len());
     // Per cell, the connections its timeline sampler reads.
     let mut tracked: Vec<Vec<Tracked>> = (0..cells.len()).map(|_| Vec::new()).collect();
@@ -318,8 +324,7 @@ async fn measure(
         let pings = effective
             .heartbeat()
             .map(|_| std::sync::Arc::new(PingLog::default()));
-        let ping_log = pings.clone().zip(effective.heartbeat().map(|(i, _)| i));
-        handles.push((i, j, stream.local_addr()?, handle.clone(), ping_log));
+        handles.push((i, j, stream.local_addr()?, handle.clone(), pings.clone()));
         tracked[i].push(Tracked {
             strategy: j,
             stream: handle,
@@ -444,16 +449,15 @@ async fn measure(
                 zero_window,
                 nat_idle: Some(args.nat_idle),
                 // The ping that will be unacked after the cut: the last one, if it is unacked now
-                // (its answer lost to the cut), else the next, one interval after it (pings keep
-                // their schedule). Counted from the last packet heard. Which one is read from the
-                // kernel, not from the clocks: `heard_ago` has only jiffy resolution, and a pong
-                // comes back within a millisecond of its ping here.
-                next_ping: ping_log.as_ref().and_then(|(log, interval)| {
-                    let since_last = now.saturating_duration_since(log.last()?);
+                // (its answer lost to the cut), else the next one due. Counted from the last
+                // packet heard. Which one is read from the kernel, not from the clocks:
+                // `heard_ago` has only jiffy resolution, and a pong comes back within a
+                // millisecond of its ping here.
+                next_ping: ping_log.as_ref().and_then(|log| {
                     Some(if info.unacked > 0 {
-                        heard_ago.saturating_sub(since_last)
+                        heard_ago.saturating_sub(now.saturating_duration_since(log.last()?))
                     } else {
-                        heard_ago + interval.saturating_sub(since_last)
+                        heard_ago + log.next()?.saturating_duration_since(now)
                     })
                 }),
             };
