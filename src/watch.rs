@@ -564,7 +564,12 @@ fn notes(c: &Conn<'_>) -> Option<String> {
         crate::strategy::Protocol::Line => format!("{} unknown lines ignored", c.unknown_lines),
         _ => format!("{} unexpected messages ignored", c.unknown_lines),
     });
-    match (c.pinger.note(), unknown) {
+    joined(c.pinger.note(), unknown)
+}
+
+/// Two optional notes as one, `; ` between them.
+fn joined(a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
         (Some(a), Some(b)) => Some(format!("{a}; {b}")),
         (a, b) => a.or(b),
     }
@@ -591,10 +596,7 @@ fn closed(
         silence_ms: 0,
         elapsed_ms,
         tcp_info: sys::tcp_info(stream),
-        note: match (note, notes(c)) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or(b),
-        },
+        note: joined(note, notes(c)),
         closed_by: Some(by),
         how: Some(how),
         idled_ms: idle_ms,

@@ -282,17 +282,22 @@ impl Cell {
     /// The keepalive timer of every client connection at this instant, by local address, read
     /// from the client namespace's `/proc/net/tcp` (the kernel's own view: timer, expiry, probes).
     pub fn keepalive_timers(&self) -> Result<Vec<(SocketAddr, KernelTimer)>, LabError> {
+        Ok(self
+            .proc_net_tcp(Node::Client, "client")?
+            .into_iter()
+            .map(|s| (s.local, s.timer))
+            .collect())
+    }
+
+    /// Every IPv4 TCP socket of a namespace, as its `/proc/net/tcp` shows it.
+    fn proc_net_tcp(&self, node: Node, name: &str) -> Result<Vec<ProcTcp>, LabError> {
         let text = self
             .lab
-            .enter(Node::Client, || {
+            .enter(node, || {
                 std::fs::read_to_string("/proc/thread-self/net/tcp")
             })?
-            .map_err(|e| setup("read /proc/net/tcp in the client namespace", e))?;
-        Ok(text
-            .lines()
-            .skip(1)
-            .filter_map(parse_proc_net_tcp)
-            .collect())
+            .map_err(|e| setup(&format!("read /proc/net/tcp in the {name} namespace"), e))?;
+        Ok(parse_proc_net_tcp_all(&text))
     }
 
     /// Stop the peer (SIGSTOP) ahead of a busy `crash`, so that what arrives next stays unread.
@@ -303,13 +308,10 @@ impl Cell {
     /// The peer's connections: how many hold unread data in their receive queue, of how many
     /// established, read from the server namespace's `/proc/net/tcp`.
     pub fn peer_unread(&self) -> Result<(usize, usize), LabError> {
-        let text = self
-            .lab
-            .enter(Node::Server, || {
-                std::fs::read_to_string("/proc/thread-self/net/tcp")
-            })?
-            .map_err(|e| setup("read /proc/net/tcp in the server namespace", e))?;
-        Ok(unread_counts(&text, PEER_PORT))
+        Ok(unread_counts(
+            &self.proc_net_tcp(Node::Server, "server")?,
+            PEER_PORT,
+        ))
     }
 
     fn signal_peer(&self, sig: Signal) -> Result<(), LabError> {
@@ -395,53 +397,56 @@ pub struct KernelTimer {
     pub probes_out: u32,
 }
 
-/// Parse one line of `/proc/net/tcp`: local address and its timer.
-fn parse_proc_net_tcp(line: &str) -> Option<(SocketAddr, KernelTimer)> {
+/// One socket as a line of `/proc/net/tcp` shows it.
+struct ProcTcp {
+    local: SocketAddr,
+    /// State 01.
+    established: bool,
+    /// Bytes received and not yet read.
+    rx_queue: u32,
+    timer: KernelTimer,
+}
+
+/// Parse a whole `/proc/net/tcp` text (its header line skipped).
+fn parse_proc_net_tcp_all(text: &str) -> Vec<ProcTcp> {
+    text.lines()
+        .skip(1)
+        .filter_map(parse_proc_net_tcp)
+        .collect()
+}
+
+/// Parse one line of `/proc/net/tcp`.
+fn parse_proc_net_tcp(line: &str) -> Option<ProcTcp> {
     let f: Vec<&str> = line.split_whitespace().collect();
     let (ip, port) = f.get(1)?.split_once(':')?;
     // The address is the __be32 printed as a native integer: its native bytes are the address.
     let ip = std::net::Ipv4Addr::from(u32::from_str_radix(ip, 16).ok()?.to_ne_bytes());
     let port = u16::from_str_radix(port, 16).ok()?;
+    // Field 4 is `tx_queue:rx_queue`, both hex.
+    let (_, rx) = f.get(4)?.split_once(':')?;
     let (kind, when) = f.get(5)?.split_once(':')?;
     let ticks = u64::from_str_radix(when, 16).ok()?;
-    Some((
-        SocketAddr::from((ip, port)),
-        KernelTimer {
+    Some(ProcTcp {
+        local: SocketAddr::from((ip, port)),
+        established: *f.get(3)? == "01",
+        rx_queue: u32::from_str_radix(rx, 16).ok()?,
+        timer: KernelTimer {
             kind: u8::from_str_radix(kind, 16).ok()?,
             // USER_HZ is 100 on every Linux ABI.
             due_in: Duration::from_millis(ticks * 10),
             probes_out: f.get(8)?.parse().ok()?,
         },
-    ))
+    })
 }
 
-/// Of the established connections on local port `port` in a `/proc/net/tcp` text: how many have
-/// bytes in their receive queue, and how many there are.
-fn unread_counts(text: &str, port: u16) -> (usize, usize) {
-    let (mut unread, mut established) = (0, 0);
-    for f in text
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-    {
-        let local_port = f
-            .get(1)
-            .and_then(|a| a.split_once(':'))
-            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-        // State 01 is ESTABLISHED; field 4 is `tx_queue:rx_queue`, both hex.
-        if local_port != Some(port) || f.get(3) != Some(&"01") {
-            continue;
-        }
-        established += 1;
-        let rx = f
-            .get(4)
-            .and_then(|q| q.split_once(':'))
-            .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok());
-        if rx.unwrap_or(0) > 0 {
-            unread += 1;
-        }
-    }
-    (unread, established)
+/// Of the established connections on local port `port`: how many have bytes in their receive
+/// queue, and how many there are.
+fn unread_counts(sockets: &[ProcTcp], port: u16) -> (usize, usize) {
+    let ours: Vec<&ProcTcp> = sockets
+        .iter()
+        .filter(|s| s.established && s.local.port() == port)
+        .collect();
+    (ours.iter().filter(|s| s.rx_queue > 0).count(), ours.len())
 }
 
 impl Drop for Cell {
@@ -469,12 +474,10 @@ mod tests {
         let full = line(7878, "01", 1448);
         let empty = line(7878, "01", 0);
         let other = line(22, "01", 0);
-        assert_eq!(
-            unread_counts(&format!("{head}{listening}{full}{other}"), 7878),
-            (1, 1)
-        );
-        assert_eq!(unread_counts(&format!("{head}{full}{empty}"), 7878), (1, 2));
-        assert_eq!(unread_counts(&format!("{head}{listening}"), 7878), (0, 0));
+        let counts = |text: String| unread_counts(&parse_proc_net_tcp_all(&text), 7878);
+        assert_eq!(counts(format!("{head}{listening}{full}{other}")), (1, 1));
+        assert_eq!(counts(format!("{head}{full}{empty}")), (1, 2));
+        assert_eq!(counts(format!("{head}{listening}")), (0, 0));
     }
 
     #[test]
@@ -483,7 +486,11 @@ mod tests {
         let line = format!(
             "   3: {ip:08X}:A1B2 020112C6:1ECE 01 00000000:00000000 02:000000E3 00000000     0        2 12345 1 0000000000000000 20 4 30 10 -1"
         );
-        let (addr, t) = parse_proc_net_tcp(&line).unwrap();
+        let ProcTcp {
+            local: addr,
+            timer: t,
+            ..
+        } = parse_proc_net_tcp(&line).unwrap();
         assert_eq!(addr, "198.18.0.10:41394".parse().unwrap());
         assert_eq!(t.kind, 2);
         assert_eq!(t.due_in, Duration::from_millis(2270));

@@ -313,21 +313,17 @@ async fn measure(
     // Each cell's cut instant, published as it is made.
     let (cut_tx, cut_rx) = stop_channel::channel::<Vec<Option<Instant>>>(vec![None; cells.len()]);
     let mut set = JoinSet::new();
-    // (cell, strategy, local address, a second handle for TCP_INFO at the cut, shared with the
-    // timeline sampler, and the heartbeat's ping log)
-    let mut handles = Vec::with_capacity(conns.len());
-    // Per cell, the connections its timeline sampler reads.
+    // Per cell, its connections as the timeline sampler reads them, and the cut too.
     let mut tracked: Vec<Vec<Tracked>> = (0..cells.len()).map(|_| Vec::new()).collect();
     let foreign_peer = args.server.is_some();
     for (i, j, stream, effective) in conns {
-        let handle = std::sync::Arc::new(stream.try_clone()?);
         let pings = effective
             .heartbeat()
             .map(|_| std::sync::Arc::new(PingLog::default()));
-        handles.push((i, j, stream.local_addr()?, handle.clone(), pings.clone()));
         tracked[i].push(Tracked {
             strategy: j,
-            stream: handle,
+            local: stream.local_addr()?,
+            stream: std::sync::Arc::new(stream.try_clone()?),
             pings: pings.clone(),
         });
         let stream = tokio::net::TcpStream::from_std(stream)?;
@@ -397,7 +393,7 @@ async fn measure(
         });
     }
     let mut samplers = JoinSet::new();
-    for (i, conns) in tracked.into_iter().enumerate() {
+    for (i, conns) in tracked.iter().cloned().enumerate() {
         let mut stop = stop_rx.clone();
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -424,24 +420,24 @@ async fn measure(
     for (i, c) in cells.iter_mut().enumerate() {
         // Read just before this cell's cut: the phase its predictions are made for.
         let timers = c.keepalive_timers()?;
-        for (_, j, local, std, ping_log) in handles.iter().filter(|h| h.0 == i) {
-            let Some(info) = crate::sys::tcp_info(std) else {
+        for t in &tracked[i] {
+            let Some(info) = crate::sys::tcp_info(&t.stream) else {
                 continue;
             };
             let now = Instant::now();
             let heard_ago = Duration::from_millis(info.silence_ms());
             let keepalive = timers
                 .iter()
-                .find(|(a, t)| a == local && t.kind == 2)
-                .map(|(_, t)| KeepalivePhase {
+                .find(|(a, k)| *a == t.local && k.kind == 2)
+                .map(|(_, k)| KeepalivePhase {
                     heard_ago,
-                    due_in: t.due_in,
-                    probes_out: t.probes_out,
+                    due_in: k.due_in,
+                    probes_out: k.probes_out,
                 });
             let zero_window = timers
                 .iter()
-                .find(|(a, t)| a == local && t.kind == 4)
-                .map(|(_, t)| t.due_in);
+                .find(|(a, k)| *a == t.local && k.kind == 4)
+                .map(|(_, k)| k.due_in);
             let at = AtCut {
                 keepalive,
                 rto: Some(Duration::from_micros(u64::from(info.rto_us))),
@@ -453,7 +449,7 @@ async fn measure(
                 // packet heard. Which one is read from the kernel, not from the clocks:
                 // `heard_ago` has only jiffy resolution, and a pong comes back within a
                 // millisecond of its ping here.
-                next_ping: ping_log.as_ref().and_then(|log| {
+                next_ping: t.pings.as_ref().and_then(|log| {
                     Some(if info.unacked > 0 {
                         heard_ago.saturating_sub(now.saturating_duration_since(log.last()?))
                     } else {
@@ -461,15 +457,18 @@ async fn measure(
                     })
                 }),
             };
-            phases.insert((i, *j), (at, heard_ago));
+            phases.insert((i, t.strategy), (at, heard_ago));
         }
         if args.server.is_some() {
             // The operator's server: its connections followed from the cut, each known by the
             // client address (the strategy) at the other end.
             let port = c.peer_addr().port();
             let mut clients = Vec::new();
-            for (_, j, ..) in handles.iter().filter(|h| h.0 == i) {
-                clients.push((*j, std::net::IpAddr::V4(c.client_source(*j)?)));
+            for t in &tracked[i] {
+                clients.push((
+                    t.strategy,
+                    std::net::IpAddr::V4(c.client_source(t.strategy)?),
+                ));
             }
             if let Some((server, pid)) = c.observed_server() {
                 servers[i] = Some(
@@ -549,8 +548,8 @@ async fn measure(
     while let Some(r) = taps.join_next().await {
         let (i, seen) = r.context("an ICMP watcher task failed")?;
         for (local, e) in seen {
-            if let Some(h) = handles.iter().find(|h| h.0 == i && h.2 == local) {
-                icmp.insert((i, h.1), e);
+            if let Some(t) = tracked[i].iter().find(|t| t.local == local) {
+                icmp.insert((i, t.strategy), e);
             }
         }
     }

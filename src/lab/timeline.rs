@@ -27,10 +27,13 @@ use crate::watch::PingLog;
 /// How often TCP_INFO is read.
 pub const SAMPLE: Duration = Duration::from_millis(25);
 
-/// One connection to sample: its strategy's index, a handle on its socket (a duplicate: reading
-/// TCP_INFO never touches the watcher's), and its ping log when it has heartbeats.
+/// One connection to sample: its strategy's index, its local address, a handle on its socket (a
+/// duplicate: reading TCP_INFO never touches the watcher's), and its ping log when it has
+/// heartbeats. `compare` reads the same at the cut.
+#[derive(Clone)]
 pub struct Tracked {
     pub strategy: usize,
+    pub local: std::net::SocketAddr,
     pub stream: Arc<TcpStream>,
     pub pings: Option<Arc<PingLog>>,
 }
