@@ -5,6 +5,8 @@
 //! discarded. Unknown lines are counted, not fatal. A line longer than [`MAX_LINE`] is a protocol error: the
 //! connection is closed with that reason, so one hostile peer cannot make tcphb buffer without bound.
 
+use crate::ping::lines::Lines;
+
 /// Longest accepted line, newline included. Generous for `DATA` filler, small enough to bound memory.
 pub const MAX_LINE: usize = 1024;
 
@@ -33,7 +35,7 @@ pub enum CodecError {
 /// Holds at most one partial line (≤ [`MAX_LINE`] bytes), so its memory is bounded per connection.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    partial: Vec<u8>,
+    lines: Lines,
 }
 
 impl Decoder {
@@ -45,34 +47,23 @@ impl Decoder {
     /// Decode every complete line in `bytes`, calling `on_msg` for each, and keep any trailing partial line.
     pub fn feed(
         &mut self,
-        mut bytes: &[u8],
+        bytes: &[u8],
         mut on_msg: impl FnMut(Message),
     ) -> Result<(), CodecError> {
-        // memchr, not a byte loop: a busy peer's lab pushes megabytes a second through here.
-        while let Some(nl) = memchr::memchr(b'\n', bytes) {
-            let (line, rest) = bytes.split_at(nl);
-            bytes = &rest[1..];
-            if self.partial.is_empty() {
-                if line.len() >= MAX_LINE {
-                    return Err(CodecError::LineTooLong);
-                }
+        self.lines.feed(
+            bytes,
+            MAX_LINE,
+            || CodecError::LineTooLong,
+            |line| {
                 on_msg(parse_line(line));
-            } else {
-                if self.partial.len() + line.len() >= MAX_LINE {
-                    return Err(CodecError::LineTooLong);
-                }
-                self.partial.extend_from_slice(line);
-                let msg = parse_line(&self.partial);
-                self.partial.clear();
-                self.partial.shrink_to(0);
-                on_msg(msg);
-            }
-        }
-        if self.partial.len() + bytes.len() >= MAX_LINE {
-            return Err(CodecError::LineTooLong);
-        }
-        self.partial.extend_from_slice(bytes);
-        Ok(())
+                Ok(())
+            },
+        )
+    }
+
+    /// Bytes of the partial line held.
+    pub fn held(&self) -> usize {
+        self.lines.held()
     }
 }
 

@@ -534,17 +534,15 @@ pub async fn discover(
     'rounds: loop {
         // Held connections idle at or beyond a forgotten idle can tell nothing more.
         if let Some(h) = bracket.high {
-            let old: Vec<usize> = run
-                .held
-                .iter()
-                .filter(|c| c.born.elapsed() >= h)
-                .map(|c| c.id)
-                .collect();
-            for id in old {
-                // Dropping its `go` closes it without a test (and without a FIN).
-                run.held.retain(|c| c.id != id);
-                run.aborts.remove(&id);
-            }
+            // Dropping its `go` closes it without a test (and without a FIN).
+            let aborts = &mut run.aborts;
+            run.held.retain(|c| {
+                let old = c.born.elapsed() >= h;
+                if old {
+                    aborts.remove(&c.id);
+                }
+                !old
+            });
         }
         let points = next_round(
             &bracket,
@@ -568,18 +566,10 @@ pub async fn discover(
             secs2(plan[plan.len() - 1].0)
         ));
         let mut pending: HashMap<usize, Duration> = HashMap::new();
-        let mut used: Vec<usize> = plan
-            .iter()
-            .filter_map(|(_, u)| match u {
-                Use::Held(i) => Some(*i),
-                Use::Fresh => None,
-            })
-            .collect();
-        used.sort_unstable_by(|a, b| b.cmp(a));
-        let mut given = Vec::new();
+        let mut given: Vec<(usize, Duration)> = Vec::new();
         for &(x, u) in &plan {
             match u {
-                Use::Held(i) => given.push((x, i)),
+                Use::Held(i) => given.push((i, x)),
                 Use::Fresh => {
                     let id = run.spawn(None, Some(x));
                     pending.insert(id, x);
@@ -589,10 +579,9 @@ pub async fn discover(
         }
         // Hand the held connections their idle times, removing them from the pool (highest index
         // first, so the others keep theirs).
-        let mut by_index: HashMap<usize, Duration> = given.iter().map(|(x, i)| (*i, *x)).collect();
-        for i in used {
+        given.sort_unstable_by_key(|(i, _)| std::cmp::Reverse(*i));
+        for (i, x) in given {
             let c = run.held.remove(i);
-            let x = by_index.remove(&i).expect("assigned");
             if c.go.send(x).is_ok() {
                 pending.insert(c.id, x);
                 round_of.insert(c.id, round);
@@ -1008,15 +997,27 @@ mod tests {
             .unwrap()
     }
 
-    fn search(peer: SocketAddr, method: Method, max: f64) -> Search {
-        Search {
+    /// A whole search up to `max` seconds against `peer` on loopback, to its end.
+    fn discover_on(peer: SocketAddr, method: Method, max: f64) -> IdleTimeout {
+        let search = Search {
             peer,
             method,
             ping: crate::watch::line(),
             max: s(max),
             rtt: Duration::from_micros(50),
             connect_timeout: s(2.0),
-        }
+        };
+        runtime()
+            .block_on(discover(search, &|_| {}, std::future::pending()))
+            .unwrap()
+    }
+
+    /// The connections given an idle time to test (not those opened ahead and never used).
+    fn tested(r: &IdleTimeout) -> Vec<&Evidence> {
+        r.evidence
+            .iter()
+            .filter(|e| e.planned_idle_ms > 0)
+            .collect()
     }
 
     /// Against a real echo server on loopback (no middlebox: nothing expires), every connection
@@ -1040,23 +1041,13 @@ mod tests {
             }
         });
         let start = Instant::now();
-        let r = runtime()
-            .block_on(discover(
-                search(addr, Method::Ping, 0.8),
-                &|_| {},
-                std::future::pending(),
-            ))
-            .unwrap();
+        let r = discover_on(addr, Method::Ping, 0.8);
         assert!(start.elapsed() < s(0.8) + s(1.0), "{:?}", start.elapsed());
         assert_eq!((r.high_ms, r.behaviour, r.rounds), (None, None, 1), "{r:?}");
         assert_eq!(r.method, Method::Ping);
         // The bracket is measured idle: a few ms over the planned 800 ms.
         assert!((800..850).contains(&r.low_ms), "{r:?}");
-        let tested: Vec<_> = r
-            .evidence
-            .iter()
-            .filter(|e| e.planned_idle_ms > 0)
-            .collect();
+        let tested = tested(&r);
         assert_eq!(tested.len(), PER_ROUND, "{r:?}");
         assert!(
             tested
@@ -1080,23 +1071,13 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let start = Instant::now();
-        let r = runtime()
-            .block_on(discover(
-                search(addr, Method::Keepalive, 2.0),
-                &|_| {},
-                std::future::pending(),
-            ))
-            .unwrap();
+        let r = discover_on(addr, Method::Keepalive, 2.0);
         let took = start.elapsed();
         assert!(took >= s(2.0) && took < s(3.0), "{took:?}");
         assert_eq!((r.high_ms, r.behaviour, r.rounds), (None, None, 1), "{r:?}");
         assert_eq!(r.method, Method::Keepalive);
         assert!((2000..2050).contains(&r.low_ms), "{r:?}");
-        let tested: Vec<_> = r
-            .evidence
-            .iter()
-            .filter(|e| e.planned_idle_ms > 0)
-            .collect();
+        let tested = tested(&r);
         assert!(tested.len() >= 5, "{r:?}");
         for e in &tested {
             assert_eq!(
@@ -1141,13 +1122,7 @@ mod tests {
             });
             addr
         };
-        let r = runtime()
-            .block_on(discover(
-                search(serve(false), Method::Keepalive, 1.5),
-                &|_| {},
-                std::future::pending(),
-            ))
-            .unwrap();
+        let r = discover_on(serve(false), Method::Keepalive, 1.5);
         assert!(!r.evidence.is_empty(), "{r:?}");
         for e in &r.evidence {
             assert_eq!(
@@ -1156,13 +1131,7 @@ mod tests {
                 "{r:?}"
             );
         }
-        let r = runtime()
-            .block_on(discover(
-                search(serve(true), Method::Keepalive, 2.0),
-                &|_| {},
-                std::future::pending(),
-            ))
-            .unwrap();
+        let r = discover_on(serve(true), Method::Keepalive, 2.0);
         for e in &r.evidence {
             if e.planned_idle_ms > 1200 {
                 assert_eq!(e.verdict, Verdict::PeerSpoke, "{r:?}");
@@ -1194,13 +1163,7 @@ mod tests {
                 });
             }
         });
-        let r = runtime()
-            .block_on(discover(
-                search(addr, Method::Keepalive, 3.0),
-                &|_| {},
-                std::future::pending(),
-            ))
-            .unwrap();
+        let r = discover_on(addr, Method::Keepalive, 3.0);
         assert_eq!((r.high_ms, r.behaviour), (None, None), "{r:?}");
         let c = r.server_close.as_ref().expect("the server's close");
         assert_eq!(c.how, ServerCloseHow::Fin, "{r:?}");

@@ -2,6 +2,8 @@
 //! peer was last heard, probes, back-off and retransmissions. Pure data; `sys::tcp_info` reads it
 //! (Linux; elsewhere callers fall back to what tcphb itself observed).
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 /// The fields of TCP_INFO tcphb uses.
@@ -40,6 +42,16 @@ fn us_as_whole_ms<S: serde::Serializer>(us: &u32, s: S) -> Result<S::Ok, S::Erro
 }
 
 impl TcpInfo {
+    /// The smoothed round-trip time.
+    pub fn rtt(&self) -> Duration {
+        Duration::from_micros(u64::from(self.rtt_us))
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        Duration::from_micros(u64::from(self.rto_us))
+    }
+
     /// Milliseconds since anything (ACK or data) was last heard from the peer.
     pub fn silence_ms(&self) -> u64 {
         u64::from(self.last_ack_recv_ms.min(self.last_data_recv_ms))

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::detection::{CloseHow, ClosedBy, Detection, Mechanism, Outcome};
-use crate::predict::{PathTimes, Prediction, predict_on_path};
+use crate::predict::{Prediction, predict_on_path};
 use crate::scenario::Load;
 use crate::settings::{Effective, KernelTimers};
 use crate::sys::{DiagSocket, DiagTimer};
@@ -152,15 +152,7 @@ fn load_of(s: &DiagSocket) -> Load {
 }
 
 fn prediction_for(f: &Followed, load: Load, kernel: &KernelTimers) -> Prediction {
-    let info = f.last.info;
-    let path = PathTimes {
-        rtt: info.map_or(Duration::ZERO, |i| {
-            Duration::from_micros(u64::from(i.rtt_us))
-        }),
-        rto: info.map_or(Duration::from_millis(kernel.rto_min_ms), |i| {
-            Duration::from_micros(u64::from(i.rto_us))
-        }),
-    };
+    let path = super::path_of(f.last.info, kernel);
     predict_on_path(&f.effective.unwrap_or_default(), load, kernel, &path)
 }
 

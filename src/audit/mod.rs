@@ -15,6 +15,7 @@ use crate::predict::{Backoff, PathTimes, predict_on_path};
 use crate::scenario::Load;
 use crate::settings::{Effective, KernelTimers};
 use crate::sys::{DiagSocket, DiagTimer, tcp_state_name};
+use crate::tcpinfo::TcpInfo;
 use crate::units::{Millis, human_ms, rough_ms};
 
 /// One audited connection.
@@ -74,6 +75,14 @@ pub fn timer_name(t: Option<DiagTimer>) -> Option<&'static str> {
     })
 }
 
+/// A connection's path times from its TCP_INFO; without it, no RTT and the RTO_min lower bound.
+pub(crate) fn path_of(info: Option<TcpInfo>, kernel: &KernelTimers) -> PathTimes {
+    PathTimes {
+        rtt: info.map_or(Duration::ZERO, |i| i.rtt()),
+        rto: info.map_or(Duration::from_millis(kernel.rto_min_ms), |i| i.rto()),
+    }
+}
+
 /// Judge one socket: `effective` is `None` when its settings could not be read back.
 pub fn judge(
     s: &DiagSocket,
@@ -82,13 +91,7 @@ pub fn judge(
     kernel: &KernelTimers,
 ) -> Audited {
     let info = s.info;
-    let rto = info.map_or(Duration::from_millis(kernel.rto_min_ms), |i| {
-        Duration::from_micros(u64::from(i.rto_us))
-    });
-    let rtt = info.map_or(Duration::ZERO, |i| {
-        Duration::from_micros(u64::from(i.rtt_us))
-    });
-    let path = PathTimes { rtt, rto };
+    let path = path_of(info, kernel);
     let (idle, busy) = match &effective {
         Some(e) => (
             Some(predict_on_path(e, Load::Idle, kernel, &path)),
@@ -126,7 +129,7 @@ pub fn judge(
         busy_by: busy.as_ref().and_then(|p| p.mechanism),
         flags: Vec::new(),
     };
-    a.flags = flags(&a, kernel, rto);
+    a.flags = flags(&a, kernel, path.rto);
     a
 }
 
@@ -215,7 +218,6 @@ pub fn slower_than(conns: &[Audited], within: Duration) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tcpinfo::TcpInfo;
 
     pub(super) fn sock(timer: Option<DiagTimer>, info: TcpInfo) -> DiagSocket {
         DiagSocket {

@@ -91,10 +91,8 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<Finished> {
     // Without TCP_INFO the handshake is the only round trip measured, and the RTO is unknown: the
     // predictions then use the RTO_min lower bound.
     let path = PathTimes {
-        rtt: info.map_or(handshake, |i| Duration::from_micros(i.rtt_us.into())),
-        rto: info.map_or(Duration::from_millis(kernel.rto_min_ms), |i| {
-            Duration::from_micros(i.rto_us.into())
-        }),
+        rtt: info.map_or(handshake, |i| i.rtt()),
+        rto: info.map_or(Duration::from_millis(kernel.rto_min_ms), |i| i.rto()),
     };
     let facts = ProbeFacts {
         host: sys::host_facts(),

@@ -92,8 +92,9 @@ async fn held(
     mut go: oneshot::Receiver<Duration>,
     tx: &mpsc::UnboundedSender<Msg>,
 ) -> Option<(Option<Duration>, Evidence)> {
-    let mut e = blank();
     let errno = crate::sys::errno_text;
+    // Ended before it could be held idle: an error, with the socket's error if one came.
+    let failed = |errno: Option<String>| Some((None, Evidence { errno, ..blank() }));
     let mut stream = match timeout(
         plan.connect_timeout,
         crate::sockets::connect_plain(plan.peer),
@@ -101,36 +102,27 @@ async fn held(
     .await
     {
         Ok(Ok(s)) => s,
-        Ok(Err(err)) => {
-            e.errno = Some(errno(&err));
-            return Some((None, e));
-        }
-        Err(_) => {
-            e.errno = Some("ETIMEDOUT".into());
-            return Some((None, e));
-        }
+        Ok(Err(err)) => return failed(Some(errno(&err))),
+        Err(_) => return failed(Some("ETIMEDOUT".into())),
     };
     let _ = stream.set_nodelay(true);
     let mut talk = Talk::new(&plan.ping);
     if let Err(err) = talk.hello(&mut stream).await {
-        e.errno = Some(errno(&err));
-        return Some((None, e));
+        return failed(Some(errno(&err)));
     }
     let seq = 2 * id as u64;
-    let born = match plan.method {
+    let mut born = match plan.method {
         Method::Ping => {
             // The first answer may take longer than later ones (a slow accept): the connect timeout.
             let within = plan.answer_within.max(plan.connect_timeout);
             if let Err((_, err)) = ping(&mut stream, &mut talk, seq, within).await {
-                e.errno = err.map(|x| errno(&x));
-                return Some((None, e));
+                return failed(err.map(|x| errno(&x)));
             }
             Instant::now()
         }
         Method::Keepalive => {
             if let Err(err) = crate::sys::keepalive_hold(&stream, plan.answer_within) {
-                e.errno = Some(err.to_string());
-                return Some((None, e));
+                return failed(Some(err.to_string()));
             }
             // Idle since the last packet heard (the SYN-ACK, or a banner the server sent): the
             // kernel's keepalive clock and the middlebox's both start there.
@@ -138,7 +130,7 @@ async fn held(
         }
     };
     let opened = Instant::now();
-    let mut born = born;
+    let mut e = blank();
     let _ = tx.send(Msg::Ready { id, born });
     // Idle until told what to test, then until that idle time; anything the peer sends or a close
     // ends it as evidence.

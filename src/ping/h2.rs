@@ -17,7 +17,6 @@ pub const MAX_FRAME: u32 = 16_384;
 /// Bytes of a GOAWAY's debug data kept for the report.
 const MAX_DEBUG: usize = 128;
 
-const DATA: u8 = 0;
 const SETTINGS: u8 = 4;
 const PING: u8 = 6;
 const GOAWAY: u8 = 7;
@@ -197,7 +196,6 @@ impl Codec for H2 {
             let keep = match kind {
                 PING => 8,
                 GOAWAY => 8 + MAX_DEBUG,
-                DATA => 0,
                 _ => 0,
             };
             let k = ((len - read) as usize).min(input.len());
@@ -214,10 +212,6 @@ impl Codec for H2 {
             }
         }
         Ok(heard)
-    }
-
-    fn note(&self) -> Option<String> {
-        None
     }
 
     fn held(&self) -> usize {

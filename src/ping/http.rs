@@ -155,8 +155,6 @@ impl Http {
 }
 
 impl Codec for Http {
-    fn hello(&mut self, _out: &mut Vec<u8>) {}
-
     fn ping(&mut self, _seq: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.request);
     }

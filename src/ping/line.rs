@@ -8,12 +8,9 @@ use crate::heartbeat::{self, Decoder, Message};
 #[derive(Debug, Default)]
 pub struct Line {
     decoder: Decoder,
-    held: usize,
 }
 
 impl Codec for Line {
-    fn hello(&mut self, _out: &mut Vec<u8>) {}
-
     fn ping(&mut self, seq: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(&heartbeat::ping(seq));
     }
@@ -28,19 +25,11 @@ impl Codec for Line {
             Message::Pong(_) | Message::Data => heard.replies += 1,
             Message::Unknown => heard.unknown += 1,
         });
-        self.held = match memchr::memrchr(b'\n', bytes) {
-            Some(nl) => bytes.len() - nl - 1,
-            None => self.held + bytes.len(),
-        };
         r.map(|()| heard)
             .map_err(|e| PingError::Protocol(e.to_string()))
     }
 
-    fn note(&self) -> Option<String> {
-        None
-    }
-
     fn held(&self) -> usize {
-        self.held
+        self.decoder.held()
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Hand-written: one command, one-line replies; a line-splitter reads them.
 
-use super::lines::{Lines, TooLong};
+use super::lines::Lines;
 use super::{Codec, Heard, PingError, quote};
 
 /// Longest reply line accepted.
@@ -19,8 +19,6 @@ pub struct Memcached {
 }
 
 impl Codec for Memcached {
-    fn hello(&mut self, _out: &mut Vec<u8>) {}
-
     fn ping(&mut self, _seq: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(b"version\r\n");
     }
@@ -28,7 +26,7 @@ impl Codec for Memcached {
     fn feed(&mut self, bytes: &[u8], _out: &mut Vec<u8>) -> Result<Heard, PingError> {
         let mut heard = Heard::default();
         let (spoke, version, error) = (&mut self.spoke, &mut self.version, &mut self.error);
-        let r = self.lines.feed(bytes, MAX_REPLY, |line| {
+        self.lines.replies(bytes, MAX_REPLY, "memcached", |line| {
             if let Some(v) = line.strip_prefix(b"VERSION ") {
                 heard.replies += 1;
                 version.get_or_insert_with(|| quote(v));
@@ -48,13 +46,8 @@ impl Codec for Memcached {
             }
             *spoke = true;
             Ok(())
-        });
-        match r {
-            Err(TooLong) => Err(PingError::Protocol(format!(
-                "a reply line longer than {MAX_REPLY} bytes: not a memcached server"
-            ))),
-            Ok(r) => r.map(|()| heard),
-        }
+        })?;
+        Ok(heard)
     }
 
     fn note(&self) -> Option<String> {

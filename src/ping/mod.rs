@@ -10,7 +10,7 @@
 pub mod h2;
 pub mod http;
 pub mod line;
-mod lines;
+pub(crate) mod lines;
 pub mod memcached;
 pub mod mqtt;
 pub mod redis;
@@ -93,7 +93,7 @@ pub struct Setup {
 /// One protocol's codec.
 pub trait Codec {
     /// Bytes to send as soon as the connection opens (nothing for most protocols).
-    fn hello(&mut self, out: &mut Vec<u8>);
+    fn hello(&mut self, _out: &mut Vec<u8>) {}
     /// Queue ping number `seq` (nothing while the protocol is still opening).
     fn ping(&mut self, seq: u64, out: &mut Vec<u8>);
     /// Bytes that end the conversation politely when tcphb stops watching (nothing for most).
@@ -101,8 +101,10 @@ pub trait Codec {
     /// Take the peer's bytes; queue what the protocol must answer in `out`.
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<Heard, PingError>;
     /// What the replies so far say beyond "alive" (an authentication demand, an error status, the
-    /// server announcing its close), in words for the report.
-    fn note(&self) -> Option<String>;
+    /// server announcing its close), in words for the report (nothing for most protocols).
+    fn note(&self) -> Option<String> {
+        None
+    }
     /// Bytes held between feeds (a partial message): bounded per protocol.
     fn held(&self) -> usize;
 }

@@ -173,10 +173,6 @@ impl Codec for Mqtt {
         Ok(heard)
     }
 
-    fn note(&self) -> Option<String> {
-        None
-    }
-
     fn held(&self) -> usize {
         self.header.len()
     }

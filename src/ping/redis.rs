@@ -7,7 +7,7 @@
 //! (a simple string or an error); a line-splitter of a few lines reads them, and anything that is not
 //! RESP is refused at its first byte.
 
-use super::lines::{Lines, TooLong};
+use super::lines::Lines;
 use super::{Codec, Heard, PingError, quote};
 
 /// Longest reply line accepted (a protected-mode DENIED is ~1 KiB).
@@ -39,8 +39,6 @@ fn meaning(word: &str) -> &'static str {
 }
 
 impl Codec for Redis {
-    fn hello(&mut self, _out: &mut Vec<u8>) {}
-
     fn ping(&mut self, _seq: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
     }
@@ -49,7 +47,7 @@ impl Codec for Redis {
         let mut heard = Heard::default();
         let spoke = &mut self.spoke;
         let error = &mut self.error;
-        let r = self.lines.feed(bytes, MAX_REPLY, |line| {
+        self.lines.replies(bytes, MAX_REPLY, "Redis", |line| {
             match line.first() {
                 Some(b'+') => heard.replies += 1,
                 Some(b'-') => {
@@ -74,13 +72,8 @@ impl Codec for Redis {
             }
             *spoke |= heard.replies > 0;
             Ok(())
-        });
-        match r {
-            Err(TooLong) => Err(PingError::Protocol(format!(
-                "a reply line longer than {MAX_REPLY} bytes: not a Redis server"
-            ))),
-            Ok(r) => r.map(|()| heard),
-        }
+        })?;
+        Ok(heard)
     }
 
     fn note(&self) -> Option<String> {

@@ -255,10 +255,6 @@ impl Codec for Websocket {
         r.map(|()| heard)
     }
 
-    fn note(&self) -> Option<String> {
-        None
-    }
-
     fn held(&self) -> usize {
         mid_held(&self.state)
     }
