@@ -28,6 +28,18 @@ fn audit(args: &[&str]) -> Value {
     v
 }
 
+/// `audit --pid PID --format json` in the lab's server namespace: exit 0, its JSON.
+fn audit_in_server(lab: &Lab, pid: &str) -> Value {
+    let out = tcphb_in(
+        lab,
+        Node::Server,
+        &["audit", "--pid", pid, "--format", "json"],
+    )
+    .wait_output(Duration::from_secs(10));
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    json(&out)
+}
+
 /// `audit --pid PID --watch --format json` in the lab's server namespace, once it follows the one
 /// connection.
 fn watch_in_server(lab: &Lab, pid: &str) -> Proc {
@@ -257,14 +269,7 @@ fn a_server_sending_into_a_cut_link_is_flagged_then_watched_to_its_end() {
             .iter()
             .any(|s| s.state == "ESTAB" && s.num("backoff") >= 2)
     });
-    let out = tcphb_in(
-        &lab,
-        Node::Server,
-        &["audit", "--pid", &pid, "--format", "json"],
-    )
-    .wait_output(Duration::from_secs(10));
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
+    let v = audit_in_server(&lab, &pid);
     common::assert_schema("audit.schema.json", &v);
     let a = &v["audited"][0];
     assert_eq!(
@@ -352,18 +357,13 @@ fn redis_keepalive_is_read_back_and_watch_sees_it_notice_a_cut_client() {
     let addr = format!("{}:6379", lab.server_addr());
     // An idle client with no detection of its own: only Redis's keepalive can notice.
     let _client = tcphb_in(&lab, Node::Client, &["connect", &addr, "--duration", "5m"]);
-    let audit_in_server = |args: &[&str]| -> Value {
-        let out = tcphb_in(&lab, Node::Server, args).wait_output(Duration::from_secs(10));
-        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-        json(&out)
-    };
     let mut seen = Value::Null;
     // The event: Redis has accepted the client (and set its keepalive, right after accept).
     wait_until(
         "redis's connection audited",
         Duration::from_secs(10),
         || {
-            seen = audit_in_server(&["audit", "--pid", &pid, "--format", "json"]);
+            seen = audit_in_server(&lab, &pid);
             seen["audited"]
                 .as_array()
                 .is_some_and(|a| a.len() == 1 && !a[0]["effective"]["keepalive_idle_ms"].is_null())

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
-use common::{Proc, bin, closing_server, code, json};
+use common::{Proc, bin, closing_server, code, json, probe_idle_timeout, serve_each_on_loopback};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -49,17 +49,6 @@ fn assert_idle_near(v: &Value, timeout_ms: u64, slack_ms: u64) {
     assert!(idle <= elapsed, "idle {idle} > lifetime {elapsed}: {v}");
 }
 
-/// `probe PEER --idle-timeout MAX --format json`, exit 0, schema-checked.
-fn probe_idle_timeout(peer: &str, max: &str) -> Value {
-    let out = Command::new(bin())
-        .args(["probe", peer, "--idle-timeout", max, "--format", "json"])
-        .output()
-        .expect("run tcphb probe");
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
-    v
-}
 #[test]
 fn a_server_closing_an_idle_connection_is_closed_by_peer_exit_5() {
     let port = closing_server(Duration::from_millis(2000));
@@ -285,19 +274,7 @@ fn help_documents_exit_5() {
 /// The nginx binary, if installed. Missing: skip with a reason, or fail when `CI` is set (.ci/run
 /// installs it).
 fn nginx_binary(test: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/usr/local/sbin".into()])
-        .map(|d| d.join("nginx"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        let why = format!("{test}: nginx is not installed (apt-get install nginx)");
-        if std::env::var_os("CI").is_some() {
-            panic!("{why}; CI is set, so this is a failure, not a skip");
-        }
-        eprintln!("skipping {why}");
-    }
-    found
+    common::program(test, "nginx", "apt-get install nginx")
 }
 
 /// An nginx of our own: bound to 127.0.0.1 only, its prefix, config, logs and temp files in a temp
@@ -434,7 +411,7 @@ fn probe_names_an_nginxs_own_idle_close_apart_from_the_path() {
     };
     let nginx = Nginx::start(&binary, "2s");
     let peer = format!("127.0.0.1:{}", nginx.port);
-    let v = probe_idle_timeout(&peer, "4s");
+    let v = probe_idle_timeout(&peer, "4s", &[]);
     let i = &v["idle_timeout"];
     eprintln!(
         "nginx closing idle connections at 2 s: {}",
@@ -463,22 +440,14 @@ fn probe_names_an_nginxs_own_idle_close_apart_from_the_path() {
 /// A server that aborts each connection with a RST (SO_LINGER 0) `after` its accept, having sent
 /// nothing.
 fn resetting_server(after: Duration) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(c) = c else { return };
-            thread::spawn(move || {
-                // The server's idle timeout: the behaviour under test, not sequencing.
-                thread::sleep(after);
-                socket2::SockRef::from(&c)
-                    .set_linger(Some(Duration::ZERO))
-                    .unwrap();
-                drop(c);
-            });
-        }
-    });
-    port
+    serve_each_on_loopback(move |c| {
+        // The server's idle timeout: the behaviour under test, not sequencing.
+        thread::sleep(after);
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(c);
+    })
 }
 
 /// A live server that aborts an idle connection with a RST that answers nothing tcphb sent (no
@@ -517,7 +486,7 @@ fn a_server_resetting_an_idle_connection_is_its_own_close_not_a_death() {
         "{table}"
     );
 
-    let v = probe_idle_timeout(&peer, "3s");
+    let v = probe_idle_timeout(&peer, "3s", &[]);
     let i = &v["idle_timeout"];
     assert_eq!(
         (&i["high_ms"], &i["behaviour"]),

@@ -8,7 +8,10 @@ use std::net::TcpListener;
 
 use std::time::Duration;
 
-use common::{assert_rejected, code, json, lab_allowed, listen_in, ss_in, tcphb_in, wait_until};
+use common::{
+    assert_rejected, code, json, lab_allowed, listen_in, listen_in_with, ss_in, tcphb_in,
+    wait_until,
+};
 use serde_json::json;
 use tcphb::lab::{Lab, Node, PathFault};
 
@@ -171,10 +174,7 @@ fn a_rebooted_peers_rst_to_a_probe_or_a_ping_is_a_death_not_its_own_close() {
     let lab = Lab::build().expect("build the lab");
     let server = lab.server_addr();
     let peer = format!("{server}:7878");
-    let listen = tcphb_in(&lab, Node::Server, &["listen", &peer, "--rst-on-exit"]);
-    listen.wait_stderr("listen banner", Duration::from_secs(10), |t| {
-        t.contains("listening on ")
-    });
+    let listen = listen_in_with(&lab, Node::Server, &peer, &["--rst-on-exit"]);
     let connect = |extra: &[&str]| {
         let mut a = vec!["connect", peer.as_str(), "--format", "json"];
         a.extend_from_slice(extra);
@@ -196,8 +196,7 @@ fn a_rebooted_peers_rst_to_a_probe_or_a_ping_is_a_death_not_its_own_close() {
     // The reboot: the path goes first so the peer's own RSTs are lost, the peer forgets, the path
     // comes back.
     lab.cut(PathFault::Blackhole).expect("cut");
-    listen.signal(nix::sys::signal::Signal::SIGKILL);
-    let _ = listen.wait_output(Duration::from_secs(10));
+    listen.wait_output_after_kill();
     lab.heal(PathFault::Blackhole).expect("heal");
     for (p, what) in [(ka, "keepalive probe"), (hb, "heartbeat PING")] {
         let out = p.wait_output(Duration::from_secs(15));

@@ -6,7 +6,7 @@
 #![cfg(target_os = "linux")]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 use tcphb::lab::{Lab, Node, PathFault, current_netns_id, socket_netns_id};
 
 mod common;
-use common::lab_allowed;
+use common::{lab_allowed, server_listener};
 
 /// Builds a lab, or returns from the test if it may not run.
 macro_rules! lab_or_skip {
@@ -27,16 +27,6 @@ macro_rules! lab_or_skip {
         }
         Lab::build().expect("Lab::build")
     }};
-}
-
-/// A listener on the server, on an ephemeral port.
-fn server_listener(lab: &Lab) -> (TcpListener, SocketAddr) {
-    let l = lab
-        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
-        .unwrap()
-        .expect("bind on server");
-    let addr = l.local_addr().unwrap();
-    (l, addr)
 }
 
 /// A client socket (made in the client's namespace), configured by `tune`, connected to `to`.

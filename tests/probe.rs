@@ -11,7 +11,10 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{bin, code, json, lab_allowed, listen, listen_in, ss_in, tcphb_in, wait_until};
+use common::{
+    bin, close_each_after, code, json, lab_allowed, listen, listen_in, probe_json, serve_each,
+    server_listener, ss_in, tcphb_in, wait_until,
+};
 use serde_json::{Value, json};
 use tcphb::lab::{Lab, LabError, Node, PathFault};
 
@@ -35,17 +38,12 @@ fn row<'a>(v: &'a Value, mechanism: &str) -> &'a Value {
 /// An echo server tcphb did not write: every line comes back as it was sent (so `PING n` is answered
 /// by `PING n`). One thread per connection: this is test scaffolding, not tcphb.
 fn echo_server(listener: TcpListener) {
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut c) = conn else { return };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = c.read(&mut buf) {
-                    if n == 0 || c.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
+    serve_each(listener, |mut c| {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 || c.write_all(&buf[..n]).is_err() {
+                return;
+            }
         }
     });
 }
@@ -68,9 +66,7 @@ fn probe_reports_facts_effective_and_predictions_as_json() {
         "--format",
         "json",
     ]);
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
+    let v = probe_json(&out);
     assert_eq!(v["schema"], 3);
     assert_eq!(v["strategy"], "ka=5s,5s,3+uto=20s");
     let f = &v["facts"];
@@ -206,9 +202,7 @@ fn probe_idle_timeout_tests_a_silent_server_with_keepalive_probes() {
     let start = Instant::now();
     let out = probe(&[&peer, "--idle-timeout", "2s", "--format", "json"]);
     let took = start.elapsed();
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
+    let v = probe_json(&out);
     let i = &v["idle_timeout"];
     assert_eq!(i["method"], "keepalive", "{i}");
     assert_eq!(
@@ -275,16 +269,6 @@ fn probe_idle_timeout_without_ping_needs_linux_keepalive_and_a_second() {
 // The lab: root.
 
 /// Lab with a NAT in R forgetting idle flows after `idle`, or `None` if the test may not run here.
-/// A listener on a free port of the lab's server address, in its server namespace, and its address.
-fn listener_in_server(lab: &Lab) -> (TcpListener, SocketAddr) {
-    let l = lab
-        .enter(Node::Server, || TcpListener::bind((lab.server_addr(), 0)))
-        .unwrap()
-        .expect("listener in B");
-    let addr = l.local_addr().unwrap();
-    (l, addr)
-}
-
 fn nat_lab(test: &str, idle: Duration) -> Option<Lab> {
     if !lab_allowed(test) {
         return None;
@@ -300,28 +284,32 @@ fn nat_lab(test: &str, idle: Duration) -> Option<Lab> {
     }
 }
 
-/// Run `probe --idle-timeout 10s` from the client against `peer` and check that the NAT's 3 s is
-/// inside the reported bracket, the bracket is narrow (≤ 5 % of the timeout or 200 ms), the drop is
-/// silent, each connection's answer fits the bracket, and the run takes about MAX. Returns the JSON.
-fn find_nat_expiry(lab: &Lab, peer: SocketAddr, method: &str) -> Value {
+/// `probe PEER --idle-timeout MAX --format json` from the lab's client namespace, ended within
+/// `limit`, as [`common::probe_json`] checks it; and how long it ran, from spawn to exit.
+fn idle_probe_in(lab: &Lab, peer: SocketAddr, max: &str, limit: Duration) -> (Value, Duration) {
     let start = Instant::now();
-    let p = tcphb_in(
+    let out = tcphb_in(
         lab,
         Node::Client,
         &[
             "probe",
             &peer.to_string(),
             "--idle-timeout",
-            "10s",
+            max,
             "--format",
             "json",
         ],
-    );
-    let out = p.wait_output(Duration::from_secs(25));
+    )
+    .wait_output(limit);
     let took = start.elapsed();
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
+    (probe_json(&out), took)
+}
+
+/// Run `probe --idle-timeout 10s` from the client against `peer` and check that the NAT's 3 s is
+/// inside the reported bracket, the bracket is narrow (≤ 5 % of the timeout or 200 ms), the drop is
+/// silent, each connection's answer fits the bracket, and the run takes about MAX. Returns the JSON.
+fn find_nat_expiry(lab: &Lab, peer: SocketAddr, method: &str) -> Value {
+    let (v, took) = idle_probe_in(lab, peer, "10s", Duration::from_secs(25));
     let i = &v["idle_timeout"];
     assert_eq!(i["method"], method, "{i}");
     let low = i["low_ms"].as_u64().unwrap();
@@ -410,7 +398,7 @@ fn idle_timeout_of_a_nat_is_found_against_a_plain_echo_server() {
     ) else {
         return;
     };
-    let (l, addr) = listener_in_server(&lab);
+    let (l, addr) = server_listener(&lab);
     echo_server(l);
     find_nat_expiry(&lab, addr, "ping");
 }
@@ -472,23 +460,8 @@ fn an_idle_timeout_near_max_is_narrowed_in_about_max() {
     ) else {
         return;
     };
-    let (l, addr) = listener_in_server(&lab);
-    let out = tcphb_in(
-        &lab,
-        Node::Client,
-        &[
-            "probe",
-            &addr.to_string(),
-            "--idle-timeout",
-            "9s",
-            "--format",
-            "json",
-        ],
-    )
-    .wait_output(Duration::from_secs(25));
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
+    let (l, addr) = server_listener(&lab);
+    let (v, _) = idle_probe_in(&lab, addr, "9s", Duration::from_secs(25));
     let i = &v["idle_timeout"];
     let low = i["low_ms"].as_u64().unwrap();
     let high = i["high_ms"].as_u64().expect("an expiry within 9 s");
@@ -522,33 +495,9 @@ fn a_servers_own_idle_close_is_told_apart_from_the_paths_expiry() {
     ) else {
         return;
     };
-    let (l, addr) = listener_in_server(&lab);
-    thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(c) = c else { return };
-            thread::spawn(move || {
-                // The server's idle timeout: the behaviour under test, not sequencing.
-                thread::sleep(Duration::from_secs(2));
-                drop(c);
-            });
-        }
-    });
-    let out = tcphb_in(
-        &lab,
-        Node::Client,
-        &[
-            "probe",
-            &addr.to_string(),
-            "--idle-timeout",
-            "6s",
-            "--format",
-            "json",
-        ],
-    )
-    .wait_output(Duration::from_secs(20));
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
+    let (l, addr) = server_listener(&lab);
+    close_each_after(l, Duration::from_secs(2));
+    let (v, _) = idle_probe_in(&lab, addr, "6s", Duration::from_secs(20));
     let i = &v["idle_timeout"];
     eprintln!("server closing at 2 s behind a 4 s NAT: {i}");
     assert_eq!(i["method"], "keepalive", "{i}");
@@ -642,9 +591,7 @@ fn predictions_match_measured_detection_in_the_lab() {
         ],
     )
     .wait_output(Duration::from_secs(10));
-    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let v = json(&out);
-    common::assert_schema("probe.schema.json", &v);
+    let v = probe_json(&out);
     assert_eq!(
         v["facts"]["tcp_retries2"], 5,
         "probe reads the client namespace"
@@ -716,7 +663,7 @@ fn recverr_reports_the_routers_unreachable_at_once() {
         return;
     }
     let lab = Lab::build().expect("build the lab");
-    let (l, addr) = listener_in_server(&lab);
+    let (l, addr) = server_listener(&lab);
     let p = tcphb_in(
         &lab,
         Node::Client,

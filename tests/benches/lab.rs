@@ -9,6 +9,10 @@
 
 // The lab is Linux-only; elsewhere this benchmark has nothing to measure.
 #[cfg(target_os = "linux")]
+#[path = "support.rs"]
+mod support;
+
+#[cfg(target_os = "linux")]
 #[path = "lab/imp.rs"]
 mod imp;
 

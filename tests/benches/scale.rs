@@ -10,6 +10,10 @@
 
 // The lab is Linux-only; elsewhere this benchmark has nothing to measure.
 #[cfg(target_os = "linux")]
+#[path = "support.rs"]
+mod support;
+
+#[cfg(target_os = "linux")]
 #[path = "scale/imp.rs"]
 mod imp;
 

@@ -352,14 +352,20 @@ pub fn lab_allowed(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    let why = format!(
+    skip(&format!(
         "{test}: the lab needs root (user namespaces cannot be entered from a multi-threaded test harness)"
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}; CI is set, so this is a failure, not a skip");
-    }
-    eprintln!("skipping {why}");
+    ));
     false
+}
+
+/// A test that cannot run here for reason `why`: a printed skip on a laptop, a failure when `CI` is
+/// set (a CI that silently skips would prove nothing; `.ci/run` provides what tests need).
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why}; CI is set, so this is a failure, not a skip"
+    );
+    eprintln!("skipping {why}");
 }
 
 /// Program `name` from PATH, /usr/sbin or /usr/local/sbin.
@@ -371,19 +377,19 @@ pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Whether program `name` is on PATH (or in /usr/sbin): a test that needs it skips with a printed
-/// reason where it is missing, and fails under `CI`, which installs it.
-pub fn installed(test: &str, name: &str, install: &str) -> bool {
-    let found = find_program(name).is_some();
-    if !found {
-        let why = format!("{test}: {name} is not installed ({install})");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{why}; CI is set, so this is a failure, not a skip"
-        );
-        eprintln!("skipping {why}");
+/// Program `name` as [`find_program`] finds it, for a test that needs it: where it is missing, `None`
+/// and a [`skip`] saying how to install it (a failure under `CI`, which installs it).
+pub fn program(test: &str, name: &str, install: &str) -> Option<std::path::PathBuf> {
+    let found = find_program(name);
+    if found.is_none() {
+        skip(&format!("{test}: {name} is not installed ({install})"));
     }
     found
+}
+
+/// Whether program `name` is installed, as [`program`] tells (skipping or failing where it is not).
+pub fn installed(test: &str, name: &str, install: &str) -> bool {
+    program(test, name, install).is_some()
 }
 
 /// Start `tcphb <args>` inside a lab node's network namespace, output captured.
@@ -399,9 +405,35 @@ pub fn tcphb_in(lab: &tcphb::lab::Lab, node: tcphb::lab::Node, args: &[&str]) ->
 /// Start `tcphb listen ADDR` in a lab node and return once its banner says it is listening.
 #[cfg(target_os = "linux")]
 pub fn listen_in(lab: &tcphb::lab::Lab, node: tcphb::lab::Node, addr: &str) -> Proc {
-    let p = tcphb_in(lab, node, &["listen", addr]);
+    listen_in_with(lab, node, addr, &[])
+}
+
+/// [`listen_in`] with more arguments after the address (`--rst-on-exit`…).
+#[cfg(target_os = "linux")]
+pub fn listen_in_with(
+    lab: &tcphb::lab::Lab,
+    node: tcphb::lab::Node,
+    addr: &str,
+    args: &[&str],
+) -> Proc {
+    let mut all = vec!["listen", addr];
+    all.extend_from_slice(args);
+    let p = tcphb_in(lab, node, &all);
     listening_port(&p);
     p
+}
+
+/// A listener on a free port of the lab's server address, in its server namespace, and its address.
+#[cfg(target_os = "linux")]
+pub fn server_listener(lab: &tcphb::lab::Lab) -> (std::net::TcpListener, std::net::SocketAddr) {
+    let l = lab
+        .enter(tcphb::lab::Node::Server, || {
+            std::net::TcpListener::bind((lab.server_addr(), 0))
+        })
+        .unwrap()
+        .expect("bind on server");
+    let addr = l.local_addr().unwrap();
+    (l, addr)
 }
 
 /// Run `tcphb compare ARGS --format json`, insist it exits 0, and return its JSON.
@@ -492,21 +524,65 @@ pub fn assert_rejected(file: &str, good: &serde_json::Value, mutations: &[(&str,
     }
 }
 
+/// Run `handle` on each connection `l` accepts, each in its own thread (test scaffolding, not tcphb),
+/// until accepting fails.
+pub fn serve_each(
+    l: std::net::TcpListener,
+    handle: impl Fn(std::net::TcpStream) + Send + Sync + 'static,
+) {
+    let handle = Arc::new(handle);
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            let handle = Arc::clone(&handle);
+            std::thread::spawn(move || handle(c));
+        }
+    });
+}
+
+/// [`serve_each`] on a free loopback port, which it returns.
+pub fn serve_each_on_loopback(handle: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    serve_each(l, handle);
+    port
+}
+
+/// Make `l` a server that closes each connection (FIN) `after` its accept, having sent nothing.
+pub fn close_each_after(l: std::net::TcpListener, after: Duration) {
+    serve_each(l, move |c| {
+        // The server's idle timeout: the behaviour under test, not sequencing.
+        std::thread::sleep(after);
+        drop(c);
+    });
+}
+
 /// A server that accepts connections and closes each (FIN) `after` its accept, having sent nothing.
 pub fn closing_server(after: Duration) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(c) = c else { return };
-            std::thread::spawn(move || {
-                // The server's idle timeout: the behaviour under test, not sequencing.
-                std::thread::sleep(after);
-                drop(c);
-            });
-        }
-    });
+    close_each_after(l, after);
     port
+}
+
+/// The output of a `tcphb probe … --format json` that must succeed: exit 0 (else its stderr), its
+/// JSON, checked against probe.schema.json.
+pub fn probe_json(out: &Output) -> serde_json::Value {
+    assert_eq!(code(out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(out);
+    assert_schema("probe.schema.json", &v);
+    v
+}
+
+/// `tcphb probe PEER --idle-timeout MAX ARGS --format json` on this host, as [`probe_json`] checks it.
+pub fn probe_idle_timeout(peer: &str, max: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin())
+        .args(["probe", peer, "--idle-timeout", max])
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .expect("run tcphb probe");
+    probe_json(&out)
 }
 
 /// Connect a raw client to `port`, answer the first PING, and hand the stream back.

@@ -230,6 +230,18 @@ fn decode_chunks<'a>(
     (msgs, Ok(()), d)
 }
 
+/// `stream` cut at each of `cuts` (ascending offsets into it): the pieces, in order.
+fn pieces_at<'a>(stream: &'a [u8], cuts: &[usize]) -> impl Iterator<Item = &'a [u8]> {
+    cuts.iter()
+        .copied()
+        .chain(std::iter::once(stream.len()))
+        .scan(0, move |start, end| {
+            let piece = &stream[*start..end];
+            *start = end;
+            Some(piece)
+        })
+}
+
 /// The `codec` target: any chunking of the stream gives the same messages and the same LineTooLong as the
 /// line-by-line model (and as feeding it whole); the decoder never holds a line of MAX_LINE bytes or more.
 pub fn check_codec(data: &[u8]) {
@@ -237,14 +249,7 @@ pub fn check_codec(data: &[u8]) {
     let (want_msgs, want) = model(stream);
 
     let whole = decode_chunks(stream, std::iter::once(stream), true);
-    let mut bounds = cuts.clone();
-    bounds.push(stream.len());
-    let mut start = 0;
-    let pieces = bounds.iter().map(|&end| {
-        let piece = &stream[start..end];
-        start = end;
-        piece
-    });
+    let pieces = pieces_at(stream, &cuts);
     let chunked = decode_chunks(stream, pieces, true);
     let bytewise = decode_chunks(stream, stream.chunks(1), false);
 
@@ -356,14 +361,7 @@ pub fn check_replies(data: &[u8]) {
     };
     let p = PROTOCOLS[usize::from(which) % PROTOCOLS.len()];
     let (cuts, stream) = split_codec_input(rest);
-    let mut bounds = cuts.clone();
-    bounds.push(stream.len());
-    let mut start = 0;
-    let pieces = bounds.iter().map(|&end| {
-        let piece = &stream[start..end];
-        start = end;
-        piece
-    });
+    let pieces = pieces_at(stream, &cuts);
     let whole = feed_reply_chunks(p, std::iter::once(stream));
     let chunked = feed_reply_chunks(p, pieces);
     let bytewise = feed_reply_chunks(p, stream.chunks(1));

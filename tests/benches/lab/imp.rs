@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use tcphb::lab::Lab;
 
+use crate::support::env_u64;
+
 /// The shell recipe an operator would write for the same topology: three named namespaces,
 /// two veth pairs, addresses, lo up, links up, default routes, the two fault-table rules the lab
 /// also adds, forwarding in R, then delete everything.
@@ -84,11 +86,7 @@ pub fn main() {
         println!("lab bench skipped: needs root (namespaces, veth)");
         return;
     }
-    let runs: usize = std::env::var("TCPHB_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50)
-        .max(1);
+    let runs = env_u64("TCPHB_BENCH_RUNS", 50).max(1) as usize;
     let tag = std::process::id().to_string();
     let script = recipe(&tag);
     let shell = |script: &str| -> Duration {

@@ -1,21 +1,16 @@
 //! The Linux body of the `scale` benchmark (see tests/benches/scale.rs).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tcphb::lab::{Lab, Node, PathFault};
 
+use crate::support::{Killed, env_u64, open_fds};
+
 const INTERVAL_MS: u64 = 1000;
 const MISSES: u64 = 3;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -41,23 +36,11 @@ fn cpu_ms(pid: u32) -> u64 {
     ticks * 1000 / hz
 }
 
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
 fn pct(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
     }
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 pub fn main() {
