@@ -58,6 +58,16 @@ pub struct ServerRun {
     pub expected_by: Option<Mechanism>,
 }
 
+impl ServerRun {
+    /// The one that noticed in the median time: the lower median, a run that happened, not an
+    /// average of two (`None` when none noticed).
+    pub fn median<'a>(noticed: impl Iterator<Item = &'a ServerRun>) -> Option<&'a ServerRun> {
+        let mut noticed: Vec<&ServerRun> = noticed.collect();
+        noticed.sort_by_key(|s| s.latency_ms);
+        noticed.get(noticed.len().saturating_sub(1) / 2).copied()
+    }
+}
+
 /// Measured: one connection's timers at the instant of the cut, which its prediction is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CutPhase {
@@ -246,12 +256,7 @@ pub fn aggregate(
         .iter()
         .filter_map(|r| r.icmp.clone())
         .max_by_key(|i| i.messages);
-    let mut by_server: Vec<&ServerRun> = runs.iter().filter_map(|r| r.server.as_ref()).collect();
-    by_server.sort_by_key(|s| s.latency_ms);
-    // The lower median: a run that happened, not an average of two.
-    let server = by_server
-        .get(by_server.len().saturating_sub(1) / 2)
-        .map(|s| (*s).clone());
+    let server = ServerRun::median(runs.iter().filter_map(|r| r.server.as_ref())).cloned();
     CellResult {
         strategy: strategy.name(),
         spec: strategy.spec(),

@@ -143,7 +143,8 @@ impl fmt::Display for Keepalive {
 
 /// The protocol a heartbeat speaks: tcphb's own `PING n` lines, or a real service's liveness request
 /// (the codecs are in `ping/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// `PING n` → `PONG n` (or the line echoed): a `tcphb listen` or any echo service.
     #[default]
@@ -196,12 +197,6 @@ impl Protocol {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl serde::Serialize for Protocol {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
     }
 }
 
@@ -482,6 +477,17 @@ impl FromStr for Strategy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_protocol_is_named_alike_on_the_command_line_and_in_json() {
+        for p in Protocol::ALL {
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.name())
+            );
+            assert_eq!(p.name().parse::<Protocol>().unwrap(), p);
+        }
+    }
 
     #[test]
     fn durations_accept_humantime_and_bare_seconds() {

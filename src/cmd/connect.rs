@@ -157,37 +157,33 @@ fn not_a_heartbeat_peer(peer: SocketAddr, d: &Detection, ping: &Setup) -> anyhow
             d.note.as_deref().unwrap_or("see the server's log")
         );
     }
-    if p != Protocol::Line {
-        let advice = format!(
-            "check that it speaks {p} (and --tls, --path), or choose its protocol with --ping"
-        );
-        return if d.how == Some(CloseHow::NoHeartbeat) {
-            anyhow::anyhow!(
-                "the peer at {peer} never answered a {p} ping in {}: {advice}",
-                human_ms(Some(d.silence_ms))
-            )
-        } else {
-            anyhow::anyhow!(
-                "closed the connection to {peer} after {}: {}; {advice}",
-                human_ms(Some(d.elapsed_ms)),
-                d.note.as_deref().unwrap_or("the peer broke the protocol")
-            )
-        };
-    }
-    let advice = "use --keepalive/--user-timeout, or point at `tcphb listen` or an echo server";
-    if d.how == Some(CloseHow::NoHeartbeat) {
-        anyhow::anyhow!(
+    // What to do instead, and what the peer broke when no note says it, for this protocol.
+    let (advice, broke) = match p {
+        Protocol::Line => (
+            "use --keepalive/--user-timeout, or point at `tcphb listen` or an echo server".into(),
+            "the peer broke the heartbeat protocol",
+        ),
+        p => (
+            format!(
+                "check that it speaks {p} (and --tls, --path), or choose its protocol with --ping"
+            ),
+            "the peer broke the protocol",
+        ),
+    };
+    match (d.how, p) {
+        (Some(CloseHow::NoHeartbeat), Protocol::Line) => anyhow::anyhow!(
             "the peer at {peer} never answered a heartbeat (no PONG or echo in {}): it does not speak tcphb's PING protocol; {advice}",
             human_ms(Some(d.silence_ms))
-        )
-    } else {
-        anyhow::anyhow!(
+        ),
+        (Some(CloseHow::NoHeartbeat), p) => anyhow::anyhow!(
+            "the peer at {peer} never answered a {p} ping in {}: {advice}",
+            human_ms(Some(d.silence_ms))
+        ),
+        _ => anyhow::anyhow!(
             "closed the connection to {peer} after {}: {}; {advice}",
             human_ms(Some(d.elapsed_ms)),
-            d.note
-                .as_deref()
-                .unwrap_or("the peer broke the heartbeat protocol")
-        )
+            d.note.as_deref().unwrap_or(broke)
+        ),
     }
 }
 

@@ -267,10 +267,7 @@ pub fn ping_setup(
     let authority = peer.to_string();
     let setup_tls = if args.tls {
         // The host as written, without the port: the name sent by SNI and checked on the certificate.
-        let host = match peer.rsplit_once(':') {
-            Some((h, _)) => h,
-            None => peer,
-        };
+        let host = peer.rsplit_once(':').map_or(peer, |(h, _)| h);
         let trust = match (&args.ca, args.insecure) {
             (_, true) => Trust::Insecure,
             (Some(f), false) => Trust::CaFile(f),

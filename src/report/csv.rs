@@ -321,10 +321,10 @@ fn compare_row(r: &CellResult) -> Vec<String> {
     ];
     let server = r.server.as_ref();
     row.extend([
-        cell(&server.as_ref().and_then(|s| s.detected_by)),
-        cell(&server.as_ref().map(|s| s.latency_ms)),
-        cell(&server.as_ref().map(|s| s.silence_ms)),
-        cell(&server.as_ref().and_then(|s| s.expected_ms)),
+        cell(&server.and_then(|s| s.detected_by)),
+        cell(&server.map(|s| s.latency_ms)),
+        cell(&server.map(|s| s.silence_ms)),
+        cell(&server.and_then(|s| s.expected_ms)),
     ]);
     row
 }

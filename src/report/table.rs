@@ -17,7 +17,7 @@ use super::words::{
     effective_pieces, effective_text, ending_sentence, expected_text, icmp_causes, idle_text,
     legend, opt, predicted, secs2_ms, server_cell, short,
 };
-use crate::detection::{ClosedBy, Outcome};
+use crate::detection::{ClosedBy, Detection, Outcome};
 use crate::idle::Verdict;
 use crate::matrix::MechanismStats;
 use crate::scenario::{Fault, Load};
@@ -320,38 +320,15 @@ fn stats_table(stats: &[MechanismStats]) -> Option<Block> {
 /// One listen event as a sentence on one line.
 pub(super) fn listen_event(e: &ListenEvent) -> String {
     let d = &e.detection;
-    let note = d
-        .note
-        .as_deref()
-        .map(|n| format!(" ({n})"))
-        .unwrap_or_default();
-    if d.outcome == Outcome::Closed {
-        let what = match d.closed_by {
-            Some(ClosedBy::Peer) => format!(
-                "closed by the client after {} idle (FIN){note}",
-                human_ms(Some(d.idled_ms)),
-            ),
-            _ => format!(
-                "closed by tcphb: {}",
-                d.note.as_deref().unwrap_or("protocol")
-            ),
-        };
-        return format!("{} {} {what}\n", e.at, e.peer);
-    }
-    let errno = d
-        .errno
-        .as_deref()
-        .map(|e| format!(" {e}"))
-        .unwrap_or_default();
-    format!(
-        "{} {} {}: {}{errno} after {} of silence, expected {}{note}\n",
-        e.at,
-        e.peer,
-        d.outcome.name(),
-        opt(&d.detected_by),
-        human_ms(Some(d.silence_ms)),
-        human_ms(e.expected.expected_ms),
-    )
+    let what = match (d.outcome, d.closed_by) {
+        (Outcome::Closed, Some(ClosedBy::Peer)) => closed_by_peer(d, "client"),
+        (Outcome::Closed, _) => format!(
+            "closed by tcphb: {}",
+            d.note.as_deref().unwrap_or("protocol")
+        ),
+        _ => ended(d, e.expected.expected_ms),
+    };
+    format!("{} {} {what}\n", e.at, e.peer)
 }
 
 /// One `audit --watch` event on one line: whose connection, how it ended, and the evidence.
@@ -361,30 +338,45 @@ pub(super) fn audit_event(e: &AuditEvent) -> String {
         (Some(pid), Some(fd)) => format!("pid {pid} fd {fd} "),
         _ => String::new(),
     };
-    let note = d
-        .note
-        .as_deref()
-        .map(|n| format!(" ({n})"))
-        .unwrap_or_default();
     let what = match (d.outcome, d.closed_by) {
-        (Outcome::Closed, Some(ClosedBy::Peer)) => format!(
-            "closed by the peer after {} idle (FIN){note}",
-            human_ms(Some(d.idled_ms))
-        ),
-        (Outcome::Closed, _) => format!("closed by its process{note}"),
-        _ => format!(
-            "{}: {}{} after {} of silence, expected {}{note}",
-            d.outcome.name(),
-            opt(&d.detected_by),
-            d.errno
-                .as_deref()
-                .map(|e| format!(" {e}"))
-                .unwrap_or_default(),
-            human_ms(Some(d.silence_ms)),
-            human_ms(e.expected.expected_ms),
-        ),
+        (Outcome::Closed, Some(ClosedBy::Peer)) => closed_by_peer(d, "peer"),
+        (Outcome::Closed, _) => format!("closed by its process{}", parenthesized(&d.note)),
+        _ => ended(d, e.expected.expected_ms),
     };
     format!("{} {who}{} → {} {what}\n", e.at, e.local, e.peer)
+}
+
+/// An event's close by the peer (`who`: "client", "peer"), after how long idle.
+fn closed_by_peer(d: &Detection, who: &str) -> String {
+    format!(
+        "closed by the {who} after {} idle (FIN){}",
+        human_ms(Some(d.idled_ms)),
+        parenthesized(&d.note)
+    )
+}
+
+/// An event's death (or a connection still alive): what noticed, the errno, the silence before,
+/// and the prediction.
+fn ended(d: &Detection, expected_ms: Option<u64>) -> String {
+    format!(
+        "{}: {}{} after {} of silence, expected {}{}",
+        d.outcome.name(),
+        opt(&d.detected_by),
+        d.errno
+            .as_deref()
+            .map(|e| format!(" {e}"))
+            .unwrap_or_default(),
+        human_ms(Some(d.silence_ms)),
+        human_ms(expected_ms),
+        parenthesized(&d.note)
+    )
+}
+
+/// ` (text)`, or nothing.
+fn parenthesized(text: &Option<String>) -> String {
+    text.as_deref()
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default()
 }
 
 /// The `audit --watch` summary in a sentence.
@@ -577,12 +569,17 @@ pub(super) fn compare(rep: &CompareReport, width: Option<usize>) -> Vec<Block> {
         })
         .collect();
     if rep.lab.server_command.is_some() {
-        // compare --server: one more row, the server noticing its dead clients.
+        // compare --server: one more row, the server noticing its dead clients (one cell per
+        // fault and load, whatever the strategies).
         for r in &rep.results {
-            let cell = server_cell(rep, r.fault, r.load);
-            let w = widest.entry((r.fault, r.load)).or_default();
-            *w = (*w).max(cell_width(&cell));
-            cells.insert((SERVER_ROW, r.fault, r.load), cell);
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                cells.entry((SERVER_ROW, r.fault, r.load))
+            {
+                let cell = server_cell(rep, r.fault, r.load);
+                let w = widest.entry((r.fault, r.load)).or_default();
+                *w = (*w).max(cell_width(&cell));
+                slot.insert(cell);
+            }
         }
         rows.push((SERVER_ROW, SERVER_ROW.to_string()));
     }
@@ -913,25 +910,15 @@ pub(super) fn probe(r: &ProbeReport) -> Vec<Block> {
             "result",
         ]);
         for e in &i.evidence {
-            let errno = e.errno.as_deref();
+            let errno = parenthesized(&e.errno);
             let result = match e.verdict {
                 Verdict::Alive => format!("alive ({:.1} ms)", e.reply_ms.unwrap_or(0.0)),
-                Verdict::Silent => match errno {
-                    Some(x) => format!("forgotten ({x})"),
-                    None => format!("forgotten (none in {})", human_ms(Some(i.reply_timeout_ms))),
-                },
-                Verdict::Rst | Verdict::Icmp => {
-                    format!(
-                        "forgotten{}",
-                        errno.map(|x| format!(" ({x})")).unwrap_or_default()
-                    )
+                Verdict::Silent if e.errno.is_none() => {
+                    format!("forgotten (none in {})", human_ms(Some(i.reply_timeout_ms)))
                 }
+                Verdict::Silent | Verdict::Rst | Verdict::Icmp => format!("forgotten{errno}"),
                 Verdict::Closed => "server closed".to_string(),
-                v => format!(
-                    "{}{}",
-                    v.name().replace('_', " "),
-                    errno.map(|x| format!(" ({x})")).unwrap_or_default()
-                ),
+                v => format!("{}{errno}", v.name().replace('_', " ")),
             };
             t.add_row(vec![
                 e.round.to_string(),

@@ -316,14 +316,12 @@ pub(super) fn server_cell(rep: &CompareReport, fault: Fault, load: Load) -> Stri
     if matches!(fault, Fault::Freeze | Fault::Crash | Fault::Reboot) {
         return "n/a".into();
     }
-    let mut noticed: Vec<&crate::matrix::ServerRun> = rep
+    let noticed = rep
         .results
         .iter()
         .filter(|r| r.fault == fault && r.load == load)
-        .filter_map(|r| r.server.as_ref())
-        .collect();
-    noticed.sort_by_key(|s| s.latency_ms);
-    match noticed.get(noticed.len().saturating_sub(1) / 2) {
+        .filter_map(|r| r.server.as_ref());
+    match crate::matrix::ServerRun::median(noticed) {
         Some(s) => format!(
             "{} {} {}",
             human_ms(Some(s.latency_ms)),

@@ -168,12 +168,8 @@ pub fn socket_inodes(pid: u32) -> io::Result<HashMap<u32, i32>> {
         let Ok(target) = std::fs::read_link(entry.path()) else {
             continue;
         };
-        let target = target.to_string_lossy();
         let (Some(inode), Ok(fd)) = (
-            target
-                .strip_prefix("socket:[")
-                .and_then(|s| s.strip_suffix(']'))
-                .and_then(|s| s.parse().ok()),
+            socket_inode(&target),
             entry.file_name().to_string_lossy().parse::<i32>(),
         ) else {
             continue;
@@ -186,7 +182,17 @@ pub fn socket_inodes(pid: u32) -> io::Result<HashMap<u32, i32>> {
 /// Whether descriptor `fd` of process `pid` is still socket `inode`.
 pub fn holds(pid: u32, fd: i32, inode: u32) -> bool {
     std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-        .is_ok_and(|t| t.to_string_lossy() == format!("socket:[{inode}]"))
+        .is_ok_and(|t| socket_inode(&t) == Some(inode))
+}
+
+/// The inode of a `/proc/PID/fd/N` link's target `socket:[INODE]` (`None`: not a socket).
+fn socket_inode(target: &std::path::Path) -> Option<u32> {
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Which process holds each of the `wanted` sockets (for `--port` without `--pid`): inode → (pid,
