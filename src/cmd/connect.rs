@@ -37,8 +37,7 @@ pub fn run(args: &ConnectArgs) -> anyhow::Result<Finished> {
     let (sock, peer, effective) = crate::sockets::connect(&addrs, &strategy, args.connect_timeout)?;
     let local = super::local_text(&sock)?;
     let kernel = sys::kernel_timers();
-    let rtt =
-        sys::tcp_info(&sock).map_or(Duration::ZERO, |i| Duration::from_micros(i.rtt_us.into()));
+    let rtt = sys::tcp_info(&sock).map_or(Duration::ZERO, |i| i.rtt());
     // The prediction is for a silent death (cable pulled, host gone): what connect is there to measure.
     let prediction = predict(&effective, Fault::Blackhole, args.load, &kernel, rtt);
 

@@ -440,7 +440,7 @@ async fn measure(
                 .map(|(_, k)| k.due_in);
             let at = AtCut {
                 keepalive,
-                rto: Some(Duration::from_micros(u64::from(info.rto_us))),
+                rto: Some(info.rto()),
                 heal: None,
                 zero_window,
                 nat_idle: Some(args.nat_idle),
