@@ -180,6 +180,11 @@ pub struct Detection {
     /// a peer that fell silent (dead) from one that never spoke the protocol.
     #[serde(skip)]
     pub spoke_heartbeat: bool,
+    /// When it ended, tcphb was waiting for an answer to something it sent (a heartbeat ping,
+    /// busy data), which the kernel may have been retransmitting for a while. Not reported: a RST
+    /// then answers it, however long ago tcphb wrote it ([`Detection::unprompted_reset`]).
+    #[serde(skip)]
+    pub awaiting_answer: bool,
 }
 
 impl Detection {
@@ -218,14 +223,15 @@ impl Detection {
 
     /// A RST that answers nothing: a host that forgot the connection (rebooted) only resets a segment
     /// it receives, so a RST after a quiet spell longer than anything in flight could take — no byte
-    /// either way for max(4 RTT, 200 ms), no keepalive probe unanswered (TCP_INFO's probes) — is the
+    /// either way for max(4 RTT, 200 ms), nothing of tcphb's awaiting an answer (a ping the kernel
+    /// may be retransmitting after a cut), no keepalive probe unanswered (TCP_INFO's probes) — is the
     /// peer aborting the idle connection itself. Needs TCP_INFO: without it, a reset stays a death.
     pub fn unprompted_reset(&self) -> bool {
         let Some(info) = self.tcp_info else {
             return false;
         };
         let quiet = (4 * u64::from(info.rtt_us) / 1000).max(200);
-        info.probes == 0 && self.idled_ms >= quiet
+        !self.awaiting_answer && info.probes == 0 && self.idled_ms >= quiet
     }
 
     /// Whether this is a death (`connect`/`listen` exit code 3), once seen [on a live
@@ -308,6 +314,7 @@ mod live_path_tests {
             idled_ms: 950,
             icmp: None,
             spoke_heartbeat: spoke,
+            awaiting_answer: false,
         }
     }
 
@@ -348,6 +355,12 @@ mod live_path_tests {
         assert_eq!((d.how, d.detected_by), (Some(CloseHow::Rst), None));
         // A keepalive probe unanswered: the RST answers it (a rebooted peer).
         assert!(reset(950, Some(info(1, 100))).on_a_live_path().is_death());
+        // A ping sent long ago and still unanswered (retransmitted after a cut): the RST answers it.
+        let awaiting = Detection {
+            awaiting_answer: true,
+            ..reset(950, Some(info(0, 100)))
+        };
+        assert!(awaiting.on_a_live_path().is_death());
         // Data 150 ms ago (under 200 ms), or within 4 RTT on a slow path: it may answer that.
         assert!(reset(150, Some(info(0, 100))).on_a_live_path().is_death());
         assert!(

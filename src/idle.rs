@@ -1168,7 +1168,9 @@ mod tests {
         let c = r.server_close.as_ref().expect("the server's close");
         assert_eq!(c.how, ServerCloseHow::Fin, "{r:?}");
         assert!(c.after_ms >= 1490 && c.after_ms < 1700, "{r:?}");
-        assert!(r.low_ms < 1500, "{r:?}");
+        // The server's 1.5 s is a thread's sleep, which a loaded machine wakes a few ms late: a
+        // connection tested just past 1.5 s may still have been answered.
+        assert!(r.low_ms < 1600, "{r:?}");
         assert!(
             r.evidence
                 .iter()

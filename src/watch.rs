@@ -602,6 +602,7 @@ fn closed(
         idled_ms: idle_ms,
         icmp: None,
         spoke_heartbeat: c.spoke_protocol,
+        awaiting_answer: false,
     }
 }
 
@@ -658,7 +659,10 @@ fn from_error(stream: &TcpStream, c: &Conn<'_>, e: io::Error, w: &Watch) -> Dete
     let in_flight = w.load == Load::Busy || c.ping_outstanding;
     let mechanism = classify(e.kind(), in_flight, c, info, w);
     let errno = crate::sys::errno_text(&e);
-    finish(c, info, Outcome::Dead, Some(mechanism), Some(errno))
+    Detection {
+        awaiting_answer: in_flight,
+        ..finish(c, info, Outcome::Dead, Some(mechanism), Some(errno))
+    }
 }
 
 fn classify(
@@ -733,5 +737,6 @@ fn finish(
         idled_ms: idle_ms,
         icmp: None,
         spoke_heartbeat: c.spoke_protocol,
+        awaiting_answer: false,
     }
 }

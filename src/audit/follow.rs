@@ -173,6 +173,7 @@ fn detection(f: &Followed, now: Instant, outcome: Outcome, silence: Duration) ->
             + now.duration_since(f.seen_at).ms(),
         icmp: None,
         spoke_heartbeat: false,
+        awaiting_answer: false,
     }
 }
 
