@@ -207,8 +207,16 @@ pub fn aggregate(
         .into_iter()
         .enumerate()
         .map(|(k, (mut r, p))| {
+            // A band counted from the last packet heard is judged on the time since then. The
+            // watcher's own silence for a heartbeat counts from the last reply instead, which may be
+            // up to an interval sooner on a busy connection: there the lab's reading at the cut
+            // (the time since the last packet heard) plus the latency is that time.
+            let since_heard = match (r.detected_by, r.latency_ms, r.cut_phase) {
+                (Some(Mechanism::Heartbeat), Some(lat), Some(c)) => lat + c.heard_ago_ms,
+                _ => r.silence_ms,
+            };
             let measured = match p.basis {
-                Basis::LastHeard => r.noticed().then_some(r.silence_ms),
+                Basis::LastHeard => r.noticed().then_some(since_heard),
                 Basis::Fault => r.latency_ms,
             }
             .map(Duration::from_millis);
@@ -232,7 +240,7 @@ pub fn aggregate(
             // detected, else as read at the cut.
             let heard_before_cut = match (p.basis, r.latency_ms) {
                 (Basis::Fault, _) => 0,
-                (Basis::LastHeard, Some(lat)) if r.noticed() => r.silence_ms.saturating_sub(lat),
+                (Basis::LastHeard, Some(lat)) if r.noticed() => since_heard.saturating_sub(lat),
                 (Basis::LastHeard, _) => r.cut_phase.map_or(0, |c| c.heard_ago_ms),
             };
             r.timeline.detected_ms = r.latency_ms;

@@ -143,6 +143,10 @@ fn wheel(kernel: &KernelTimers) -> phase::Wheel {
     phase::Wheel { hz: kernel.hz }
 }
 
+/// How recently a keepalive probe out at the cut's reading may have left with its answer still on
+/// the way: its timer then reads a whole interval ahead, to `/proc/net/tcp`'s 10 ms.
+const JUST_PROBED: Duration = Duration::from_millis(20);
+
 /// tcphb's heartbeat runs on tokio's millisecond timer; the event loop adds a little.
 const HEARTBEAT_SLACK: Duration = Duration::from_millis(30);
 
@@ -231,9 +235,26 @@ fn keepalive_death(
 ) -> Option<Cand> {
     let k = keepalive_timer(eff)?;
     let w = wheel(kernel);
+    // A probe out at the reading whose timer was re-armed a whole interval ahead left just before
+    // it: its answer was still on the way and, on the lab's sub-millisecond path, lands before the
+    // cut takes effect. Predicted as answered, with the band reaching the unanswered case.
+    let (at, unanswered) = match at {
+        Some(p) if p.probes_out > 0 && p.due_in + JUST_PROBED >= k.interval => {
+            let answered = phase::KeepalivePhase {
+                heard_ago: Duration::ZERO,
+                probes_out: p.probes_out - 1,
+                ..p
+            };
+            (Some(answered), Some(p))
+        }
+        _ => (at, None),
+    };
     let (t, late, by_uto) = k.give_up(at.unwrap_or_else(|| k.steady_phase()), w);
     let (min, max) = match at {
-        Some(_) => (t, t + late),
+        Some(_) => unanswered.map_or((t, t + late), |p| {
+            let (u, u_late, _) = k.give_up(p, w);
+            (t.min(u), (t + late).max(u + u_late))
+        }),
         None => k.phases(16).into_iter().fold((t, t + late), |(lo, hi), p| {
             let (t, late, _) = k.give_up(p, w);
             (lo.min(t), hi.max(t + late))
@@ -278,7 +299,7 @@ fn keepalive_death(
 
 /// Data-in-flight death by timers: user timeout if set, else the retransmission budget.
 fn busy_death(eff: &Effective, kernel: &KernelTimers) -> Cand {
-    busy_death_on(eff, kernel, None)
+    busy_death_on(eff, kernel, None, &[])
 }
 
 /// The wheel's slack summed over the retransmission timer's firings up to `until`, on `rto`.
@@ -296,8 +317,15 @@ fn retransmission_slack(rto: Duration, until: Duration, kernel: &KernelTimers) -
     late
 }
 
-/// [`busy_death`], with the retransmission give-up taken from the path's measured RTO when known.
-fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) -> Cand {
+/// [`busy_death`], with the retransmission give-up taken from the path's measured RTO when known,
+/// and the router's ICMP errors about the connection when they were watched (`icmp`, counted from
+/// the last packet heard).
+fn busy_death_on(
+    eff: &Effective,
+    kernel: &KernelTimers,
+    rto: Option<Duration>,
+    icmp: &[Duration],
+) -> Cand {
     let rto_min = Duration::from_millis(kernel.rto_min_ms);
     let backoff = Backoff::of(kernel);
     if let (None, Some(rto)) = (eff.user_timeout(), rto) {
@@ -316,22 +344,33 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
     match eff.user_timeout() {
         // The user timeout counts from the first retransmission (`retrans_stamp`), one RTO after
         // the first unacknowledged send, and the retransmission timer is clamped to end exactly
-        // there (tcp_clamp_rto_to_user_timeout). That send leaves up to one busy tick after the
-        // cut; the first firing and the clamped last one each add their slack.
+        // there (tcp_clamp_rto_to_user_timeout); phase::RetransmissionTimer runs it firing by firing.
         Some(uto) => {
             let first_rto = path_rto(rto, kernel);
             let w = wheel(kernel);
-            let t = first_rto + uto;
+            let timer = phase::RetransmissionTimer {
+                rto: first_rto,
+                rto_max: backoff.rto_max,
+                user_timeout: uto,
+            };
+            let (t, late) =
+                timer.give_up(first_rto, first_retransmission_late(first_rto, w), icmp, w);
+            let reverted = icmp.iter().any(|&a| a > first_rto);
             Cand {
                 t,
                 min: t,
-                max: t + BUSY_TICK + w.max_late(first_rto) + w.max_late(uto.min(backoff.rto_max)),
+                max: t + late,
                 m: Mechanism::UserTimeout,
                 also: Vec::new(),
                 reason: format!(
-                    "user timeout {} on unacknowledged data, counted from the first retransmission, one RTO ({} ms) after the first unacknowledged send",
+                    "user timeout {} on unacknowledged data, counted from the first retransmission, one RTO ({} ms) after the first unacknowledged send{}",
                     crate::units::format_duration(uto),
-                    first_rto.as_millis()
+                    first_rto.as_millis(),
+                    if reverted {
+                        "; each ICMP error about a retransmission undid one back-off step (RFC 6069) and re-armed the timer without the user timeout's clamp"
+                    } else {
+                        ""
+                    }
                 ),
             }
         }
@@ -352,27 +391,43 @@ fn busy_death_on(eff: &Effective, kernel: &KernelTimers, rto: Option<Duration>) 
     }
 }
 
+/// How late the first retransmission can go after its nominal one RTO from the last packet heard:
+/// the busy writer's last sends after the cut (up to two of its ticks) are followed by a tail-loss
+/// probe (at least two jiffies later, tcp_schedule_loss_probe) from which the RTO is re-armed, and
+/// the wheel fires that RTO late by up to its slack.
+fn first_retransmission_late(rto: Duration, w: phase::Wheel) -> Duration {
+    BUSY_TICK * 2 + w.jiffy() * 2 + w.max_late(rto)
+}
+
 /// The connection's RTO when it was read, else the kernel's floor (it is never below it).
 pub(crate) fn path_rto(rto: Option<Duration>, kernel: &KernelTimers) -> Duration {
     let rto_min = Duration::from_millis(kernel.rto_min_ms);
     rto.unwrap_or(rto_min).max(rto_min)
 }
 
-/// [`busy_death_on`] under a path fault. Where a router answers with ICMP unreachable, RFC 6069
-/// applies: each ICMP about a retransmitted segment undoes one RTO back-off and re-arms the
+/// [`busy_death_on`] under a path fault. Where a router answers with ICMP host or network
+/// unreachable, RFC 6069 applies: each ICMP about a retransmitted segment undoes one RTO back-off and re-arms the
 /// retransmission timer without the user-timeout clamp (tcp_ld_RTO_revert), so the user timeout can
-/// be checked late by up to that reverted interval.
-fn busy_death_at(eff: &Effective, fault: Fault, kernel: &KernelTimers, at: phase::AtCut) -> Cand {
+/// be checked late by up to that reverted interval. Which retransmissions draw an ICMP depends on
+/// the router's rate limit; where the lab watched them (`at.icmp`) the timer is run with them, else
+/// the band spans every phase of that limit.
+fn busy_death_at(eff: &Effective, fault: Fault, kernel: &KernelTimers, at: &phase::AtCut) -> Cand {
     let rto = at.rto;
     if let (Some(due), Some(uto)) = (at.zero_window, eff.user_timeout()) {
         return zero_window_death(due, uto, kernel);
     }
-    let mut c = busy_death_on(eff, kernel, rto);
-    if let (Fault::Unreachable | Fault::Prohibit, Some(uto)) = (fault, eff.user_timeout()) {
+    // Only host and network unreachable revert (tcp_v4_err); `prohibit`'s code 13 does not.
+    let answers = fault == Fault::Unreachable;
+    let icmp = match &at.icmp {
+        Some(icmp) if answers => icmp.as_slice(),
+        _ => &[],
+    };
+    let mut c = busy_death_on(eff, kernel, rto, icmp);
+    if let (true, None, Some(uto)) = (answers, &at.icmp, eff.user_timeout()) {
         c.max += rto_revert_overshoot(path_rto(rto, kernel), uto, Backoff::of(kernel).rto_max);
         c.reason.push_str(
             "; the router's ICMP errors revert the RTO back-off (RFC 6069) and re-arm the timer past the user timeout, \
-             which widens the band",
+             which widens the band over every phase of the router's ICMP rate limit",
         );
     }
     c
@@ -387,10 +442,18 @@ fn pinged_idle_death(
     eff: &Effective,
     fault: Fault,
     kernel: &KernelTimers,
-    at: phase::AtCut,
+    at: &phase::AtCut,
     interval: Duration,
 ) -> Cand {
-    let sent = busy_death_at(eff, fault, kernel, at);
+    // Counted from the ping's send, as the retransmission timer counts: the ICMP errors too.
+    let from_ping = phase::AtCut {
+        icmp: at.icmp.as_ref().map(|icmp| {
+            let p = at.next_ping.unwrap_or_default();
+            icmp.iter().filter(|&&a| a >= p).map(|&a| a - p).collect()
+        }),
+        ..at.clone()
+    };
+    let sent = busy_death_at(eff, fault, kernel, &from_ping);
     let (lo, hi) = at.next_ping.map_or((Duration::ZERO, interval), |p| (p, p));
     let f = crate::units::format_duration;
     // Nominally the ping goes at `p`; at the latest at `last`.
@@ -486,17 +549,26 @@ pub fn timer_death(
     }
 }
 
-fn heartbeat_death(eff: &Effective) -> Option<Cand> {
+/// Heartbeat: `misses × interval` after the peer was last heard in its protocol. Counted from the
+/// last packet heard, that is `at.heartbeat_heard` sooner where the lab read it. Where it was not,
+/// a busy connection's last packet (an ACK of its data) may come up to one interval after the last
+/// reply, and the band reaches that much sooner.
+fn heartbeat_death(eff: &Effective, load: Load, at: &phase::AtCut) -> Option<Cand> {
     let (interval, misses) = eff.heartbeat()?;
-    Some(Cand::exact(
-        interval * misses,
-        HEARTBEAT_SLACK,
-        Mechanism::Heartbeat,
-        format!(
-            "heartbeat: {misses} × {} without an answer",
-            crate::units::format_duration(interval)
-        ),
-    ))
+    let full = interval * misses;
+    let reason = format!(
+        "heartbeat: {misses} × {} without an answer",
+        crate::units::format_duration(interval)
+    );
+    let exact = |t| Cand::exact(t, HEARTBEAT_SLACK, Mechanism::Heartbeat, reason.clone());
+    Some(match at.heartbeat_heard {
+        Some(before) => exact(full.saturating_sub(before)),
+        None if load == Load::Busy => Cand {
+            min: full.saturating_sub(interval),
+            ..exact(full)
+        },
+        None => exact(full),
+    })
 }
 
 fn first(basis: Basis, candidates: Vec<Cand>, never: &str) -> Prediction {
@@ -552,14 +624,14 @@ pub fn predict_at(
     rtt: Duration,
     at: phase::AtCut,
 ) -> Prediction {
-    let hb = heartbeat_death(eff);
+    let hb = heartbeat_death(eff, load, &at);
     match fault {
         Fault::Blackhole | Fault::Unreachable | Fault::Prohibit | Fault::Linkdown => {
             let mut c: Vec<_> = hb.into_iter().collect();
             match load {
-                Load::Busy => c.push(busy_death_at(eff, fault, kernel, at)),
+                Load::Busy => c.push(busy_death_at(eff, fault, kernel, &at)),
                 Load::Idle if let Some((interval, _)) = eff.heartbeat() => {
-                    c.push(pinged_idle_death(eff, fault, kernel, at, interval))
+                    c.push(pinged_idle_death(eff, fault, kernel, &at, interval))
                 }
                 Load::Idle => c.extend(keepalive_death(eff, kernel, at.keepalive)),
             }
@@ -574,20 +646,51 @@ pub fn predict_at(
             if load == Load::Busy
                 && let Some(uto) = eff.user_timeout()
             {
-                // The window closes once the frozen peer's receive buffer is full; the first zero-window
-                // probe goes one RTO later and the user timeout counts from there.
                 let rto = path_rto(at.rto, kernel);
-                let mut cand = Cand::timer(
-                    uto + rto,
-                    Mechanism::UserTimeout,
-                    format!(
-                        "user timeout on zero-window probes, from one RTO after the frozen peer's window closes; \
-                         filling that window at the busy rate adds up to {} (not predicted: it depends on the peer's buffer)",
-                        crate::units::format_duration(FREEZE_WINDOW_FILL)
-                    ),
-                    kernel,
-                );
-                cand.max += FREEZE_WINDOW_FILL;
+                let cand = match at.first_window_probe {
+                    // The lab saw the first zero-window probe: the user timeout counts from it,
+                    // and the probe timer backs off like the retransmission timer, clamped to its
+                    // end (tcp_clamp_probe0_to_user_timeout).
+                    Some((lo, hi)) => {
+                        let w = wheel(kernel);
+                        let timer = phase::RetransmissionTimer {
+                            rto,
+                            rto_max: Backoff::of(kernel).rto_max,
+                            user_timeout: uto,
+                        };
+                        // Its stamp is in whole jiffies.
+                        let (t, late) = timer.give_up(lo, hi - lo + w.jiffy(), &[], w);
+                        Cand {
+                            t,
+                            min: t,
+                            max: t + late,
+                            m: Mechanism::UserTimeout,
+                            also: Vec::new(),
+                            reason: format!(
+                                "user timeout {} on zero-window probes, from the first one ({}–{} after the fault): the frozen peer's window closed once its receive buffer was full",
+                                crate::units::format_duration(uto),
+                                crate::units::human_ms(Some(lo.ms())),
+                                crate::units::human_ms(Some(hi.ms()))
+                            ),
+                        }
+                    }
+                    // The window closes once the frozen peer's receive buffer is full; the first
+                    // zero-window probe goes one RTO later and the user timeout counts from there.
+                    None => {
+                        let mut cand = Cand::timer(
+                            uto + rto,
+                            Mechanism::UserTimeout,
+                            format!(
+                                "user timeout on zero-window probes, from one RTO after the frozen peer's window closes; \
+                                 filling that window at the busy rate adds up to {} (not predicted: it depends on the peer's buffer)",
+                                crate::units::format_duration(FREEZE_WINDOW_FILL)
+                            ),
+                            kernel,
+                        );
+                        cand.max += FREEZE_WINDOW_FILL;
+                        cand
+                    }
+                };
                 c.push(cand);
             }
             let basis = if c.iter().any(|x| x.m == Mechanism::UserTimeout) {
@@ -704,9 +807,27 @@ fn predict_reboot(
         // The busy writer keeps a segment in flight: its retransmissions run from its first write
         // after the cut, within one busy tick.
         c.extend(rst_after_send(Duration::ZERO..=BUSY_TICK).map(rst));
-        c.push(busy_death_on(eff, kernel, at.rto));
+        c.push(busy_death_on(eff, kernel, at.rto, &[]));
     }
-    if let Some((interval, misses)) = eff.heartbeat() {
+    let heartbeat = eff.heartbeat();
+    // Where the lab read the heartbeat's phase on a busy connection: its own give-up, from the last
+    // reply, races the RST drawn by the busy data's retransmissions (above).
+    let read = heartbeat
+        .filter(|_| load == Load::Busy)
+        .zip(at.heard_ago)
+        .zip(at.heartbeat_heard);
+    if let Some((((interval, misses), ago), before)) = read {
+        c.push(Cand::exact(
+            (interval * misses).saturating_sub(ago + before),
+            HEARTBEAT_SLACK,
+            Mechanism::Heartbeat,
+            format!(
+                "heartbeat: {misses} × {} without an answer, from the last one {} before the fault",
+                crate::units::format_duration(interval),
+                crate::units::human_ms(Some((ago + before).ms()))
+            ),
+        ));
+    } else if let Some((interval, misses)) = heartbeat {
         // The first ping after the cut goes at a phase p in (0, interval]; the last pong came
         // interval − p before the cut. Over every phase: the RST on that ping's retransmission, or
         // the heartbeat giving up, whichever comes first.
@@ -740,7 +861,7 @@ fn predict_reboot(
             ),
         });
         if load == Load::Idle {
-            c.push(busy_death_on(eff, kernel, at.rto));
+            c.push(busy_death_on(eff, kernel, at.rto, &[]));
         }
     } else if load == Load::Idle
         && let Some(k) = keepalive_timer(eff)
@@ -1178,6 +1299,83 @@ mod tests {
             ms(&p("ka=1s,1s,3+uto=10s", Fault::Blackhole, Load::Idle)),
             Some(10_000)
         );
+    }
+
+    /// `spec` predicted for `fault`/`load` with what the lab read at the cut.
+    fn at_cut(spec: &str, fault: Fault, load: Load, at: phase::AtCut) -> Prediction {
+        let k = KernelTimers::default();
+        predict_at(&eff(spec), fault, load, &k, Duration::ZERO, at)
+    }
+
+    #[test]
+    fn watched_icmp_errors_narrow_the_unreachable_band_to_the_run() {
+        // RTO 200 ms. No ICMP about a retransmission: the clamp holds, as on a blackhole (and
+        // `prohibit` never reverts). One about the retransmission at ≈1.4 s (back-off 3): re-armed
+        // one step down, 800 ms later, past the user timeout's end (2.2 s).
+        let none = phase::AtCut {
+            icmp: Some(Vec::new()),
+            ..Default::default()
+        };
+        let b = at_cut("uto=2s", Fault::Blackhole, Load::Busy, none.clone());
+        let u = at_cut("uto=2s", Fault::Unreachable, Load::Busy, none);
+        assert_eq!((u.expected, u.max), (b.expected, b.max));
+        let one = phase::AtCut {
+            icmp: Some(vec![Duration::from_millis(1490)]),
+            ..Default::default()
+        };
+        let u = at_cut("uto=2s", Fault::Unreachable, Load::Busy, one.clone());
+        assert_eq!(u.expected_ms(), Some(2290));
+        assert!(u.max.unwrap() - u.expected.unwrap() <= Duration::from_millis(40));
+        let x = at_cut("uto=2s", Fault::Prohibit, Load::Busy, one);
+        assert_eq!(x.expected, b.expected);
+    }
+
+    #[test]
+    fn a_busy_heartbeat_counts_from_its_last_reply_not_the_last_ack() {
+        // Replies every 500 ms, ACKs of the busy data up to the cut: the last reply came 300 ms
+        // before the last packet heard, so three misses end it 1.2 s after that packet — before
+        // the user timeout (1.2 s after it at the earliest).
+        let at = phase::AtCut {
+            heartbeat_heard: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
+        let r = at_cut("hb=500ms,3+uto=1s", Fault::Blackhole, Load::Busy, at);
+        assert_eq!((r.mechanism, r.expected_ms()), (Some(Mechanism::Heartbeat), Some(1200)));
+        // Unread, the band reaches one interval sooner.
+        let r = p("hb=500ms,3", Fault::Blackhole, Load::Busy);
+        assert_eq!(r.min, Some(Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn a_frozen_peers_user_timeout_counts_from_the_first_window_probe_seen() {
+        let at = phase::AtCut {
+            first_window_probe: Some((Duration::from_millis(550), Duration::from_millis(575))),
+            ..Default::default()
+        };
+        let r = at_cut("uto=2s", Fault::Freeze, Load::Busy, at);
+        assert_eq!(r.expected_ms(), Some(2550));
+        assert!(r.max.unwrap() <= Duration::from_millis(2620), "{:?}", r.max);
+        // Unseen: the window's filling time is unknown, and the band says so.
+        let r = p("uto=2s", Fault::Freeze, Load::Busy);
+        assert!(r.max.unwrap() - r.expected.unwrap() >= FREEZE_WINDOW_FILL);
+    }
+
+    #[test]
+    fn a_keepalive_probe_just_sent_at_the_reading_is_predicted_answered() {
+        // ka=2s,7s,2 + uto=4s read with a probe out, its timer a whole interval ahead: its answer
+        // lands before the cut, so the next tick probes again and the one after gives up (14 s);
+        // unanswered it would give up at the next tick (7 s): the band holds both.
+        let at = phase::AtCut {
+            keepalive: Some(phase::KeepalivePhase {
+                heard_ago: Duration::ZERO,
+                due_in: Duration::from_secs(7),
+                probes_out: 1,
+            }),
+            ..Default::default()
+        };
+        let r = at_cut("ka=2s,7s,2+uto=4s", Fault::Blackhole, Load::Idle, at);
+        assert_eq!(r.expected_ms(), Some(14_000));
+        assert_eq!(r.min, Some(Duration::from_secs(7)));
     }
 
     #[test]

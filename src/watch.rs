@@ -99,6 +99,9 @@ pub struct PingLog {
     sent: std::sync::Mutex<std::collections::VecDeque<Instant>>,
     /// When the next ping is due (`compare` reads it at the cut: the phase of the heartbeat).
     next: std::sync::Mutex<Option<Instant>>,
+    /// When the peer was last heard in the heartbeat's protocol: the heartbeat counts its misses
+    /// from here (`compare` reads it at the cut).
+    heard: std::sync::Mutex<Option<Instant>>,
 }
 
 impl PingLog {
@@ -115,6 +118,15 @@ impl PingLog {
 
     fn plan(&self, at: Instant) {
         *self.next.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    fn hear(&self, at: Instant) {
+        *self.heard.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// When the peer was last heard in the heartbeat's protocol.
+    pub fn heard(&self) -> Option<Instant> {
+        *self.heard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// When the next ping is due.
@@ -528,6 +540,9 @@ fn take(stream: &TcpStream, c: &mut Conn<'_>, bytes: &[u8]) -> Option<Detection>
     if heard.any() || matches!(res, Err(PingError::Refused(_))) {
         c.last_heard = Instant::now();
         c.ping_outstanding = false;
+        if let Some(log) = c.observe.pings {
+            log.hear(c.last_heard);
+        }
     }
     c.send(&answers);
     match res {

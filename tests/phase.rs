@@ -72,6 +72,58 @@ fn the_phase_of_the_cut_moves_detection_and_each_run_meets_its_own_band() {
 }
 
 #[test]
+fn busy_user_timeouts_meet_narrow_bands_of_their_own_run() {
+    if !lab_allowed("busy_user_timeouts_meet_narrow_bands_of_their_own_run") {
+        return;
+    }
+    // unreachable: the router's ICMP errors about retransmissions revert the RTO back-off and can
+    // re-arm the timer past the user timeout (RFC 6069): which ones came depends on the router's
+    // rate limit, so each run is predicted from the ICMP errors it received. freeze: the user
+    // timeout counts from the first zero-window probe, which comes once the frozen peer's buffer
+    // is full: each run from the one it sampled.
+    let v = compare(&[
+        "-s",
+        "uto=2s",
+        "-s",
+        "uto=3s",
+        "--fault",
+        "unreachable,freeze,blackhole",
+        "--load",
+        "busy",
+        "--repeat",
+        "2",
+        "--deadline",
+        "8s",
+    ]);
+    for cell in v["results"].as_array().unwrap() {
+        assert_eq!(cell["detected_by"], "user_timeout", "{cell}");
+        for run in cell["runs"].as_array().unwrap() {
+            // The band's own basis: freeze counts from the fault, the others from the last packet
+            // heard.
+            let measured = match cell["expected_basis"].as_str() {
+                Some("fault") => run["latency_ms"].as_u64(),
+                _ => run["silence_ms"].as_u64(),
+            }
+            .unwrap();
+            let (e, lo, hi) = (
+                run["expected_ms"].as_u64().unwrap(),
+                run["expected_min_ms"].as_u64().unwrap(),
+                run["expected_max_ms"].as_u64().unwrap(),
+            );
+            assert!(
+                measured + MARGIN_MS >= lo && measured <= hi + MARGIN_MS,
+                "{measured} ms outside its band [{lo}, {hi}]: {run}"
+            );
+            assert_eq!(run["agrees"], true, "{run}");
+            assert!(
+                hi - lo <= (e * 8 / 100).max(200),
+                "a run's band is for the timer slack alone: [{lo}, {hi}] around {e}: {run}"
+            );
+        }
+    }
+}
+
+#[test]
 fn icmp_evidence_names_the_cause_even_when_the_errno_does_not() {
     if !lab_allowed("icmp_evidence_names_the_cause_even_when_the_errno_does_not") {
         return;

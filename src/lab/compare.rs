@@ -231,7 +231,7 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                             detected_by: d.detected_by,
                             errno: d.errno.clone(),
                             outcome: d.outcome,
-                            cut_phase: m.at.map(|(a, heard_ago)| CutPhase {
+                            cut_phase: m.at.as_ref().map(|(a, heard_ago)| CutPhase {
                                 heard_ago_ms: heard_ago.ms(),
                                 rto_ms: a.rto.unwrap_or_default().ms(),
                                 keepalive_due_ms: a.keepalive.map(|k| k.due_in.ms()),
@@ -249,7 +249,9 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                             timeline: m.timeline.clone(),
                             server: m.server.clone(),
                         };
-                        let at = m.at.map_or(known, |(a, _)| a);
+                        let at =
+                            m.at.as_ref()
+                                .map_or_else(|| known.clone(), |(a, _)| a.clone());
                         let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, at);
                         (run, own)
                     })
@@ -373,7 +375,8 @@ async fn measure(
         let mut stop = stop_rx.clone();
         let mut cut_rx = cut_rx.clone();
         taps.spawn(async move {
-            let mut seen: Vec<(std::net::SocketAddr, IcmpSeen)> = Vec::new();
+            // Per connection: the evidence, and each arrival (from the cut) for its timer's prediction.
+            let mut seen: Vec<(std::net::SocketAddr, IcmpSeen, Vec<Duration>)> = Vec::new();
             let Ok(cut) = cut_rx.wait_for(|c| c[i].is_some()).await.map(|c| c[i]) else {
                 return (i, seen);
             };
@@ -383,9 +386,12 @@ async fn measure(
                     _ = stop.wait_for(|s| *s) => return (i, seen),
                     (report, local, _peer) = tap.next() => {
                         let at = cut.elapsed();
-                        match seen.iter_mut().find(|(a, _)| *a == local) {
-                            Some((_, e)) => e.add(at),
-                            None => seen.push((local, IcmpSeen::new(&report, at))),
+                        match seen.iter_mut().find(|(a, ..)| *a == local) {
+                            Some((_, e, times)) => {
+                                e.add(at);
+                                times.push(at);
+                            }
+                            None => seen.push((local, IcmpSeen::new(&report, at), vec![at])),
                         }
                     }
                 }
@@ -415,6 +421,8 @@ async fn measure(
     let mut servers: Vec<Option<ServerWatch>> = (0..cells.len()).map(|_| None).collect();
     // (cell, strategy) → its timers at the cut and the time since it last heard the peer.
     let mut phases = std::collections::HashMap::new();
+    // (cell, strategy) → its heartbeat's ping log and when it last heard the peer at the cut.
+    let mut heartbeats = std::collections::HashMap::new();
     // Reboot cells heal, each REBOOT_HEAL after its own cut, in the order they were cut.
     let mut heals = std::collections::VecDeque::new();
     for (i, c) in cells.iter_mut().enumerate() {
@@ -440,10 +448,17 @@ async fn measure(
                 .map(|(_, k)| k.due_in);
             let at = AtCut {
                 keepalive,
+                heard_ago: Some(heard_ago),
                 rto: Some(info.rto()),
                 heal: None,
                 zero_window,
                 nat_idle: Some(args.nat_idle),
+                // Filled in once the cell's ICMP tap and sampler have seen everything.
+                icmp: None,
+                first_window_probe: None,
+                // Filled in at the end, from the last reply before the cut: one racing this reading
+                // still counts.
+                heartbeat_heard: None,
                 // The ping that will be unacked after the cut: the last one, if it is unacked now
                 // (its answer lost to the cut), else the next one due. Counted from the last
                 // packet heard. Which one is read from the kernel, not from the clocks:
@@ -458,6 +473,12 @@ async fn measure(
                 }),
             };
             phases.insert((i, t.strategy), (at, heard_ago));
+            if let Some(log) = &t.pings {
+                heartbeats.insert(
+                    (i, t.strategy),
+                    (std::sync::Arc::clone(log), now - heard_ago),
+                );
+            }
         }
         if args.server.is_some() {
             // The operator's server: its connections followed from the cut, each known by the
@@ -547,9 +568,9 @@ async fn measure(
     let mut icmp = std::collections::HashMap::new();
     while let Some(r) = taps.join_next().await {
         let (i, seen) = r.context("an ICMP watcher task failed")?;
-        for (local, e) in seen {
+        for (local, e, times) in seen {
             if let Some(t) = tracked[i].iter().find(|t| t.local == local) {
-                icmp.insert((i, t.strategy), e);
+                icmp.insert((i, t.strategy), (e, times));
             }
         }
     }
@@ -566,19 +587,35 @@ async fn measure(
     Ok(out
         .into_iter()
         .filter(|(_, _, d, _, _)| !(cut_short && d.outcome == crate::detection::Outcome::Alive))
-        .map(|(i, j, detection, latency, before_cut)| Measured {
-            cell: i,
-            strategy: j,
-            detection,
-            latency,
-            before_cut,
-            at: phases.get(&(i, j)).copied(),
-            icmp: icmp.remove(&(i, j)),
-            timeline: sampled
-                .remove(&(i, j))
-                .map(|s| s.finish(latency))
-                .unwrap_or_default(),
-            server: noticed_by_server.remove(&(i, j)),
+        .map(|(i, j, detection, latency, before_cut)| {
+            let (icmp, arrivals) = icmp.remove(&(i, j)).unzip();
+            let sampled = sampled.remove(&(i, j));
+            let window_probe = sampled.as_ref().and_then(|s| s.first_window_probe());
+            Measured {
+                cell: i,
+                strategy: j,
+                detection,
+                latency,
+                before_cut,
+                // The tap watched every connection of the cell from its cut: no ICMP is known none.
+                at: phases.get(&(i, j)).cloned().map(|(mut at, heard_ago)| {
+                    at.first_window_probe = window_probe;
+                    at.heartbeat_heard = heartbeats.get(&(i, j)).and_then(|(log, heard_at)| {
+                        Some(heard_at.saturating_duration_since(log.heard()?))
+                    });
+                    at.icmp = Some(
+                        arrivals
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|a| heard_ago + a)
+                            .collect(),
+                    );
+                    (at, heard_ago)
+                }),
+                icmp,
+                timeline: sampled.map(|s| s.finish(latency)).unwrap_or_default(),
+                server: noticed_by_server.remove(&(i, j)),
+            }
         })
         .collect())
 }

@@ -47,9 +47,19 @@ pub struct Sampled {
     dropped: u64,
     /// The last sample, after the cut.
     until: Duration,
+    /// A busy connection's first zero-window probe after the cut, between two samples: (not
+    /// before, by). Its back-off rose with nothing unacknowledged (tcp_send_probe0); the user
+    /// timeout counts from it.
+    first_window_probe: Option<(Duration, Duration)>,
 }
 
 impl Sampled {
+    /// A busy connection's first zero-window probe after the cut, between two samples: (not
+    /// before, by).
+    pub fn first_window_probe(&self) -> Option<(Duration, Duration)> {
+        self.first_window_probe
+    }
+
     fn push(&mut self, seen: Duration, after: Duration, kind: PacketKind, n: u64) {
         for _ in 0..n {
             // Room for the ones after the detection, which `finish` drops.
@@ -155,6 +165,15 @@ pub async fn sample(
                         Load::Busy => PacketKind::WindowProbe,
                     };
                     s.push(now, last_at, kind, probes.into());
+                    if load == Load::Busy
+                        && p.backoff == 0
+                        && info.backoff > 0
+                        && info.unacked == 0
+                        && s.first_window_probe.is_none()
+                    {
+                        // By the end of this reading, which comes after `now`.
+                        s.first_window_probe = Some((last_at, cut.elapsed()));
+                    }
                 }
                 *prev = Some(info);
             }

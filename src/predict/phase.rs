@@ -21,7 +21,7 @@ pub struct Wheel {
 }
 
 impl Wheel {
-    fn jiffy(self) -> Duration {
+    pub fn jiffy(self) -> Duration {
         Duration::from_secs(1) / self.hz.max(1)
     }
 
@@ -52,10 +52,12 @@ pub struct KeepalivePhase {
 
 /// What the lab knows of one connection at the instant of its cut; `Default` where nothing is known
 /// (a real path: the band then spans every phase).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AtCut {
     /// Its keepalive timer, when armed.
     pub keepalive: Option<KeepalivePhase>,
+    /// Time since the last packet heard from the peer (TCP_INFO `last_ack_recv`).
+    pub heard_ago: Option<Duration>,
     /// Its retransmission timeout (TCP_INFO `rto`): the first retransmission of data sent after the
     /// cut goes this long after it.
     pub rto: Option<Duration>,
@@ -71,6 +73,99 @@ pub struct AtCut {
     /// For an idle connection with heartbeats: when its next ping goes out, counted from the last
     /// packet heard (`None`: not known, predicted over every phase of the ping).
     pub next_ping: Option<Duration>,
+    /// When the router's ICMP errors about this connection came back, counted from the last packet
+    /// heard, in order (`None`: not watched; the band then spans every phase of the router's
+    /// ICMP rate limit). Each one about a retransmission undoes one RTO back-off (RFC 6069).
+    pub icmp: Option<Vec<Duration>>,
+    /// With heartbeats: how long before the last packet heard the peer was last heard in the
+    /// heartbeat's protocol, whose misses count from there (`None`: not known).
+    pub heartbeat_heard: Option<Duration>,
+    /// For a busy connection whose peer stopped reading after the cut (`freeze`): its first
+    /// zero-window probe, from the cut, between (not before, by) — the lab's samples bracket it.
+    pub first_window_probe: Option<(Duration, Duration)>,
+}
+
+/// A busy connection's retransmission timer after a cut, with a user timeout, as
+/// `tcp_retransmit_timer` runs it: each firing first checks the user timeout (counted from the
+/// first retransmission, `retrans_stamp`), else retransmits, doubles the RTO (up to `rto_max`) and
+/// re-arms clamped to the user timeout's end (`tcp_clamp_rto_to_user_timeout`). An ICMP
+/// unreachable about that retransmission undoes the doubling and re-arms the timer one back-off
+/// step down from the retransmission — without the clamp (`tcp_ld_RTO_revert`), so it can fire
+/// past the user timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetransmissionTimer {
+    /// The connection's RTO before any back-off (TCP_INFO `rto` while healthy).
+    pub rto: Duration,
+    pub rto_max: Duration,
+    pub user_timeout: Duration,
+}
+
+/// How long after a retransmission the router's ICMP error about it can arrive and still be taken
+/// for the answer to it: the lab's router is one hop away (well under a millisecond).
+const ICMP_ECHO: Duration = Duration::from_millis(5);
+
+impl RetransmissionTimer {
+    /// When the user timeout ends the connection, given its first retransmission nominally at
+    /// `first` and up to `first_late` later, and the ICMP errors that came back (`icmp`, in order):
+    /// `(nominal, most it can be later)`, all counted from the same instant (the last packet
+    /// heard). An ICMP arriving just after a retransmission dates it exactly (its slack is then
+    /// known), and reverts one back-off step.
+    pub fn give_up(
+        &self,
+        first: Duration,
+        first_late: Duration,
+        icmp: &[Duration],
+        wheel: Wheel,
+    ) -> (Duration, Duration) {
+        let echo = |t: Duration, late: Duration| {
+            icmp.iter()
+                .copied()
+                .find(|&a| a >= t && a <= t + late + ICMP_ECHO)
+        };
+        let rto_at = |backoff: u32| {
+            self.rto
+                .saturating_mul(1u32 << backoff.min(20))
+                .min(self.rto_max)
+        };
+        let (mut t, mut late) = (first, first_late);
+        // retrans_stamp's user-timeout end, set by the first retransmission (and how late it may be).
+        let mut end: Option<(Duration, Duration)> = None;
+        let mut backoff = 0u32;
+        for _ in 0..10_000 {
+            if let Some((deadline, _)) = end
+                && t >= deadline
+            {
+                return (t, late);
+            }
+            // A retransmission at `t`; the router's answer to it, if any, dates it.
+            let answer = echo(t, late);
+            if let Some(a) = answer {
+                (t, late) = (a, Duration::ZERO);
+            }
+            let (deadline, deadline_late) = *end.get_or_insert((t + self.user_timeout, late));
+            backoff += 1;
+            let remaining = deadline.saturating_sub(t).max(wheel.jiffy());
+            (t, late) = if answer.is_some() {
+                // One step back, from the retransmission, unclamped.
+                backoff -= 1;
+                (t + rto_at(backoff), wheel.max_late(rto_at(backoff)))
+            } else if rto_at(backoff) >= remaining {
+                (t + remaining, deadline_late + wheel.max_late(remaining))
+            } else {
+                let (next, next_late) =
+                    (t + rto_at(backoff), late + wheel.max_late(rto_at(backoff)));
+                if next + next_late < deadline {
+                    (next, next_late)
+                } else {
+                    // This firing may come after the end (then it ends the connection), else the
+                    // clamped one right after it does.
+                    let clamped = deadline_late + wheel.max_late(deadline - next);
+                    return (deadline, (next + next_late - deadline).max(clamped));
+                }
+            };
+        }
+        (t, late)
+    }
 }
 
 /// What one firing of the keepalive timer did, in time since the last packet heard.
@@ -158,7 +253,9 @@ impl KeepaliveTimer {
                         return Some((lo, t, t + late));
                     }
                 }
-                Tick::GiveUp(..) => return None,
+                // Given up before a probe surely meets the healed path; one that may have met it
+                // (fired late, past the heal) draws the RST before then.
+                Tick::GiveUp(t, _) => return earliest.map(|lo| (lo, t, t + late)),
                 _ => {}
             }
         }
@@ -215,6 +312,52 @@ mod tests {
             count,
             user_timeout: uto.map(s),
         }
+    }
+
+    /// uto with RTO 204 ms, the first retransmission nominally one RTO after the last packet heard.
+    fn rtx(uto: f64) -> RetransmissionTimer {
+        RetransmissionTimer {
+            rto: s(0.204),
+            rto_max: s(120.0),
+            user_timeout: s(uto),
+        }
+    }
+
+    #[test]
+    fn a_blackholed_user_timeout_ends_on_the_clamped_firing() {
+        // Retransmissions at 0.204, 0.612, 1.428, 3.06 s; the next (3.264 s later) is clamped to the
+        // user timeout's end, 5.204 s, armed 2.144 s ahead (level 2: up to 260 ms late).
+        let (t, late) = rtx(5.0).give_up(s(0.204), s(0.04), &[], WHEEL);
+        assert_eq!(t, s(5.204));
+        assert_eq!(late, s(0.04) + s(0.26));
+        // 3 s: the clamped firing is armed only 144 ms ahead (level 0).
+        let (t, late) = rtx(3.0).give_up(s(0.204), s(0.04), &[], WHEEL);
+        assert_eq!(t, s(3.204));
+        assert!(late <= s(0.05), "{late:?}");
+    }
+
+    #[test]
+    fn each_icmp_about_a_retransmission_reverts_one_backoff_step_past_the_clamp() {
+        // Measured in the lab (uto=3s, unreachable, busy), counted from the last packet heard: the
+        // router's burst of five right after the cut (new data: no revert), then one ICMP a second
+        // as its rate limit allows, each about a retransmission. The last revert re-arms 816 ms
+        // after 3.143 s, past the user timeout's end (3.2 s): detected at 3.974 s.
+        let icmp: Vec<Duration> = [16.7, 20.9, 26.8, 31.0, 41.1, 1479.1, 2312.1, 3143.1]
+            .iter()
+            .map(|ms| s(ms / 1000.0))
+            .collect();
+        let (t, late) = rtx(3.0).give_up(s(0.204), s(0.04), &icmp, WHEEL);
+        assert_eq!(t, s(3.9591));
+        assert_eq!(late, s(0.036));
+        // uto=5s, the same router: the retransmission at ≈4 s draws no ICMP (the limit's tokens
+        // ran out), so the clamp holds: 5.204 s, measured 5.237 s.
+        let icmp: Vec<Duration> = [13.0, 16.4, 19.5, 28.7, 38.9, 1492.6, 2324.7, 3156.9]
+            .iter()
+            .map(|ms| s(ms / 1000.0))
+            .collect();
+        let (t, late) = rtx(5.0).give_up(s(0.204), s(0.04), &icmp, WHEEL);
+        assert_eq!(t, s(5.204));
+        assert!(t + late >= s(5.237), "{late:?}");
     }
 
     #[test]
@@ -317,5 +460,10 @@ mod tests {
         let (lo, t, hi) = k.first_probe_from(at, s(1.01), WHEEL).unwrap();
         assert_eq!((lo, t), (s(1.0), s(2.0)));
         assert!(hi > s(2.0) && hi < s(2.1), "{hi:?}");
+        // With a user timeout of 2 s, the tick at 2 s gives up instead: the probe just before the
+        // heal (1 s, possibly late enough to meet it) is the only one that can draw the RST.
+        let k = ka(1.0, 1.0, 3, Some(2.0));
+        let (lo, t, _) = k.first_probe_from(at, s(1.01), WHEEL).unwrap();
+        assert_eq!((lo, t), (s(1.0), s(2.0)));
     }
 }
