@@ -1340,7 +1340,10 @@ mod tests {
             ..Default::default()
         };
         let r = at_cut("hb=500ms,3+uto=1s", Fault::Blackhole, Load::Busy, at);
-        assert_eq!((r.mechanism, r.expected_ms()), (Some(Mechanism::Heartbeat), Some(1200)));
+        assert_eq!(
+            (r.mechanism, r.expected_ms()),
+            (Some(Mechanism::Heartbeat), Some(1200))
+        );
         // Unread, the band reaches one interval sooner.
         let r = p("hb=500ms,3", Fault::Blackhole, Load::Busy);
         assert_eq!(r.min, Some(Duration::from_millis(1000)));

@@ -166,12 +166,13 @@ impl IcmpTap {
         self.inner.unavailable()
     }
 
-    /// The next ICMP error quoting a TCP segment: the report and the segment's (source, destination).
-    pub async fn next(&mut self) -> (IcmpReport, SocketAddr, SocketAddr) {
+    /// The next ICMP error quoting a TCP segment: the report, the segment's (source, destination)
+    /// and when the error arrived (the kernel's stamp where it gives one).
+    pub async fn next(&mut self) -> (IcmpReport, SocketAddr, SocketAddr, std::time::Instant) {
         loop {
-            let (packet, from) = self.inner.recv().await;
-            if let Some(r) = parse_icmp_quote(&packet, from, self.ipv6) {
-                return r;
+            let (packet, from, arrived) = self.inner.recv().await;
+            if let Some((r, src, dst)) = parse_icmp_quote(&packet, from, self.ipv6) {
+                return (r, src, dst, arrived);
             }
         }
     }
@@ -208,7 +209,7 @@ impl IcmpWatch {
     /// The next ICMP error quoting this connection (pending forever when unavailable).
     pub async fn next(&mut self) -> IcmpReport {
         loop {
-            let (report, src, dst) = self.tap.next().await;
+            let (report, src, dst, _) = self.tap.next().await;
             if (src, dst) == (self.local, self.peer) {
                 return report;
             }

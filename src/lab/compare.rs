@@ -384,8 +384,8 @@ async fn measure(
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return (i, seen),
-                    (report, local, _peer) = tap.next() => {
-                        let at = cut.elapsed();
+                    (report, local, _peer, arrived) = tap.next() => {
+                        let at = arrived.saturating_duration_since(cut);
                         match seen.iter_mut().find(|(a, ..)| *a == local) {
                             Some((_, e, times)) => {
                                 e.add(at);

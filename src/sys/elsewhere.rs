@@ -90,7 +90,7 @@ impl IcmpSocket {
         Some("ICMP reports are only read on Linux")
     }
 
-    pub fn recv(&mut self) -> impl Future<Output = (Vec<u8>, Option<IpAddr>)> {
+    pub fn recv(&mut self) -> impl Future<Output = (Vec<u8>, Option<IpAddr>, std::time::Instant)> {
         std::future::pending()
     }
 }

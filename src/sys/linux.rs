@@ -2,10 +2,9 @@
 //! kernel's TCP sysctls, and the network-namespace lab.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -249,6 +248,15 @@ impl IcmpSocket {
         if let Err(e) = sock.set_nonblocking(true) {
             return IcmpSocket::Unavailable(format!("raw ICMP socket: {e}"));
         }
+        // The kernel stamps each packet as it arrives: a busy event loop reads it late, and the
+        // prediction runs the sender's timers from when each error came.
+        if let Err(e) = nix::sys::socket::setsockopt(
+            &sock,
+            nix::sys::socket::sockopt::ReceiveTimestampns,
+            &true,
+        ) {
+            return IcmpSocket::Unavailable(format!("raw ICMP socket: SO_TIMESTAMPNS: {e}"));
+        }
         // SAFETY: the Socket owns its descriptor and moves into the AsyncFd, which therefore keeps
         // the same open descriptor for its whole life.
         match unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) } {
@@ -265,8 +273,9 @@ impl IcmpSocket {
         }
     }
 
-    /// The next packet and its sender (pending forever when unavailable).
-    pub async fn recv(&mut self) -> (Vec<u8>, Option<IpAddr>) {
+    /// The next packet, its sender and when it arrived (pending forever when unavailable).
+    pub async fn recv(&mut self) -> (Vec<u8>, Option<IpAddr>, Instant) {
+        use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
         let (fd, buf) = match self {
             IcmpSocket::Raw(fd, buf) => (fd, buf),
             IcmpSocket::Unavailable(_) => std::future::pending().await,
@@ -275,12 +284,43 @@ impl IcmpSocket {
             let Ok(mut guard) = fd.readable().await else {
                 return std::future::pending().await;
             };
-            // SAFETY: recv_from only writes initialised bytes into the buffer and reports how many.
-            let uninit: &mut [MaybeUninit<u8>] =
-                unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), buf.len()) };
-            match guard.try_io(|s| s.get_ref().recv_from(uninit)) {
-                Ok(Ok((n, from))) => {
-                    return (buf[..n].to_vec(), from.as_socket().map(|a| a.ip()));
+            let got = guard.try_io(|s| {
+                let mut iov = [io::IoSliceMut::new(buf.as_mut_slice())];
+                let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+                let msg = recvmsg::<SockaddrStorage>(
+                    s.get_ref().as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::empty(),
+                )
+                .map_err(io::Error::from)?;
+                let stamp = msg.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|m| match m {
+                        ControlMessageOwned::ScmTimestampns(t) => Some(t),
+                        _ => None,
+                    })
+                });
+                let from = msg.address.and_then(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| IpAddr::V4(v4.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+                });
+                Ok((msg.bytes, from, stamp))
+            });
+            match got {
+                Ok(Ok((n, from, stamp))) => {
+                    // The stamp is wall-clock time: its age, taken now, dates it on the monotonic
+                    // clock the measurements use.
+                    let now = Instant::now();
+                    let arrived = stamp
+                        .and_then(|t| {
+                            let at = std::time::UNIX_EPOCH
+                                + Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32);
+                            std::time::SystemTime::now().duration_since(at).ok()
+                        })
+                        .and_then(|age| now.checked_sub(age))
+                        .unwrap_or(now);
+                    return (buf[..n].to_vec(), from, arrived);
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A raw socket that fails for good: stop listening rather than spin.
