@@ -347,22 +347,14 @@ fn busy_death_on(
         // there (tcp_clamp_rto_to_user_timeout); phase::RetransmissionTimer runs it firing by firing.
         Some(uto) => {
             let first_rto = path_rto(rto, kernel);
-            let w = wheel(kernel);
-            let timer = phase::RetransmissionTimer {
-                rto: first_rto,
-                rto_max: backoff.rto_max,
-                user_timeout: uto,
-            };
-            let (t, late) =
-                timer.give_up(first_rto, first_retransmission_late(first_rto, w), icmp, w);
+            let first_late = first_retransmission_late(first_rto, wheel(kernel));
             let reverted = icmp.iter().any(|&a| a > first_rto);
-            Cand {
-                t,
-                min: t,
-                max: t + late,
-                m: Mechanism::UserTimeout,
-                also: Vec::new(),
-                reason: format!(
+            user_timeout_on_timer(
+                kernel,
+                (first_rto, first_rto, first_late),
+                uto,
+                icmp,
+                format!(
                     "user timeout {} on unacknowledged data, counted from the first retransmission, one RTO ({} ms) after the first unacknowledged send{}",
                     crate::units::format_duration(uto),
                     first_rto.as_millis(),
@@ -372,7 +364,7 @@ fn busy_death_on(
                         ""
                     }
                 ),
-            }
+            )
         }
         None => {
             let t = backoff.budget();
@@ -388,6 +380,32 @@ fn busy_death_on(
                 reason,
             )
         }
+    }
+}
+
+/// The user timeout on the retransmission (or zero-window probe) timer of RTO `rto`, whose first
+/// firing comes at `first`, up to `first_late` later (`timer`), run firing by firing with the ICMP
+/// errors that came back ([`phase::RetransmissionTimer`]).
+fn user_timeout_on_timer(
+    kernel: &KernelTimers,
+    (rto, first, first_late): (Duration, Duration, Duration),
+    uto: Duration,
+    icmp: &[Duration],
+    reason: String,
+) -> Cand {
+    let timer = phase::RetransmissionTimer {
+        rto,
+        rto_max: Backoff::of(kernel).rto_max,
+        user_timeout: uto,
+    };
+    let (t, late) = timer.give_up(first, first_late, icmp, wheel(kernel));
+    Cand {
+        t,
+        min: t,
+        max: t + late,
+        m: Mechanism::UserTimeout,
+        also: Vec::new(),
+        reason,
     }
 }
 
@@ -651,29 +669,19 @@ pub fn predict_at(
                     // The lab saw the first zero-window probe: the user timeout counts from it,
                     // and the probe timer backs off like the retransmission timer, clamped to its
                     // end (tcp_clamp_probe0_to_user_timeout).
-                    Some((lo, hi)) => {
-                        let w = wheel(kernel);
-                        let timer = phase::RetransmissionTimer {
-                            rto,
-                            rto_max: Backoff::of(kernel).rto_max,
-                            user_timeout: uto,
-                        };
-                        // Its stamp is in whole jiffies.
-                        let (t, late) = timer.give_up(lo, hi - lo + w.jiffy(), &[], w);
-                        Cand {
-                            t,
-                            min: t,
-                            max: t + late,
-                            m: Mechanism::UserTimeout,
-                            also: Vec::new(),
-                            reason: format!(
-                                "user timeout {} on zero-window probes, from the first one ({}–{} after the fault): the frozen peer's window closed once its receive buffer was full",
-                                crate::units::format_duration(uto),
-                                crate::units::human_ms(Some(lo.ms())),
-                                crate::units::human_ms(Some(hi.ms()))
-                            ),
-                        }
-                    }
+                    // Its stamp is in whole jiffies.
+                    Some((lo, hi)) => user_timeout_on_timer(
+                        kernel,
+                        (rto, lo, hi - lo + wheel(kernel).jiffy()),
+                        uto,
+                        &[],
+                        format!(
+                            "user timeout {} on zero-window probes, from the first one ({}–{} after the fault): the frozen peer's window closed once its receive buffer was full",
+                            crate::units::format_duration(uto),
+                            crate::units::human_ms(Some(lo.ms())),
+                            crate::units::human_ms(Some(hi.ms()))
+                        ),
+                    ),
                     // The window closes once the frozen peer's receive buffer is full; the first
                     // zero-window probe goes one RTO later and the user timeout counts from there.
                     None => {

@@ -143,13 +143,15 @@ impl RetransmissionTimer {
                 (t, late) = (a, Duration::ZERO);
             }
             let (deadline, deadline_late) = *end.get_or_insert((t + self.user_timeout, late));
+            if answer.is_some() {
+                // Backed off, and at once one step back: re-armed from the retransmission with
+                // the RTO it went with, unclamped.
+                (t, late) = (t + rto_at(backoff), wheel.max_late(rto_at(backoff)));
+                continue;
+            }
             backoff += 1;
             let remaining = deadline.saturating_sub(t).max(wheel.jiffy());
-            (t, late) = if answer.is_some() {
-                // One step back, from the retransmission, unclamped.
-                backoff -= 1;
-                (t + rto_at(backoff), wheel.max_late(rto_at(backoff)))
-            } else if rto_at(backoff) >= remaining {
+            (t, late) = if rto_at(backoff) >= remaining {
                 (t + remaining, deadline_late + wheel.max_late(remaining))
             } else {
                 let (next, next_late) =
