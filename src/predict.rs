@@ -240,9 +240,10 @@ fn keepalive_death(
     // cut takes effect. Predicted as answered, with the band reaching the unanswered case.
     let (at, unanswered) = match at {
         Some(p) if p.probes_out > 0 && p.due_in + JUST_PROBED >= k.interval => {
+            // Any ACK clears the probes out (tcp_ack).
             let answered = phase::KeepalivePhase {
                 heard_ago: Duration::ZERO,
-                probes_out: p.probes_out - 1,
+                probes_out: 0,
                 ..p
             };
             (Some(answered), Some(p))
@@ -319,7 +320,7 @@ fn retransmission_slack(rto: Duration, until: Duration, kernel: &KernelTimers) -
 
 /// [`busy_death`], with the retransmission give-up taken from the path's measured RTO when known,
 /// and the router's ICMP errors about the connection when they were watched (`icmp`, counted from
-/// the last packet heard).
+/// the first unacknowledged send, as the result is).
 fn busy_death_on(
     eff: &Effective,
     kernel: &KernelTimers,
@@ -348,22 +349,25 @@ fn busy_death_on(
         Some(uto) => {
             let first_rto = path_rto(rto, kernel);
             let first_late = first_retransmission_late(first_rto, wheel(kernel));
-            let reverted = icmp.iter().any(|&a| a > first_rto);
             user_timeout_on_timer(
                 kernel,
                 (first_rto, first_rto, first_late),
                 uto,
                 icmp,
-                format!(
-                    "user timeout {} on unacknowledged data, counted from the first retransmission, one RTO ({} ms) after the first unacknowledged send{}",
-                    crate::units::format_duration(uto),
-                    first_rto.as_millis(),
-                    if reverted {
-                        "; each ICMP error about a retransmission undid one back-off step (RFC 6069) and re-armed the timer without the user timeout's clamp"
-                    } else {
-                        ""
-                    }
-                ),
+                |reverted| {
+                    format!(
+                        "user timeout {} on unacknowledged data, counted from the first retransmission, one RTO ({} ms) after the first unacknowledged send{}",
+                        crate::units::format_duration(uto),
+                        first_rto.as_millis(),
+                        if reverted > 0 {
+                            format!(
+                                "; {reverted} ICMP error(s) about a retransmission each undid one back-off step (RFC 6069) and re-armed the timer without the user timeout's clamp"
+                            )
+                        } else {
+                            String::new()
+                        }
+                    )
+                },
             )
         }
         None => {
@@ -385,27 +389,28 @@ fn busy_death_on(
 
 /// The user timeout on the retransmission (or zero-window probe) timer of RTO `rto`, whose first
 /// firing comes at `first`, up to `first_late` later (`timer`), run firing by firing with the ICMP
-/// errors that came back ([`phase::RetransmissionTimer`]).
+/// errors that came back ([`phase::RetransmissionTimer`]); `reason` is told how many back-off steps
+/// they reverted.
 fn user_timeout_on_timer(
     kernel: &KernelTimers,
     (rto, first, first_late): (Duration, Duration, Duration),
     uto: Duration,
     icmp: &[Duration],
-    reason: String,
+    reason: impl FnOnce(u32) -> String,
 ) -> Cand {
     let timer = phase::RetransmissionTimer {
         rto,
         rto_max: Backoff::of(kernel).rto_max,
         user_timeout: uto,
     };
-    let (t, late) = timer.give_up(first, first_late, icmp, wheel(kernel));
+    let (t, late, reverted) = timer.give_up(first, first_late, icmp, wheel(kernel));
     Cand {
         t,
         min: t,
         max: t + late,
         m: Mechanism::UserTimeout,
         also: Vec::new(),
-        reason,
+        reason: reason(reverted),
     }
 }
 
@@ -464,11 +469,13 @@ fn pinged_idle_death(
     interval: Duration,
 ) -> Cand {
     // Counted from the ping's send, as the retransmission timer counts: the ICMP errors too.
+    // Unread, the ping's phase is unknown, and so is which errors came after it: none is used.
     let from_ping = phase::AtCut {
-        icmp: at.icmp.as_ref().map(|icmp| {
-            let p = at.next_ping.unwrap_or_default();
-            icmp.iter().filter(|&&a| a >= p).map(|&a| a - p).collect()
-        }),
+        icmp: at
+            .icmp
+            .as_ref()
+            .zip(at.next_ping)
+            .map(|(icmp, p)| icmp.iter().filter(|&&a| a >= p).map(|&a| a - p).collect()),
         ..at.clone()
     };
     let sent = busy_death_at(eff, fault, kernel, &from_ping);
@@ -675,12 +682,14 @@ pub fn predict_at(
                         (rto, lo, hi - lo + wheel(kernel).jiffy()),
                         uto,
                         &[],
-                        format!(
-                            "user timeout {} on zero-window probes, from the first one ({}–{} after the fault): the frozen peer's window closed once its receive buffer was full",
-                            crate::units::format_duration(uto),
-                            crate::units::human_ms(Some(lo.ms())),
-                            crate::units::human_ms(Some(hi.ms()))
-                        ),
+                        |_| {
+                            format!(
+                                "user timeout {} on zero-window probes, from the first one ({}–{} after the fault): the frozen peer's window closed once its receive buffer was full",
+                                crate::units::format_duration(uto),
+                                crate::units::human_ms(Some(lo.ms())),
+                                crate::units::human_ms(Some(hi.ms()))
+                            )
+                        },
                     ),
                     // The window closes once the frozen peer's receive buffer is full; the first
                     // zero-window probe goes one RTO later and the user timeout counts from there.

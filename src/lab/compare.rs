@@ -81,7 +81,7 @@ struct Measured {
     /// It ended before the cut.
     before_cut: bool,
     /// Its timers at the cut, when they could be read.
-    at: Option<(AtCut, Duration)>,
+    at: Option<AtCut>,
     /// The ICMP errors it received after the cut.
     icmp: Option<IcmpSeen>,
     /// What it sent from the cut to its detection.
@@ -231,8 +231,8 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                             detected_by: d.detected_by,
                             errno: d.errno.clone(),
                             outcome: d.outcome,
-                            cut_phase: m.at.as_ref().map(|(a, heard_ago)| CutPhase {
-                                heard_ago_ms: heard_ago.ms(),
+                            cut_phase: m.at.as_ref().map(|a| CutPhase {
+                                heard_ago_ms: a.heard_ago.unwrap_or_default().ms(),
                                 rto_ms: a.rto.unwrap_or_default().ms(),
                                 keepalive_due_ms: a.keepalive.map(|k| k.due_in.ms()),
                                 probes_out: a.keepalive.map(|k| k.probes_out),
@@ -249,9 +249,7 @@ pub fn run_plan(args: &LabPlan) -> anyhow::Result<CompareReport> {
                             timeline: m.timeline.clone(),
                             server: m.server.clone(),
                         };
-                        let at =
-                            m.at.as_ref()
-                                .map_or_else(|| known.clone(), |(a, _)| a.clone());
+                        let at = m.at.clone().unwrap_or_else(|| known.clone());
                         let own = predict_at(&eff, fault, load, &kernel, Duration::ZERO, at);
                         (run, own)
                     })
@@ -427,6 +425,7 @@ async fn measure(
     let mut heals = std::collections::VecDeque::new();
     for (i, c) in cells.iter_mut().enumerate() {
         // Read just before this cell's cut: the phase its predictions are made for.
+        let read_at = Instant::now();
         let timers = c.keepalive_timers()?;
         for t in &tracked[i] {
             let Some(info) = crate::sys::tcp_info(&t.stream) else {
@@ -472,7 +471,7 @@ async fn measure(
                     })
                 }),
             };
-            phases.insert((i, t.strategy), (at, heard_ago));
+            phases.insert((i, t.strategy), at);
             if let Some(log) = &t.pings {
                 heartbeats.insert(
                     (i, t.strategy),
@@ -503,6 +502,13 @@ async fn measure(
         }
         c.cut()?;
         let now = Instant::now();
+        // What was read before the cut (and before a crash's wait), as it stood at the cut.
+        let gap = now.saturating_duration_since(read_at);
+        for ((cell, _), at) in phases.iter_mut() {
+            if *cell == i {
+                at.age(gap);
+            }
+        }
         cut_at.push(now);
         cut_tx.send_modify(|c| c[i] = Some(now));
         if chunk[i].fault == Fault::Reboot {
@@ -540,7 +546,7 @@ async fn measure(
                 cells[i].heal()?;
                 // Its own heal, from its own cut: what its reboot runs are predicted for.
                 let heal = cut_at[i].elapsed();
-                for ((cell, _), (at, _)) in phases.iter_mut() {
+                for ((cell, _), at) in phases.iter_mut() {
                     if *cell == i {
                         at.heal = Some(heal);
                     }
@@ -598,7 +604,8 @@ async fn measure(
                 latency,
                 before_cut,
                 // The tap watched every connection of the cell from its cut: no ICMP is known none.
-                at: phases.get(&(i, j)).cloned().map(|(mut at, heard_ago)| {
+                at: phases.get(&(i, j)).cloned().map(|mut at| {
+                    let heard_ago = at.heard_ago.unwrap_or_default();
                     at.first_window_probe = window_probe;
                     at.heartbeat_heard = heartbeats.get(&(i, j)).and_then(|(log, heard_at)| {
                         Some(heard_at.saturating_duration_since(log.heard()?))
@@ -610,7 +617,7 @@ async fn measure(
                             .map(|a| heard_ago + a)
                             .collect(),
                     );
-                    (at, heard_ago)
+                    at
                 }),
                 icmp,
                 timeline: sampled.map(|s| s.finish(latency)).unwrap_or_default(),

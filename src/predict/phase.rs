@@ -74,8 +74,9 @@ pub struct AtCut {
     /// packet heard (`None`: not known, predicted over every phase of the ping).
     pub next_ping: Option<Duration>,
     /// When the router's ICMP errors about this connection came back, counted from the last packet
-    /// heard, in order (`None`: not watched; the band then spans every phase of the router's
-    /// ICMP rate limit). Each one about a retransmission undoes one RTO back-off (RFC 6069).
+    /// heard (from the ping's send where a heartbeat's ping is the first data), in order (`None`:
+    /// not watched; the band then spans every phase of the router's ICMP rate limit). Each one
+    /// about a retransmission undoes one RTO back-off (RFC 6069).
     pub icmp: Option<Vec<Duration>>,
     /// With heartbeats: how long before the last packet heard the peer was last heard in the
     /// heartbeat's protocol, whose misses count from there (`None`: not known).
@@ -83,6 +84,19 @@ pub struct AtCut {
     /// For a busy connection whose peer stopped reading after the cut (`freeze`): its first
     /// zero-window probe, from the cut, between (not before, by) — the lab's samples bracket it.
     pub first_window_probe: Option<(Duration, Duration)>,
+}
+
+impl AtCut {
+    /// The same phase `gap` later, nothing heard meanwhile: what was read just before a cut, as it
+    /// stood at the cut.
+    pub fn age(&mut self, gap: Duration) {
+        self.heard_ago = self.heard_ago.map(|h| h + gap);
+        if let Some(k) = &mut self.keepalive {
+            k.heard_ago += gap;
+            k.due_in = k.due_in.saturating_sub(gap);
+        }
+        self.zero_window = self.zero_window.map(|z| z.saturating_sub(gap));
+    }
 }
 
 /// A busy connection's retransmission timer after a cut, with a user timeout, as
@@ -107,8 +121,8 @@ const ICMP_ECHO: Duration = Duration::from_millis(5);
 impl RetransmissionTimer {
     /// When the user timeout ends the connection, given its first retransmission nominally at
     /// `first` and up to `first_late` later, and the ICMP errors that came back (`icmp`, in order):
-    /// `(nominal, most it can be later)`, all counted from the same instant (the last packet
-    /// heard). An ICMP arriving just after a retransmission dates it exactly (its slack is then
+    /// `(nominal, most it can be later, back-off steps reverted)`, all counted from the same instant
+    /// as `first`. An ICMP arriving just after a retransmission dates it exactly (its slack is then
     /// known), and reverts one back-off step.
     pub fn give_up(
         &self,
@@ -116,7 +130,7 @@ impl RetransmissionTimer {
         first_late: Duration,
         icmp: &[Duration],
         wheel: Wheel,
-    ) -> (Duration, Duration) {
+    ) -> (Duration, Duration, u32) {
         let echo = |t: Duration, late: Duration| {
             icmp.iter()
                 .copied()
@@ -130,12 +144,12 @@ impl RetransmissionTimer {
         let (mut t, mut late) = (first, first_late);
         // retrans_stamp's user-timeout end, set by the first retransmission (and how late it may be).
         let mut end: Option<(Duration, Duration)> = None;
-        let mut backoff = 0u32;
+        let (mut backoff, mut reverted) = (0u32, 0u32);
         for _ in 0..10_000 {
             if let Some((deadline, _)) = end
                 && t >= deadline
             {
-                return (t, late);
+                return (t, late, reverted);
             }
             // A retransmission at `t`; the router's answer to it, if any, dates it.
             let answer = echo(t, late);
@@ -147,6 +161,7 @@ impl RetransmissionTimer {
                 // Backed off, and at once one step back: re-armed from the retransmission with
                 // the RTO it went with, unclamped.
                 (t, late) = (t + rto_at(backoff), wheel.max_late(rto_at(backoff)));
+                reverted += 1;
                 continue;
             }
             backoff += 1;
@@ -156,17 +171,22 @@ impl RetransmissionTimer {
             } else {
                 let (next, next_late) =
                     (t + rto_at(backoff), late + wheel.max_late(rto_at(backoff)));
-                if next + next_late < deadline {
+                // A router's answer to that firing shows it came before the end and retransmitted.
+                if next + next_late < deadline || echo(next, next_late).is_some() {
                     (next, next_late)
                 } else {
                     // This firing may come after the end (then it ends the connection), else the
                     // clamped one right after it does.
-                    let clamped = deadline_late + wheel.max_late(deadline - next);
-                    return (deadline, (next + next_late - deadline).max(clamped));
+                    let clamped = deadline_late + wheel.max_late(deadline.saturating_sub(next));
+                    return (
+                        deadline,
+                        (next + next_late - deadline).max(clamped),
+                        reverted,
+                    );
                 }
             };
         }
-        (t, late)
+        (t, late, reverted)
     }
 }
 
@@ -236,8 +256,9 @@ impl KeepaliveTimer {
     /// The keepalive probe that meets a path healed at `heal` (time since the last packet heard):
     /// `(earliest, nominal, latest)`. Earliest is the nominal time of the first probe whose slack
     /// reaches past the heal (it may fire after it, or be lost just before); nominal and latest are
-    /// those of the first probe surely sent after the heal. `None` when the connection is given up
-    /// first.
+    /// those of the first probe surely sent after the heal, or of the tick that gives the
+    /// connection up when that comes first (only the earlier probe can then meet the heal). `None`
+    /// when the connection is given up before any probe can.
     pub fn first_probe_from(
         &self,
         at_cut: KeepalivePhase,
@@ -329,11 +350,11 @@ mod tests {
     fn a_blackholed_user_timeout_ends_on_the_clamped_firing() {
         // Retransmissions at 0.204, 0.612, 1.428, 3.06 s; the next (3.264 s later) is clamped to the
         // user timeout's end, 5.204 s, armed 2.144 s ahead (level 2: up to 260 ms late).
-        let (t, late) = rtx(5.0).give_up(s(0.204), s(0.04), &[], WHEEL);
+        let (t, late, _) = rtx(5.0).give_up(s(0.204), s(0.04), &[], WHEEL);
         assert_eq!(t, s(5.204));
         assert_eq!(late, s(0.04) + s(0.26));
         // 3 s: the clamped firing is armed only 144 ms ahead (level 0).
-        let (t, late) = rtx(3.0).give_up(s(0.204), s(0.04), &[], WHEEL);
+        let (t, late, _) = rtx(3.0).give_up(s(0.204), s(0.04), &[], WHEEL);
         assert_eq!(t, s(3.204));
         assert!(late <= s(0.05), "{late:?}");
     }
@@ -348,7 +369,7 @@ mod tests {
             .iter()
             .map(|ms| s(ms / 1000.0))
             .collect();
-        let (t, late) = rtx(3.0).give_up(s(0.204), s(0.04), &icmp, WHEEL);
+        let (t, late, _) = rtx(3.0).give_up(s(0.204), s(0.04), &icmp, WHEEL);
         assert_eq!(t, s(3.9591));
         assert_eq!(late, s(0.036));
         // uto=5s, the same router: the retransmission at ≈4 s draws no ICMP (the limit's tokens
@@ -357,7 +378,7 @@ mod tests {
             .iter()
             .map(|ms| s(ms / 1000.0))
             .collect();
-        let (t, late) = rtx(5.0).give_up(s(0.204), s(0.04), &icmp, WHEEL);
+        let (t, late, _) = rtx(5.0).give_up(s(0.204), s(0.04), &icmp, WHEEL);
         assert_eq!(t, s(5.204));
         assert!(t + late >= s(5.237), "{late:?}");
     }

@@ -249,14 +249,13 @@ impl IcmpSocket {
             return IcmpSocket::Unavailable(format!("raw ICMP socket: {e}"));
         }
         // The kernel stamps each packet as it arrives: a busy event loop reads it late, and the
-        // prediction runs the sender's timers from when each error came.
-        if let Err(e) = nix::sys::socket::setsockopt(
+        // prediction runs the sender's timers from when each error came. Without the stamp, the
+        // packet is dated when it is read.
+        let _ = nix::sys::socket::setsockopt(
             &sock,
             nix::sys::socket::sockopt::ReceiveTimestampns,
             &true,
-        ) {
-            return IcmpSocket::Unavailable(format!("raw ICMP socket: SO_TIMESTAMPNS: {e}"));
-        }
+        );
         // SAFETY: the Socket owns its descriptor and moves into the AsyncFd, which therefore keeps
         // the same open descriptor for its whole life.
         match unsafe { AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE) } {
