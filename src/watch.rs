@@ -100,7 +100,7 @@ pub struct PingLog {
     /// When the next ping is due (`compare` reads it at the cut: the phase of the heartbeat).
     next: std::sync::Mutex<Option<Instant>>,
     /// When the peer was last heard in the heartbeat's protocol: the heartbeat counts its misses
-    /// from here (`compare` reads it at the cut).
+    /// from here (`compare` reads it once the run ends: the last reply before the cut).
     heard: std::sync::Mutex<Option<Instant>>,
 }
 
