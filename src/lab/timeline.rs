@@ -47,15 +47,14 @@ pub struct Sampled {
     dropped: u64,
     /// The last sample, after the cut.
     until: Duration,
-    /// A busy connection's first zero-window probe after the cut, between two samples: (not
-    /// before, by). Its back-off rose with nothing unacknowledged (tcp_send_probe0); the user
-    /// timeout counts from it.
+    /// See [`Sampled::first_window_probe`]: seen as its back-off rising with nothing
+    /// unacknowledged (tcp_send_probe0).
     first_window_probe: Option<(Duration, Duration)>,
 }
 
 impl Sampled {
     /// A busy connection's first zero-window probe after the cut, between two samples: (not
-    /// before, by).
+    /// before, by). The user timeout counts from it.
     pub fn first_window_probe(&self) -> Option<(Duration, Duration)> {
         self.first_window_probe
     }

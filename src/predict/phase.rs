@@ -337,6 +337,10 @@ mod tests {
         }
     }
 
+    fn millis(ms: &[f64]) -> Vec<Duration> {
+        ms.iter().map(|ms| s(ms / 1000.0)).collect()
+    }
+
     /// uto with RTO 204 ms, the first retransmission nominally one RTO after the last packet heard.
     fn rtx(uto: f64) -> RetransmissionTimer {
         RetransmissionTimer {
@@ -365,19 +369,13 @@ mod tests {
         // router's burst of five right after the cut (new data: no revert), then one ICMP a second
         // as its rate limit allows, each about a retransmission. The last revert re-arms 816 ms
         // after 3.143 s, past the user timeout's end (3.2 s): detected at 3.974 s.
-        let icmp: Vec<Duration> = [16.7, 20.9, 26.8, 31.0, 41.1, 1479.1, 2312.1, 3143.1]
-            .iter()
-            .map(|ms| s(ms / 1000.0))
-            .collect();
+        let icmp = millis(&[16.7, 20.9, 26.8, 31.0, 41.1, 1479.1, 2312.1, 3143.1]);
         let (t, late, _) = rtx(3.0).give_up(s(0.204), s(0.04), &icmp, WHEEL);
         assert_eq!(t, s(3.9591));
         assert_eq!(late, s(0.036));
         // uto=5s, the same router: the retransmission at ≈4 s draws no ICMP (the limit's tokens
         // ran out), so the clamp holds: 5.204 s, measured 5.237 s.
-        let icmp: Vec<Duration> = [13.0, 16.4, 19.5, 28.7, 38.9, 1492.6, 2324.7, 3156.9]
-            .iter()
-            .map(|ms| s(ms / 1000.0))
-            .collect();
+        let icmp = millis(&[13.0, 16.4, 19.5, 28.7, 38.9, 1492.6, 2324.7, 3156.9]);
         let (t, late, _) = rtx(5.0).give_up(s(0.204), s(0.04), &icmp, WHEEL);
         assert_eq!(t, s(5.204));
         assert!(t + late >= s(5.237), "{late:?}");
